@@ -1,0 +1,1 @@
+"""Thin I/O shells around resolver.core: AWS, sockets, files, watchers."""

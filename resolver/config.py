@@ -1,0 +1,223 @@
+"""Configuration: one TOML file, frozen dataclasses, unknown keys rejected by name.
+
+Defaults match DESIGN.md. Command-line flags override the file through
+``dataclasses.replace``; validation happens once, here, so the rest of the code
+can trust every value it is handed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resolver.core.document import REGION_PATTERN
+from resolver.core.endpoints import Endpoint, parse_endpoint
+from resolver.core.names import check_zone
+from resolver.errors import ConfigError, InvalidName
+
+DEFAULT_CONFIG_PATH = Path("/etc/tagdns/tagdns.toml")
+NONE = "none"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    url: str = "s3://fleet-config/dns/mapping.json"
+    poll_interval: float = 30.0
+    cache_path: str = "/var/lib/tagdns/mapping.json"
+    max_shrink: float = 0.5
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    region: str = AUTO
+    zone: str = "internal"
+    cross_region: str = "public"
+    authoritative: bool = False
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    listen: tuple[str, ...] = ("127.0.0.53:53",)
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    upstream: tuple[str, ...] = (AUTO,)
+    ttl: int = 30
+    negative_ttl: int = 30
+
+
+@dataclass(frozen=True)
+class HostsConfig:
+    path: str = ""
+    dnsmasq_file: str = ""
+    dnsmasq_pidfile: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = ""
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    bucket: str = ""
+    prefix: str = "dns"
+    regions: tuple[str, ...] = ("all",)
+    tag_key: str = "dns"
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    view: ViewConfig = field(default_factory=ViewConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    hosts: HostsConfig = field(default_factory=HostsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "source": SourceConfig,
+    "view": ViewConfig,
+    "dns": DnsConfig,
+    "hosts": HostsConfig,
+    "metrics": MetricsConfig,
+    "publish": PublishConfig,
+}
+
+
+def _coerce(value: object, default: object, where: str) -> object:
+    """Check a TOML value against the type of the field's default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
+
+
+def config_from_mapping(raw: Mapping[str, Any], origin: str = "config") -> Config:
+    """Build and validate a Config from parsed TOML; errors name ``origin`` and the key."""
+    sections: dict[str, Any] = {}
+    for section_name, section_value in raw.items():
+        section_type = _SECTIONS.get(section_name)
+        if section_type is None:
+            raise ConfigError(f"{origin}: unknown section [{section_name}]")
+        if not isinstance(section_value, dict):
+            raise ConfigError(f"{origin}: [{section_name}] must be a table")
+        defaults = section_type()
+        known = {f.name for f in dataclasses.fields(section_type)}
+        values: dict[str, object] = {}
+        for key, value in section_value.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown key {key!r} in [{section_name}]")
+            where = f"{origin}: [{section_name}] {key}"
+            values[key] = _coerce(value, getattr(defaults, key), where)
+        sections[section_name] = section_type(**values)
+    config = Config(**sections)
+    validate_config(config, origin)
+    return config
+
+
+def load_config(path: Path | None) -> Config:
+    """Read ``path``, or the default file when present, or return defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return Config()
+        path = DEFAULT_CONFIG_PATH
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_mapping(raw, str(path))
+
+
+def override(section: Any, **changes: object) -> Any:
+    """Replace the fields given on the command line (None means 'not given')."""
+    given = {key: value for key, value in changes.items() if value is not None}
+    return dataclasses.replace(section, **given) if given else section
+
+
+def listen_endpoints(config: DnsConfig) -> list[Endpoint]:
+    return [parse_endpoint(text, what="[dns] listen") for text in config.listen]
+
+
+def allowed_networks(config: DnsConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for text in config.allow:
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigError(f"[dns] allow: {text!r} is not a network") from None
+    return networks
+
+
+def validate_config(config: Config, origin: str = "config") -> None:
+    """Cross-field checks; raises ConfigError naming the key at fault."""
+    source = config.source
+    if source.poll_interval <= 0:
+        raise ConfigError(f"{origin}: [source] poll_interval must be positive")
+    if not 0.0 <= source.max_shrink <= 1.0:
+        raise ConfigError(f"{origin}: [source] max_shrink must be between 0 and 1")
+    view = config.view
+    try:
+        check_zone(view.zone)
+    except InvalidName as exc:
+        raise ConfigError(f"{origin}: [view] zone {view.zone!r} {exc}") from None
+    if view.zone != view.zone.lower():
+        raise ConfigError(f"{origin}: [view] zone {view.zone!r} must be lowercase")
+    if view.region not in (AUTO, "public") and not REGION_PATTERN.match(view.region):
+        raise ConfigError(
+            f"{origin}: [view] region {view.region!r} is not a region, public or auto"
+        )
+    if view.cross_region not in ("public", "private"):
+        raise ConfigError(f"{origin}: [view] cross_region must be 'public' or 'private'")
+    dns = config.dns
+    for name, value in (("ttl", dns.ttl), ("negative_ttl", dns.negative_ttl)):
+        if not 0 <= value <= 86400:
+            raise ConfigError(f"{origin}: [dns] {name} must be 0 to 86400 seconds")
+    listen = listen_endpoints(dns)
+    if not listen:
+        raise ConfigError(f"{origin}: [dns] listen needs at least one address")
+    networks = allowed_networks(dns)
+    if any(not e.is_loopback for e in listen) and all(n.is_loopback for n in networks):
+        raise ConfigError(
+            f"{origin}: [dns] listen has a non-loopback address; "
+            "[dns] allow must name the client networks beyond loopback"
+        )
+    publish = config.publish
+    for region in publish.regions:
+        if region != "all" and not REGION_PATTERN.match(region):
+            raise ConfigError(f"{origin}: [publish] regions: {region!r} is not a region")
+    if publish.prefix.startswith("/") or ".." in publish.prefix.split("/"):
+        raise ConfigError(f"{origin}: [publish] prefix {publish.prefix!r} is not a relative key")

@@ -1,0 +1,298 @@
+"""The mapping document (schema 1): model, canonical bytes and validation.
+
+The document is the only thing that travels from the publisher to the nodes, so
+it is validated field by field on both sides and serialised canonically: the same
+fleet always gives the same bytes, hence the same ETag and no needless PUT.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from resolver.core.addresses import address_sort_key, canonical_ipv4, canonical_ipv6
+from resolver.core.names import validate_name
+from resolver.errors import DocumentError, InvalidName
+
+SCHEMA_VERSION = 1
+
+REGION_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}\Z")
+_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")
+_AZ = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}[a-z](?:-[a-z0-9-]+)?\Z")
+_TAG_KEY_MAX = 128
+_REJECTED_VALUE_MAX = 512
+
+_DOCUMENT_FIELDS = frozenset(
+    {"schema", "serial", "generated_at", "tag_key", "regions", "hosts", "rejected"}
+)
+_HOST_FIELDS = frozenset(
+    {"name", "region", "instance_id", "az", "private_ipv4", "public_ipv4", "ipv6"}
+)
+_REJECTED_FIELDS = frozenset({"region", "instance_id", "value", "reason"})
+
+
+@dataclass(frozen=True, order=True)
+class HostEntry:
+    """One (name, instance) pair; the unit the views are built from."""
+
+    name: str
+    region: str
+    instance_id: str
+    az: str
+    private_ipv4: str
+    public_ipv4: str | None
+    ipv6: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "region": self.region,
+            "instance_id": self.instance_id,
+            "az": self.az,
+            "private_ipv4": self.private_ipv4,
+            "public_ipv4": self.public_ipv4,
+            "ipv6": list(self.ipv6),
+        }
+
+
+@dataclass(frozen=True, order=True)
+class Rejection:
+    """A tag value (or part of one) that failed validation, kept for operators to see."""
+
+    region: str
+    instance_id: str
+    value: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "instance_id": self.instance_id,
+            "value": self.value,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class MappingDocument:
+    """A whole fleet's names. Build with ``make_document`` to get canonical order."""
+
+    serial: int
+    generated_at: str
+    tag_key: str
+    regions: tuple[str, ...]
+    hosts: tuple[HostEntry, ...]
+    rejected: tuple[Rejection, ...] = ()
+    schema: int = field(default=SCHEMA_VERSION)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(host.name for host in self.hosts)
+
+    def same_content(self, other: MappingDocument) -> bool:
+        """True when only serial and generated_at differ: nothing worth publishing."""
+        return (
+            self.tag_key == other.tag_key
+            and self.regions == other.regions
+            and self.hosts == other.hosts
+            and self.rejected == other.rejected
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "serial": self.serial,
+            "generated_at": self.generated_at,
+            "tag_key": self.tag_key,
+            "regions": list(self.regions),
+            "hosts": [host.to_json() for host in self.hosts],
+            "rejected": [rejection.to_json() for rejection in self.rejected],
+        }
+
+    def to_bytes(self) -> bytes:
+        """Canonical bytes: sorted keys, compact, ASCII-escaped, one trailing newline."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return (text + "\n").encode("ascii")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC with a Z and whole seconds, the only form the document uses."""
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_document(
+    *,
+    serial: int,
+    generated_at: str,
+    tag_key: str,
+    regions: Iterable[str],
+    hosts: Iterable[HostEntry],
+    rejected: Iterable[Rejection] = (),
+) -> MappingDocument:
+    """Build a document in canonical order (hosts by name, region, instance)."""
+    return MappingDocument(
+        serial=serial,
+        generated_at=generated_at,
+        tag_key=tag_key,
+        regions=tuple(sorted(set(regions))),
+        hosts=tuple(sorted(hosts, key=lambda h: (h.name, h.region, h.instance_id))),
+        rejected=tuple(sorted(set(rejected))),
+    )
+
+
+def parse_document(data: bytes) -> MappingDocument:
+    """Parse and fully validate document bytes; errors name the field at fault."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"document is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DocumentError(
+            f"document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise DocumentError("document is not valid JSON: nested too deeply") from None
+    return document_from_json(raw)
+
+
+def document_from_json(raw: object) -> MappingDocument:
+    """Validate an already decoded JSON value as a schema 1 document."""
+    obj = _expect_object(raw, "document", _DOCUMENT_FIELDS)
+    schema = obj["schema"]
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        raise DocumentError(f"schema: expected {SCHEMA_VERSION}, got {schema!r}")
+    serial = obj["serial"]
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+        raise DocumentError(f"serial: expected a non-negative integer, got {serial!r}")
+    generated_at = _timestamp(obj["generated_at"], "generated_at")
+    tag_key = obj["tag_key"]
+    if not isinstance(tag_key, str) or not 0 < len(tag_key) <= _TAG_KEY_MAX:
+        raise DocumentError(f"tag_key: expected a string of 1 to {_TAG_KEY_MAX} characters")
+    regions = _regions(obj["regions"])
+    hosts = _hosts(obj["hosts"], frozenset(regions))
+    rejected = _rejected(obj["rejected"])
+    return make_document(
+        serial=serial,
+        generated_at=generated_at,
+        tag_key=tag_key,
+        regions=regions,
+        hosts=hosts,
+        rejected=rejected,
+    )
+
+
+def _expect_object(raw: object, where: str, fields: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(raw, dict):
+        raise DocumentError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise DocumentError(f"{where}: unknown field {unknown[0]!r}")
+    missing = sorted(fields - set(raw))
+    if missing:
+        raise DocumentError(f"{where}: missing field {missing[0]!r}")
+    return raw
+
+
+def _expect_list(raw: object, where: str) -> list[Any]:
+    if not isinstance(raw, list):
+        raise DocumentError(f"{where}: expected a list, got {type(raw).__name__}")
+    return raw
+
+
+def _timestamp(raw: object, where: str) -> str:
+    if not isinstance(raw, str):
+        raise DocumentError(f"{where}: expected an RFC 3339 time string")
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise DocumentError(f"{where}: {raw!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise DocumentError(f"{where}: {raw!r} has no time zone")
+    return raw
+
+
+def _region(raw: object, where: str) -> str:
+    if not isinstance(raw, str) or not REGION_PATTERN.match(raw):
+        raise DocumentError(f"{where}: {raw!r} is not a region name")
+    return raw
+
+
+def _regions(raw: object) -> list[str]:
+    regions = [
+        _region(item, f"regions[{i}]") for i, item in enumerate(_expect_list(raw, "regions"))
+    ]
+    if len(set(regions)) != len(regions):
+        raise DocumentError("regions: a region is listed twice")
+    return regions
+
+
+def _hosts(raw: object, regions: frozenset[str]) -> list[HostEntry]:
+    hosts: list[HostEntry] = []
+    seen: set[tuple[str, str]] = set()
+    for i, item in enumerate(_expect_list(raw, "hosts")):
+        where = f"hosts[{i}]"
+        obj = _expect_object(item, where, _HOST_FIELDS)
+        name_raw = obj["name"]
+        if not isinstance(name_raw, str):
+            raise DocumentError(f"{where}.name: expected a string")
+        try:
+            name = validate_name(name_raw)
+        except InvalidName as exc:
+            raise DocumentError(f"{where}.name: {name_raw!r} {exc}") from None
+        if name != name_raw:
+            raise DocumentError(f"{where}.name: {name_raw!r} is not in normal form")
+        region = _region(obj["region"], f"{where}.region")
+        if region not in regions:
+            raise DocumentError(f"{where}.region: {region!r} is not among the scanned regions")
+        instance_id = obj["instance_id"]
+        if not isinstance(instance_id, str) or not _INSTANCE_ID.match(instance_id):
+            raise DocumentError(f"{where}.instance_id: {instance_id!r} is not an instance id")
+        az = obj["az"]
+        if not isinstance(az, str) or not _AZ.match(az):
+            raise DocumentError(f"{where}.az: {az!r} is not an availability zone")
+        private_ipv4 = canonical_ipv4(obj["private_ipv4"], f"{where}.private_ipv4")
+        public_raw = obj["public_ipv4"]
+        public_ipv4 = (
+            None if public_raw is None else canonical_ipv4(public_raw, f"{where}.public_ipv4")
+        )
+        ipv6 = [
+            canonical_ipv6(address, f"{where}.ipv6[{j}]")
+            for j, address in enumerate(_expect_list(obj["ipv6"], f"{where}.ipv6"))
+        ]
+        key = (name, instance_id)
+        if key in seen:
+            raise DocumentError(f"{where}: name {name!r} listed twice for {instance_id}")
+        seen.add(key)
+        hosts.append(
+            HostEntry(
+                name=name,
+                region=region,
+                instance_id=instance_id,
+                az=az,
+                private_ipv4=private_ipv4,
+                public_ipv4=public_ipv4,
+                ipv6=tuple(sorted(set(ipv6), key=address_sort_key)),
+            )
+        )
+    return hosts
+
+
+def _rejected(raw: object) -> list[Rejection]:
+    rejected: list[Rejection] = []
+    for i, item in enumerate(_expect_list(raw, "rejected")):
+        where = f"rejected[{i}]"
+        obj = _expect_object(item, where, _REJECTED_FIELDS)
+        region = _region(obj["region"], f"{where}.region")
+        instance_id = obj["instance_id"]
+        if not isinstance(instance_id, str) or not _INSTANCE_ID.match(instance_id):
+            raise DocumentError(f"{where}.instance_id: {instance_id!r} is not an instance id")
+        value, reason = obj["value"], obj["reason"]
+        if not isinstance(value, str) or len(value) > _REJECTED_VALUE_MAX:
+            raise DocumentError(f"{where}.value: expected a string")
+        if not isinstance(reason, str):
+            raise DocumentError(f"{where}.reason: expected a string")
+        rejected.append(Rejection(region, instance_id, value, reason))
+    return rejected

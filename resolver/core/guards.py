@@ -1,0 +1,40 @@
+"""Guards a new document must pass before it replaces the one in force.
+
+Both the publisher and the agent apply them: an empty scan caused by a
+credentials or region mistake must not wipe every node's names, and a replayed
+old object must not roll nodes back.
+"""
+
+from __future__ import annotations
+
+from resolver.core.document import MappingDocument
+from resolver.errors import ShrinkError, StaleSerialError
+
+
+def lost_share(old: MappingDocument, new: MappingDocument) -> float:
+    """Share of the old document's names that the new one no longer has."""
+    old_names = old.names()
+    if not old_names:
+        return 0.0
+    return len(old_names - new.names()) / len(old_names)
+
+
+def check_shrink(old: MappingDocument | None, new: MappingDocument, max_shrink: float) -> None:
+    """Raise ShrinkError when ``new`` loses more than ``max_shrink`` of the names."""
+    if old is None:
+        return
+    share = lost_share(old, new)
+    if share > max_shrink:
+        lost = len(old.names() - new.names())
+        raise ShrinkError(
+            f"new document loses {lost} of {len(old.names())} names ({share:.0%}), "
+            f"more than the {max_shrink:.0%} allowed"
+        )
+
+
+def check_serial(current: MappingDocument | None, new: MappingDocument) -> None:
+    """Raise StaleSerialError when ``new`` is older than the document in force."""
+    if current is not None and new.serial < current.serial:
+        raise StaleSerialError(
+            f"serial {new.serial} is older than the serial {current.serial} in force"
+        )

@@ -1,0 +1,104 @@
+"""Validation and normalisation of host names taken from tag values.
+
+Tag values are written by anyone allowed to tag an instance, so they are hostile
+until proven otherwise: a name must be plain LDH labels and must not claim a name
+the node relies on (localhost, reverse zones, the zone suffix itself).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from resolver.errors import InvalidName
+
+MAX_LABEL_OCTETS = 63
+MAX_NAME_OCTETS = 253
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_RESERVED_LAST_LABELS = frozenset({"localhost", "arpa", "invalid", "local"})
+
+
+@dataclass(frozen=True)
+class NameRejection:
+    """One part of a tag value that is not a usable name, and why."""
+
+    value: str
+    reason: str
+
+
+def normalise_name(raw: str) -> str:
+    """Strip and lowercase; ASCII only so lowercasing cannot change a name's shape."""
+    stripped = raw.strip()
+    if not stripped.isascii():
+        raise InvalidName("contains non-ASCII characters")
+    return stripped.lower()
+
+
+def check_label(label: str) -> None:
+    """Raise InvalidName unless label is one LDH label of 1 to 63 octets."""
+    if not label:
+        raise InvalidName("has an empty label")
+    if len(label) > MAX_LABEL_OCTETS:
+        raise InvalidName(f"has a label longer than {MAX_LABEL_OCTETS} octets")
+    if not _LABEL.match(label):
+        if label.startswith("-") or label.endswith("-"):
+            raise InvalidName("has a label that starts or ends with a hyphen")
+        raise InvalidName("has characters other than letters, digits and hyphens")
+
+
+def check_zone(zone: str) -> str:
+    """Validate a zone suffix such as ``internal``; returns it normalised."""
+    normalised = normalise_name(zone)
+    if not normalised or len(normalised) > MAX_NAME_OCTETS:
+        raise InvalidName(f"zone {zone!r} must be 1 to {MAX_NAME_OCTETS} octets")
+    for label in normalised.split("."):
+        check_label(label)
+    return normalised
+
+
+def validate_name(raw: str, zone: str | None = None) -> str:
+    """Return the normalised name or raise InvalidName with a one-line reason.
+
+    ``zone`` is the suffix the agent adds; a name already ending in it would
+    shadow or duplicate the qualified form, so it is refused.
+    """
+    name = normalise_name(raw)
+    if not name:
+        raise InvalidName("is empty")
+    if len(name) > MAX_NAME_OCTETS:
+        raise InvalidName(f"is longer than {MAX_NAME_OCTETS} octets")
+    labels = name.split(".")
+    for label in labels:
+        check_label(label)
+    last = labels[-1]
+    if last in _RESERVED_LAST_LABELS:
+        raise InvalidName(f"ends in the reserved name {last!r}")
+    if last.isdigit():
+        raise InvalidName("ends in an all-numeric label (looks like an address)")
+    if zone is not None and (name == zone or name.endswith("." + zone)):
+        raise InvalidName(f"ends in the zone suffix {zone!r}")
+    return name
+
+
+def split_tag_value(value: str, zone: str | None = None) -> tuple[list[str], list[NameRejection]]:
+    """Split ``web1, api`` into valid names and rejected parts.
+
+    Empty parts (``a,,b`` or a trailing comma) are ignored; duplicates are kept once.
+    A value with no names at all is itself a rejection, so an operator sees it.
+    """
+    names: list[str] = []
+    rejections: list[NameRejection] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        try:
+            name = validate_name(part, zone)
+        except InvalidName as exc:
+            rejections.append(NameRejection(part, f"name {part.strip()!r} {exc}"))
+            continue
+        if name not in names:
+            names.append(name)
+    if not names and not rejections:
+        rejections.append(NameRejection(value, "tag value holds no names"))
+    return names, rejections

@@ -1,0 +1,77 @@
+"""What a publish found and what it changes, for the operator reading the output."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from resolver.core.document import MappingDocument, Rejection
+
+
+@dataclass(frozen=True)
+class RegionCount:
+    region: str
+    instances: int
+    names: int
+
+
+@dataclass(frozen=True)
+class PublishSummary:
+    serial: int
+    previous_serial: int | None
+    changed: bool
+    instances: int
+    names: int
+    regions: tuple[RegionCount, ...]
+    rejected: tuple[Rejection, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def summarise(previous: MappingDocument | None, document: MappingDocument) -> PublishSummary:
+    """Counts per region and the names added and removed versus ``previous``."""
+    instances: dict[str, set[str]] = defaultdict(set)
+    names: dict[str, set[str]] = defaultdict(set)
+    for host in document.hosts:
+        instances[host.region].add(host.instance_id)
+        names[host.region].add(host.name)
+    old_names = previous.names() if previous is not None else frozenset()
+    new_names = document.names()
+    return PublishSummary(
+        serial=document.serial,
+        previous_serial=previous.serial if previous is not None else None,
+        changed=previous is None or not previous.same_content(document),
+        instances=len({host.instance_id for host in document.hosts}),
+        names=len(new_names),
+        regions=tuple(
+            RegionCount(region, len(instances[region]), len(names[region]))
+            for region in document.regions
+        ),
+        rejected=document.rejected,
+        added=tuple(sorted(new_names - old_names)),
+        removed=tuple(sorted(old_names - new_names)),
+    )
+
+
+def render_summary(summary: PublishSummary) -> list[str]:
+    """Human lines; tag values are shown with repr so hostile bytes stay inert."""
+    lines = [
+        f"{summary.instances} named instances, {summary.names} names, "
+        f"{len(summary.regions)} regions, {len(summary.rejected)} rejected tag values"
+    ]
+    lines.extend(
+        f"  {count.region}: {count.instances} instances, {count.names} names"
+        for count in summary.regions
+    )
+    lines.extend(
+        f"  rejected {r.region} {r.instance_id}: {r.value!r}: {r.reason}" for r in summary.rejected
+    )
+    if summary.previous_serial is None:
+        lines.append("no current document: everything is new")
+    lines.extend(f"  + {name}" for name in summary.added)
+    lines.extend(f"  - {name}" for name in summary.removed)
+    if not summary.changed:
+        lines.append(f"unchanged: serial {summary.serial} stays")
+    elif summary.previous_serial is not None:
+        lines.append(f"changed: serial {summary.previous_serial} -> {summary.serial}")
+    return lines

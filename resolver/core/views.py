@@ -1,0 +1,170 @@
+"""Views: what one node (a region) or one laptop (public) should see of the fleet.
+
+A view is the unit the agent compiles and the hosts writer renders, so it holds
+exactly the answers to give: per name, the addresses in a stable order and
+whether the name also answers under the zone suffix.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from resolver.core.addresses import address_sort_key
+from resolver.core.document import HostEntry, MappingDocument
+from resolver.errors import ConfigError
+
+PUBLIC = "public"
+
+
+class CrossRegion(Enum):
+    """Which address of an instance in another region a node should use."""
+
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+@dataclass(frozen=True)
+class ViewRecord:
+    """One name of a view and every address it answers with."""
+
+    name: str
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...]
+    qualified: bool
+    """True when the name also answers as ``name.<zone>`` (and owns its reverse names)."""
+
+
+@dataclass(frozen=True)
+class Omission:
+    """An instance left out of a view because it lacks the address the view needs."""
+
+    name: str
+    instance_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class View:
+    """An immutable view of one document, ready to compile or render."""
+
+    label: str
+    zone: str
+    serial: int
+    records: tuple[ViewRecord, ...]
+    omitted: tuple[Omission, ...] = ()
+
+    def record(self, name: str) -> ViewRecord | None:
+        """The record for a bare name (linear: for tools, not the query path)."""
+        for record in self.records:
+            if record.name == name:
+                return record
+        return None
+
+
+def _sorted_unique(addresses: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(addresses), key=address_sort_key))
+
+
+def _group_by_name(hosts: Iterable[HostEntry]) -> dict[str, list[HostEntry]]:
+    grouped: dict[str, list[HostEntry]] = defaultdict(list)
+    for host in hosts:
+        grouped[host.name].append(host)
+    return grouped
+
+
+def _zone_collisions(document: MappingDocument, zone: str) -> list[Omission]:
+    """Names a node cannot serve under its own zone (the document came from another zone)."""
+    return [
+        Omission(host.name, host.instance_id, f"name ends in the zone suffix {zone!r}")
+        for host in document.hosts
+        if host.name == zone or host.name.endswith("." + zone)
+    ]
+
+
+def region_view(
+    document: MappingDocument,
+    region: str,
+    zone: str,
+    cross_region: CrossRegion = CrossRegion.PUBLIC,
+) -> View:
+    """The view of a node in ``region``.
+
+    A name with an instance in the region is local: private IPv4 and IPv6 of the
+    local instances only, as ``name`` and ``name.<zone>``. A name found only in
+    other regions is remote: ``name`` alone, with the public (or, for peered
+    VPCs, private) IPv4 addresses of its instances.
+    """
+    if region not in document.regions:
+        raise ConfigError(
+            f"view region {region!r} is not among the document's regions "
+            f"({', '.join(document.regions) or 'none'})"
+        )
+    omitted = _zone_collisions(document, zone)
+    skipped = {(o.name, o.instance_id) for o in omitted}
+    records: list[ViewRecord] = []
+    for name, hosts in sorted(_group_by_name(document.hosts).items()):
+        usable = [h for h in hosts if (h.name, h.instance_id) not in skipped]
+        local = [h for h in usable if h.region == region]
+        if local:
+            records.append(
+                ViewRecord(
+                    name=name,
+                    ipv4=_sorted_unique(h.private_ipv4 for h in local),
+                    ipv6=_sorted_unique(a for h in local for a in h.ipv6),
+                    qualified=True,
+                )
+            )
+            continue
+        if cross_region is CrossRegion.PRIVATE:
+            addresses = [h.private_ipv4 for h in usable]
+        else:
+            addresses = []
+            for host in usable:
+                if host.public_ipv4 is None:
+                    omitted.append(Omission(name, host.instance_id, "no public IPv4 address"))
+                else:
+                    addresses.append(host.public_ipv4)
+        if addresses:
+            records.append(ViewRecord(name, _sorted_unique(addresses), (), qualified=False))
+    return View(region, zone, document.serial, tuple(records), tuple(omitted))
+
+
+def public_view(document: MappingDocument, zone: str) -> View:
+    """The laptop view: every name, qualified, with public IPv4 and IPv6 addresses."""
+    omitted = _zone_collisions(document, zone)
+    skipped = {(o.name, o.instance_id) for o in omitted}
+    records: list[ViewRecord] = []
+    for name, hosts in sorted(_group_by_name(document.hosts).items()):
+        usable: list[HostEntry] = []
+        for host in hosts:
+            if (host.name, host.instance_id) in skipped:
+                continue
+            if host.public_ipv4 is None:
+                omitted.append(Omission(name, host.instance_id, "no public IPv4 address"))
+            else:
+                usable.append(host)
+        if usable:
+            records.append(
+                ViewRecord(
+                    name=name,
+                    ipv4=_sorted_unique(h.public_ipv4 for h in usable if h.public_ipv4),
+                    ipv6=_sorted_unique(a for h in usable for a in h.ipv6),
+                    qualified=True,
+                )
+            )
+    return View(PUBLIC, zone, document.serial, tuple(records), tuple(omitted))
+
+
+def build_view(
+    document: MappingDocument,
+    view: str,
+    zone: str,
+    cross_region: CrossRegion = CrossRegion.PUBLIC,
+) -> View:
+    """``view`` is a region name or ``public``."""
+    if view == PUBLIC:
+        return public_view(document, zone)
+    return region_view(document, view, zone, cross_region)
