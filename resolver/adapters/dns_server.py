@@ -1,0 +1,321 @@
+"""asyncio DNS server: UDP and TCP listeners around a Responder.
+
+This is the thin shell of hypercorn's split: bytes in, ``Responder.respond``,
+bytes out. It owns only transport concerns: the client allow-list, RFC 7766 TCP
+framing with several queries per connection, an idle timeout, and a connection
+cap that evicts the least recently active connection so idle or slow clients
+cannot lock new ones out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import struct
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import cast
+
+from resolver.core import wire
+from resolver.core.endpoints import Endpoint
+from resolver.core.responder import Question, Responder, error_reply, servfail
+
+log = logging.getLogger("tagdns.server")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Forward = Callable[[Question, bool], Awaitable[bytes | None]]
+"""Ask upstream for a question not owned; (question, udp) -> reply bytes or None."""
+
+_ALLOW_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Transport limits; defaults suit a node-local resolver."""
+
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 256
+    tcp_max_pending_per_connection: int = 64
+    udp_max_pending_forwards: int = 1024
+
+
+@dataclass
+class ServerCounters:
+    """Plain counters the metrics adapter reads; increments are cheap on the hot path."""
+
+    udp_queries: int = 0
+    tcp_queries: int = 0
+    refused_clients: int = 0
+    dropped: int = 0
+    internal_errors: int = 0
+    tcp_evictions: int = 0
+    tcp_idle_closes: int = 0
+    forward_overflow: int = 0
+
+
+class DnsServer:
+    """Serves whatever Responder is in ``self.responder``; assign a new one to swap zones."""
+
+    def __init__(
+        self,
+        responder: Responder,
+        *,
+        allow: Iterable[Network],
+        forward: Forward | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        self.responder = responder
+        self.forward = forward
+        self.limits = limits or ServerLimits()
+        self.counters = ServerCounters()
+        self._allow = tuple(allow)
+        self._allow_cache: dict[str, bool] = {}
+        self._tcp: OrderedDict[_TcpProtocol, None] = OrderedDict()
+        self._udp_transports: list[asyncio.DatagramTransport] = []
+        self._tcp_servers: list[asyncio.Server] = []
+        self.udp_pending = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def listen(self, endpoint: Endpoint) -> Endpoint:
+        """Bind UDP and TCP on ``endpoint``; port 0 picks one free port for both."""
+        loop = asyncio.get_running_loop()
+        attempts = 20 if endpoint.port == 0 else 1
+        for attempt in range(attempts):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(endpoint.host, endpoint.port)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                server = await loop.create_server(
+                    lambda: _TcpProtocol(self), endpoint.host, port, reuse_address=True
+                )
+            except OSError:
+                transport.close()
+                if attempt + 1 == attempts:
+                    raise
+                continue
+            self._udp_transports.append(transport)
+            self._tcp_servers.append(server)
+            return Endpoint(endpoint.host, port)
+        raise OSError(f"could not bind {endpoint}")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection and wait for forwards in flight."""
+        for transport in self._udp_transports:
+            transport.close()
+        for server in self._tcp_servers:
+            server.close()
+        for protocol in list(self._tcp):
+            protocol.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for server in self._tcp_servers:
+            await server.wait_closed()
+        self._udp_transports.clear()
+        self._tcp_servers.clear()
+
+    # -- shared helpers --------------------------------------------------------------------
+
+    def allowed(self, host: str) -> bool:
+        """Whether a client address may use this server (cached per address)."""
+        verdict = self._allow_cache.get(host)
+        if verdict is None:
+            try:
+                address = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                verdict = False
+            else:
+                mapped = getattr(address, "ipv4_mapped", None)
+                address = mapped or address
+                verdict = any(address in network for network in self._allow)
+            if len(self._allow_cache) >= _ALLOW_CACHE_MAX:
+                self._allow_cache.clear()
+            self._allow_cache[host] = verdict
+        return verdict
+
+    def answer(self, data: bytes, *, udp: bool) -> bytes | Question | None:
+        try:
+            return self.responder.respond(data, udp=udp)
+        except Exception:  # Responder.respond already contains errors; belt and braces
+            self.counters.internal_errors += 1
+            log.exception("internal error answering a query")
+            return servfail(data)
+
+    def spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def forward_reply(self, question: Question, *, udp: bool) -> bytes | None:
+        """Forwarded answer, or SERVFAIL when the forwarder fails in any way."""
+        if self.forward is None:  # pragma: no cover - Responder only forwards when we can
+            return None
+        try:
+            return await self.forward(question, udp)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.counters.internal_errors += 1
+            log.exception("internal error forwarding a query")
+            return error_reply(question, wire.SERVFAIL, ra=True)
+
+    # -- TCP connection bookkeeping --------------------------------------------------------
+
+    def tcp_opened(self, protocol: _TcpProtocol) -> None:
+        while len(self._tcp) >= self.limits.tcp_max_connections:
+            oldest = next(iter(self._tcp))
+            self.counters.tcp_evictions += 1
+            oldest.close()
+            self._tcp.pop(oldest, None)
+        self._tcp[protocol] = None
+
+    def tcp_active(self, protocol: _TcpProtocol) -> None:
+        if protocol in self._tcp:
+            self._tcp.move_to_end(protocol)
+
+    def tcp_closed(self, protocol: _TcpProtocol) -> None:
+        self._tcp.pop(protocol, None)
+
+    @property
+    def tcp_connections(self) -> int:
+        return len(self._tcp)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's, so no isinstance check here.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        server = self.server
+        if not server.allowed(addr[0]):
+            server.counters.refused_clients += 1
+            return
+        server.counters.udp_queries += 1
+        reply = server.answer(data, udp=True)
+        if reply.__class__ is bytes:
+            self.transport.sendto(reply, addr)  # type: ignore[union-attr]
+        elif reply is None:
+            server.counters.dropped += 1
+        else:
+            assert isinstance(reply, Question)
+            if server.udp_pending >= server.limits.udp_max_pending_forwards:
+                server.counters.forward_overflow += 1
+                return
+            server.udp_pending += 1
+            server.spawn(self._forward(reply, addr))
+
+    async def _forward(self, question: Question, addr: tuple[str, int]) -> None:
+        try:
+            reply = await self.server.forward_reply(question, udp=True)
+            if reply is not None and self.transport is not None and not self.transport.is_closing():
+                self.transport.sendto(reply, addr)
+        finally:
+            self.server.udp_pending -= 1
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+
+class _TcpProtocol(asyncio.Protocol):
+    """RFC 7766: length-prefixed messages, several per connection, replies in any order."""
+
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.pending = 0
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = tcp = cast(asyncio.Transport, transport)
+        peer = tcp.get_extra_info("peername")
+        if not peer or not self.server.allowed(peer[0]):
+            self.server.counters.refused_clients += 1
+            tcp.abort()
+            return
+        self.server.tcp_opened(self)
+        self._arm_idle_timer()
+
+    def _arm_idle_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle_timer = loop.call_later(self.server.limits.tcp_idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        self.server.counters.tcp_idle_closes += 1
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.server.tcp_closed(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        got_message = False
+        while len(buffer) >= 2:
+            length = buffer[0] << 8 | buffer[1]
+            if len(buffer) < 2 + length:
+                break
+            message = bytes(buffer[2 : 2 + length])
+            del buffer[: 2 + length]
+            got_message = True
+            self._handle(message)
+        if got_message:
+            # Only complete messages count as activity: a client dribbling bytes
+            # of a message that never completes still meets the idle timeout.
+            self._arm_idle_timer()
+            self.server.tcp_active(self)
+
+    def _handle(self, message: bytes) -> None:
+        server = self.server
+        server.counters.tcp_queries += 1
+        reply = server.answer(message, udp=False)
+        if reply.__class__ is bytes:
+            self._send(reply)
+        elif reply is None:
+            server.counters.dropped += 1
+        else:
+            assert isinstance(reply, Question)
+            if self.pending >= server.limits.tcp_max_pending_per_connection:
+                server.counters.forward_overflow += 1
+                return
+            self.pending += 1
+            server.spawn(self._forward(reply))
+
+    async def _forward(self, question: Question) -> None:
+        try:
+            reply = await self.server.forward_reply(question, udp=False)
+            if reply is not None:
+                self._send(reply)
+        finally:
+            self.pending -= 1
+
+    def _send(self, reply: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(struct.pack("!H", len(reply)) + reply)
+
+    def pause_writing(self) -> None:
+        # A client that does not read its answers stops being read from.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()

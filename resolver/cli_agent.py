@@ -1,0 +1,198 @@
+"""CLI wiring for the agent's commands: ``serve`` and ``lookup``.
+
+Turns config plus flags into an AgentPlan (flags win), then hands over to
+resolver.agent. Kept apart from cli.py so the publisher's and the agent's
+commands each stay short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from resolver.agent import Agent, AgentPlan, fetch, run_event_loop
+from resolver.config import (
+    AUTO,
+    NONE,
+    Config,
+    allowed_networks,
+    listen_endpoints,
+    load_config,
+    override,
+    validate_config,
+)
+from resolver.core.pipeline import ZoneSettings, load_document
+from resolver.core.responder import Question, Responder
+from resolver.core.source_url import parse_source
+from resolver.core.views import PUBLIC, CrossRegion
+from resolver.errors import ConfigError
+
+log = logging.getLogger("tagdns.cli")
+
+
+def _add_source_and_view(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--source", help="s3://bucket/key, file:///path or a path")
+    parser.add_argument("--view", help="a region, 'public' or 'auto' (instance metadata)")
+
+
+def add_serve(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the agent: answer the view's names over DNS",
+        description="Serve the view's names over DNS (UDP and TCP) and forward the rest.",
+    )
+    _add_source_and_view(parser)
+    parser.add_argument(
+        "--listen", action="append", metavar="ADDR:PORT", help="listen address (repeatable)"
+    )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="ADDR[:PORT]|auto|none",
+        help="upstream resolver (repeatable); 'none' refuses names not owned",
+    )
+    parser.add_argument("--cache", metavar="PATH|none", help="last-known-good copy of the document")
+    parser.add_argument("--poll", type=float, metavar="SECONDS", help="source poll interval")
+    parser.add_argument("--metrics", metavar="ADDR:PORT", help="Prometheus metrics address")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.set_defaults(handler=cmd_serve)
+
+
+def add_lookup(commands: Any) -> None:
+    parser = commands.add_parser(
+        "lookup",
+        help="show what the agent would answer for a name, without DNS",
+        description="Load the document, build the view and print the answers the agent "
+        "would give for NAME (A and AAAA, or PTR for an address).",
+    )
+    parser.add_argument("name", help="a name, or an IPv4/IPv6 address for its PTR")
+    _add_source_and_view(parser)
+    parser.set_defaults(handler=cmd_lookup)
+
+
+def _config_with_flags(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    source = override(config.source, url=args.source)
+    view = override(config.view, region=args.view)
+    dns = config.dns
+    if getattr(args, "listen", None):
+        dns = override(dns, listen=tuple(args.listen))
+    if getattr(args, "upstream", None):
+        dns = override(dns, upstream=tuple(args.upstream))
+    if getattr(args, "cache", None) is not None:
+        source = override(source, cache_path=args.cache)
+    if getattr(args, "poll", None) is not None:
+        source = override(source, poll_interval=args.poll)
+    metrics = config.metrics
+    if getattr(args, "metrics", None) is not None:
+        metrics = override(metrics, listen=args.metrics)
+    config = dataclasses.replace(config, source=source, view=view, dns=dns, metrics=metrics)
+    validate_config(config, "command line" if args.config is None else str(args.config))
+    return config
+
+
+def _view_label(config: Config) -> str:
+    if config.view.region != AUTO:
+        return config.view.region
+    from resolver.adapters.imds import region_from_instance_metadata  # noqa: PLC0415
+
+    return region_from_instance_metadata()
+
+
+def _forwarding(config: Config) -> bool:
+    upstream = config.dns.upstream
+    if NONE in upstream:
+        if len(upstream) > 1:
+            raise ConfigError("upstream 'none' cannot be combined with other upstreams")
+        return False
+    raise ConfigError(
+        "forwarding to upstream resolvers is not available in this version; "
+        "pass --upstream none (names not owned are then REFUSED)"
+    )
+
+
+def zone_settings(config: Config, label: str, *, forwarding: bool) -> ZoneSettings:
+    return ZoneSettings(
+        view=label,
+        zone=config.view.zone,
+        cross_region=CrossRegion(config.view.cross_region),
+        ttl=config.dns.ttl,
+        negative_ttl=config.dns.negative_ttl,
+        authoritative=config.view.authoritative,
+        forwarding=forwarding,
+        max_shrink=config.source.max_shrink,
+    )
+
+
+def build_plan(config: Config) -> AgentPlan:
+    forwarding = _forwarding(config)
+    return AgentPlan(
+        source=parse_source(config.source.url),
+        settings=zone_settings(config, _view_label(config), forwarding=forwarding),
+        listen=tuple(listen_endpoints(config.dns)),
+        allow=tuple(allowed_networks(config.dns)),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    plan = build_plan(_config_with_flags(args))
+    agent = Agent(plan)
+
+    def ready(bound: list[Any]) -> None:
+        log.info("ready: %s", ", ".join(str(endpoint) for endpoint in bound))
+
+    async def main() -> None:
+        await agent.run(ready)
+
+    run_event_loop(main)
+    return 0
+
+
+def _lookup_questions(name: str) -> list[tuple[str, str]]:
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return [(name, "A"), (name, "AAAA")]
+    return [(address.reverse_pointer, "PTR")]
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    config = _config_with_flags(args)
+    label = PUBLIC if config.view.region == PUBLIC else _view_label(config)
+    settings = zone_settings(config, label, forwarding=NONE not in config.dns.upstream)
+    loaded = load_document(fetch(parse_source(config.source.url)), settings)
+    responder = Responder(loaded.zone, forwarding=settings.forwarding)
+    print(f"view {loaded.view.label}, zone {loaded.zone.zone}, serial {loaded.zone.serial}")
+    owned = False
+    for qname, qtype in _lookup_questions(args.name):
+        query = bytes(DNSRecord.question(qname, qtype).pack())
+        reply = responder.respond(query, udp=False)
+        if isinstance(reply, Question):
+            print(f"{qname} {qtype}: not owned: forwarded upstream")
+            continue
+        if reply is None:
+            print(f"{qname} {qtype}: no reply")
+            continue
+        record = DNSRecord.parse(reply)
+        rcode = RCODE.get(record.header.rcode)
+        if not record.rr:
+            kind = "NODATA" if rcode == "NOERROR" and record.auth else rcode
+            owned = owned or kind == "NODATA"
+            print(f"{qname} {qtype}: {kind}")
+        for rr in record.rr:
+            owned = True
+            print(f"{rr.rname} {rr.ttl} {QTYPE.get(rr.rtype)} {rr.rdata}")
+    return 0 if owned else 1

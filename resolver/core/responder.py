@@ -1,0 +1,318 @@
+"""One function from request bytes to reply bytes: the agent's DNS behaviour.
+
+The fast path answers the common query (one question, no compression, at most an
+OPT record) for an owned name with a dictionary lookup and one concatenation.
+Everything else goes to the slow path, which parses with dnslib and applies the
+full error policy of DESIGN.md. Modelled on dnspython's I/O-free core: no
+sockets here, the adapters decide how bytes travel.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from dnslib import DNSError, DNSRecord
+
+from resolver.core import wire
+from resolver.core.zone import CompiledZone, Prepared, prepared_heads
+
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00"
+"""QDCOUNT=1, ANCOUNT=0, NSCOUNT=0 and the high byte of ARCOUNT."""
+_OPT_PREFIX = b"\x00\x00\x29"
+"""Root owner name and TYPE=OPT: how every EDNS query's additional section begins."""
+_CLASS_IN = b"\x00\x01"
+_TYPE_ANY = b"\x00\xff"
+_MAX_NAME_WIRE = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A parsed query, enough to answer it or to forward it."""
+
+    qid: bytes
+    flags: int
+    question: bytes
+    """The question section as the client sent it (its case is echoed)."""
+    key: bytes
+    """The question lowercased: the index key of the zone and of the cache."""
+    qtype: int
+    qclass: int
+    edns: bool
+    do: bool
+    payload: int
+
+    @property
+    def qname_wire(self) -> bytes:
+        return self.key[:-4]
+
+    @property
+    def rd(self) -> bool:
+        return bool(self.flags & wire.FLAG_RD)
+
+    def udp_limit(self) -> int:
+        """The largest UDP reply this client accepts (RFC 6891: never under 512)."""
+        if not self.edns:
+            return wire.MAX_UDP_PLAIN
+        return max(wire.MAX_UDP_PLAIN, min(self.payload, wire.EDNS_PAYLOAD))
+
+
+class Responder:
+    """Answers queries from one compiled zone; immutable, swapped whole on reload.
+
+    ``respond`` returns reply bytes, ``None`` (drop), or a ``Question`` when the
+    name is not owned and a forwarder exists: the adapter then asks upstream.
+    """
+
+    def __init__(self, zone: CompiledZone, *, forwarding: bool) -> None:
+        self.zone = zone
+        self.forwarding = forwarding
+        self._answers = zone.answers
+        self._nodata = zone.nodata
+
+    def respond(self, data: bytes, *, udp: bool = True) -> bytes | Question | None:
+        """Reply to one DNS message; never raises for any input (SERVFAIL instead)."""
+        try:
+            reply = self._fast(data, udp)
+            if reply is not None:
+                return reply
+            return self._slow(data, udp)
+        except Exception:  # the error policy: any internal error is SERVFAIL
+            return servfail(data)
+
+    def _fast(self, data: bytes, udp: bool) -> bytes | None:
+        """Owned names in the common query shape; None means 'use the slow path'."""
+        end = data.find(0, wire.HEADER_LEN)
+        qend = end + 5
+        size = len(data)
+        if end < 0 or qend > size or data[2] & 0xF8 or data[4:11] != _ONE_QUESTION:
+            return None
+        if data[11] == 0 and size == qend:
+            variant, limit = 0, wire.MAX_UDP_PLAIN
+        elif (
+            data[11] == 1
+            and data[qend : qend + 3] == _OPT_PREFIX
+            and size >= qend + 11
+            and data[qend + 6] == 0  # EDNS version 0; others go to the slow path (BADVERS)
+            and size == qend + 11 + (data[qend + 9] << 8 | data[qend + 10])
+        ):
+            variant = 2 if data[qend + 7] & 0x80 else 1
+            limit = max(wire.MAX_UDP_PLAIN, min(data[qend + 3] << 8 | data[qend + 4], 1232))
+        else:
+            return None
+        # Lowercasing the type and class bytes too is safe: no type the zone indexes
+        # (1, 12, 28) nor class IN has a byte in A-Z, so no other type can alias one.
+        key = data[wire.HEADER_LEN : qend].lower()
+        prepared = self._answers.get(key)
+        if prepared is None:
+            if data[qend - 2 : qend] != _CLASS_IN or data[qend - 4 : qend - 2] == _TYPE_ANY:
+                return None
+            prepared = self._nodata.get(key[:-4])
+            if prepared is None:
+                return None
+        reply = (
+            data[:2]
+            + prepared.heads[(data[2] & 1) << 1 | (variant > 0)]
+            + data[wire.HEADER_LEN : qend]
+            + prepared.bodies[variant]
+        )
+        if udp and len(reply) > limit:
+            return truncated(data[:2], data[2] & 1, data[wire.HEADER_LEN : qend], variant)
+        return reply
+
+    def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
+        parsed = parse_query(data)
+        if not isinstance(parsed, Question):
+            return parsed
+        return self.answer(parsed, udp=udp)
+
+    def answer(self, q: Question, *, udp: bool) -> bytes | Question:
+        """Answer a parsed question: owned, NXDOMAIN in an authoritative zone, or not ours."""
+        zone = self.zone
+        prepared: Prepared | None = None
+        if q.qclass == wire.CLASS_IN:
+            prepared = self._answers.get(q.key)
+            if prepared is None and q.qtype == wire.TYPE_ANY:
+                return self._answer_any(q, udp)
+            if prepared is None:
+                prepared = self._nodata.get(q.qname_wire)
+        if prepared is not None:
+            return finish(q, prepared, udp=udp)
+        name = q.qname_wire
+        if zone.authoritative and q.qclass == wire.CLASS_IN and _under(name, zone.zone_wire):
+            return self._nxdomain(q, udp)
+        if self.forwarding:
+            return q
+        return error_reply(q, wire.REFUSED, ra=False)
+
+    def _answer_any(self, q: Question, udp: bool) -> bytes:
+        """ANY for an owned name: the A and AAAA data together (RFC 8482 allows less)."""
+        name = q.qname_wire
+        parts = [self._answers.get(name + struct.pack("!HH", t, 1)) for t in (1, 28)]
+        found = [p for p in parts if p is not None]
+        if not found:
+            prepared = self._nodata.get(name)
+            if prepared is None:
+                return error_reply(q, wire.REFUSED, ra=False)
+            return finish(q, prepared, udp=udp)
+        count = sum(struct.unpack("!H", p.heads[0][4:6])[0] for p in found)
+        sections = b"".join(p.bodies[0] for p in found)
+        heads = prepared_heads(wire.NOERROR, count, 0, aa=True, ra=self.zone.recursion_available)
+        return finish(q, Prepared(heads, _with_opt_variants(sections)), udp=udp)
+
+    def _nxdomain(self, q: Question, udp: bool) -> bytes:
+        zone = self.zone
+        apex = wire.pointer(wire.HEADER_LEN + len(q.qname_wire) - len(zone.zone_wire))
+        soa = wire.resource_record(apex, wire.TYPE_SOA, zone.negative_ttl, zone.soa_rdata)
+        heads = prepared_heads(wire.NXDOMAIN, 0, 1, aa=True, ra=zone.recursion_available)
+        return finish(q, Prepared(heads, _with_opt_variants(soa)), udp=udp)
+
+
+def _with_opt_variants(sections: bytes) -> tuple[bytes, bytes, bytes]:
+    return (
+        sections,
+        sections + wire.opt_record(do=False),
+        sections + wire.opt_record(do=True),
+    )
+
+
+def _under(name_wire: bytes, zone_wire: bytes) -> bool:
+    """True when ``name_wire`` is ``zone_wire`` or below it, on a label boundary."""
+    if not name_wire.endswith(zone_wire):
+        return False
+    cut = len(name_wire) - len(zone_wire)
+    position = 0
+    while position < cut:
+        position += name_wire[position] + 1
+    return position == cut
+
+
+def _variant(q: Question) -> int:
+    if not q.edns:
+        return 0
+    return 2 if q.do else 1
+
+
+def finish(q: Question, prepared: Prepared, *, udp: bool) -> bytes:
+    """Assemble a prepared reply for a parsed question; TC when it exceeds the UDP limit."""
+    variant = _variant(q)
+    rd = 1 if q.rd else 0
+    reply = q.qid + prepared.heads[rd << 1 | (variant > 0)] + q.question + prepared.bodies[variant]
+    if udp and len(reply) > q.udp_limit():
+        return truncated(q.qid, rd, q.question, variant)
+    return reply
+
+
+def truncated(qid: bytes, rd: int, question: bytes, variant: int) -> bytes:
+    """An empty reply with TC=1: the client retries over TCP (RFC 7766)."""
+    heads = prepared_heads(wire.NOERROR, 0, 0, aa=True, ra=False, tc=True)
+    opt = wire.opt_record(do=variant == 2) if variant else b""
+    return qid + heads[rd << 1 | (variant > 0)] + question + opt
+
+
+def error_reply(q: Question, rcode: int, *, ra: bool) -> bytes:
+    """REFUSED, SERVFAIL and the like for a parsed question, with OPT when asked."""
+    flags = wire.FLAG_QR | (q.flags & wire.FLAG_RD) | rcode | (wire.FLAG_RA if ra else 0)
+    opt = wire.opt_record(do=q.do) if q.edns else b""
+    return wire.header(q.qid, flags, 1, 0, 0, 1 if q.edns else 0) + q.question + opt
+
+
+def bare_error(data: bytes, rcode: int) -> bytes | None:
+    """A header-only error reply for a message whose question cannot be trusted."""
+    if len(data) < wire.HEADER_LEN:
+        return None
+    flags = struct.unpack("!H", data[2:4])[0]
+    if flags & wire.FLAG_QR:
+        return None
+    reply_flags = wire.FLAG_QR | (flags & (wire.OPCODE_MASK | wire.FLAG_RD)) | rcode
+    return wire.header(data[:2], reply_flags, 0, 0, 0, 0)
+
+
+def servfail(data: bytes) -> bytes | None:
+    """The last resort for an internal error: SERVFAIL, echoing the question if it parses."""
+    try:
+        parsed = parse_query(data)
+    except Exception:
+        parsed = None
+    if isinstance(parsed, Question):
+        return error_reply(parsed, wire.SERVFAIL, ra=False)
+    return bare_error(data, wire.SERVFAIL)
+
+
+def _read_question(data: bytes) -> tuple[int, bytes] | None:
+    """End offset and lowercased name wire of the question name, or None if malformed.
+
+    Compression is refused: at offset 12 there is nothing earlier a question may
+    legitimately point to.
+    """
+    position = wire.HEADER_LEN
+    size = len(data)
+    while True:
+        if position >= size:
+            return None
+        length = data[position]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        position += length + 1
+        if position - wire.HEADER_LEN >= _MAX_NAME_WIRE:
+            return None
+    end = position + 1
+    if end + 4 > size:
+        return None
+    return end + 4, data[wire.HEADER_LEN : end].lower()
+
+
+def parse_query(data: bytes) -> Question | bytes | None:
+    """Parse a query fully: a Question, an error reply (FORMERR, NOTIMP, BADVERS) or None (drop)."""
+    if len(data) < wire.HEADER_LEN:
+        return None
+    flags, qdcount, ancount, nscount, arcount = struct.unpack("!HHHHH", data[2:12])
+    if flags & wire.FLAG_QR:
+        return None
+    if flags & wire.OPCODE_MASK:
+        return bare_error(data, wire.NOTIMP)
+    if qdcount != 1 or ancount or nscount:
+        return bare_error(data, wire.FORMERR)
+    read = _read_question(data)
+    if read is None:
+        return bare_error(data, wire.FORMERR)
+    qend, name_wire = read
+    qtype, qclass = struct.unpack("!HH", data[qend - 4 : qend])
+    edns, do, payload, version = False, False, 0, 0
+    if arcount or qend != len(data):
+        try:
+            record = DNSRecord.parse(data)
+        except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
+            return bare_error(data, wire.FORMERR)
+        opts = [rr for rr in record.ar if rr.rtype == wire.TYPE_OPT]
+        if len(opts) > 1:
+            return bare_error(data, wire.FORMERR)
+        if opts:
+            edns = True
+            payload = opts[0].rclass
+            ttl = opts[0].ttl
+            version = (ttl >> 16) & 0xFF
+            do = bool(ttl & wire.EDNS_DO)
+    question = Question(
+        qid=data[:2],
+        flags=flags,
+        question=data[wire.HEADER_LEN : qend],
+        key=name_wire + data[qend - 4 : qend],
+        qtype=qtype,
+        qclass=qclass,
+        edns=edns,
+        do=do,
+        payload=payload,
+    )
+    if version != 0:
+        return badvers(question)
+    return question
+
+
+def badvers(q: Question) -> bytes:
+    """RFC 6891: an unknown EDNS version gets BADVERS and our OPT (version 0)."""
+    flags = wire.FLAG_QR | (q.flags & wire.FLAG_RD)
+    opt = wire.opt_record(do=q.do, ext_rcode=wire.BADVERS >> 4)
+    return wire.header(q.qid, flags, 1, 0, 0, 1) + q.question + opt
