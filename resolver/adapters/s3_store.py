@@ -1,0 +1,123 @@
+"""S3 side of the publisher: read the mapping in force, put only objects whose bytes changed.
+
+Every object is compared with what is stored before it is written, so an
+unchanged fleet costs reads only: ETags stay put and agents polling with
+If-None-Match keep getting 304s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from resolver.adapters.aws import AWS_ERRORS, describe_error, error_code
+from resolver.core.publication import PublishedObject, mapping_key
+from resolver.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_MISSING_KEY = frozenset({"NoSuchKey", "404"})
+_MISSING_BUCKET = frozenset({"NoSuchBucket"})
+_NOT_MODIFIED = frozenset({"304", "NotModified"})
+_WRITE_WORKERS = 8
+
+
+class S3Store:
+    """The objects under ``s3://bucket/prefix/``."""
+
+    def __init__(self, client: S3Client, bucket: str, prefix: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def read_mapping(self) -> bytes | None:
+        """The current mapping document's bytes, or None when there is none yet."""
+        return self.read(mapping_key(self.prefix))
+
+    def read(self, key: str) -> bytes | None:
+        """An object's bytes, or None when it does not exist."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in _MISSING_KEY:
+                return None
+            raise self._error("read", key, exc) from None
+        except AWS_ERRORS as exc:
+            raise self._error("read", key, exc) from None
+
+    def differs(self, obj: PublishedObject) -> bool:
+        """True unless the stored object already holds exactly ``obj.body``.
+
+        The GET is conditional on the body's MD5, so an unchanged object costs a
+        304 and no download. ETags are MD5s only for plain uploads; for other
+        objects the body comes back and the bytes are compared.
+        """
+        md5 = hashlib.md5(obj.body, usedforsecurity=False).hexdigest()
+        try:
+            reply = self.client.get_object(Bucket=self.bucket, Key=obj.key, IfNoneMatch=f'"{md5}"')
+            return bool(reply["Body"].read() != obj.body)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in _NOT_MODIFIED:
+                return False
+            if code in _MISSING_KEY:
+                return True
+            raise self._error("read", obj.key, exc) from None
+        except AWS_ERRORS as exc:
+            raise self._error("read", obj.key, exc) from None
+
+    def sync(
+        self, objects: Sequence[PublishedObject], known: dict[str, bytes | None] | None = None
+    ) -> list[str]:
+        """Put each object whose stored bytes differ, in order; returns the keys written.
+
+        All but the last object are written concurrently; the last (the mapping
+        document) only after every other one succeeded. ``known`` holds bytes
+        already read this run (the mapping), to save a second GET.
+        """
+        if not objects:
+            return []
+        known = known or {}
+        *early, last = objects
+        written: list[str] = []
+        if early:
+            with ThreadPoolExecutor(
+                max_workers=min(_WRITE_WORKERS, len(early)), thread_name_prefix="tagdns-s3"
+            ) as pool:
+                results = list(pool.map(lambda o: self._put_if_changed(o, known), early))
+            written.extend(obj.key for obj, wrote in zip(early, results, strict=True) if wrote)
+        if self._put_if_changed(last, known):
+            written.append(last.key)
+        return written
+
+    def _put_if_changed(self, obj: PublishedObject, known: dict[str, bytes | None]) -> bool:
+        changed = known[obj.key] != obj.body if obj.key in known else self.differs(obj)
+        if not changed:
+            return False
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=obj.key, Body=obj.body, ContentType=obj.content_type
+            )
+        except AWS_ERRORS as exc:
+            raise self._error("write", obj.key, exc) from None
+        return True
+
+    def _error(self, verb: str, key: str, exc: Exception) -> AwsError:
+        if isinstance(exc, ClientError):
+            code = error_code(exc)
+            if code in _MISSING_BUCKET:
+                return AwsError(f"bucket {self.bucket!r} does not exist")
+            if code == "AccessDenied" and verb == "read":
+                return AwsError(
+                    f"cannot read {self.url(key)}: access denied (the publisher needs "
+                    "s3:GetObject on the prefix, and s3:ListBucket to tell a missing object)"
+                )
+        return AwsError(f"cannot {verb} {self.url(key)}: {describe_error(exc)}")
