@@ -1,0 +1,173 @@
+"""The ``tagdns`` console script: argparse subcommands, one function each.
+
+``main`` owns the contract with the shell: one line on stderr and exit code 1
+for runtime failures, 2 for usage or configuration mistakes, 130 on Ctrl-C, and
+never a traceback. A subcommand is a ``(parser, handler)`` pair registered in
+``COMMANDS``; its handler returns the exit code and prints its own output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from resolver.cli_agent import add_lookup, add_serve
+from resolver.config import Config, PublishConfig, load_config, override, validate_config
+from resolver.core.document import REGION_PATTERN
+from resolver.core.summary import render_summary
+from resolver.errors import ConfigError, TagdnsError, UsageError
+
+PROG = "tagdns"
+_MAX_OMISSIONS_SHOWN = 5
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a UsageError: one line and exit 2, like any other."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(PROG).strip()
+        hint = f" (see {self.prog} --help)"
+        raise UsageError(f"{command}: {message}{hint}" if command else f"{message}{hint}")
+
+
+def _out(line: str = "", stream: TextIO | None = None) -> None:
+    print(line, file=stream or sys.stdout)
+
+
+# --- publish -----------------------------------------------------------------------------
+
+
+def _regions_flag(text: str) -> tuple[str, ...]:
+    """``all`` or ``r1,r2``: checked here so the error names the flag."""
+    regions = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not regions:
+        raise ConfigError("--regions: expected 'all' or a comma-separated list of regions")
+    if "all" in regions:
+        if len(regions) > 1:
+            raise ConfigError("--regions: 'all' cannot be combined with named regions")
+        return regions
+    for region in regions:
+        if not REGION_PATTERN.match(region):
+            raise ConfigError(f"--regions: {region!r} is not a region name")
+    return regions
+
+
+def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> None:
+    parser = commands.add_parser(
+        "publish",
+        help="scan EC2 and publish the mapping document to S3",
+        description="Scan EC2 in every requested region, print a summary and diff, and write "
+        "the mapping document and hosts files to S3 unless --dry-run or unchanged.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--bucket", help="S3 bucket (overrides [publish] bucket)")
+    parser.add_argument("--prefix", help="key prefix (overrides [publish] prefix)")
+    parser.add_argument("--regions", help="'all' or r1,r2 (overrides [publish] regions)")
+    parser.add_argument("--tag-key", help="tag holding the names (overrides [publish] tag_key)")
+    parser.add_argument("--dry-run", action="store_true", help="scan and summarise, write nothing")
+    parser.add_argument("--force", action="store_true", help="pass the shrink guard")
+    parser.set_defaults(handler=cmd_publish)
+
+
+def _publish_config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    regions = None if args.regions is None else _regions_flag(args.regions)
+    if args.tag_key is not None and not args.tag_key.strip():
+        raise ConfigError("--tag-key: must not be empty")
+    publish: PublishConfig = override(
+        config.publish,
+        bucket=args.bucket,
+        prefix=args.prefix,
+        regions=regions,
+        tag_key=args.tag_key,
+    )
+    # The file was validated when loaded; what can be wrong now came from the flags.
+    validate_config(Config(publish=publish), "command line")
+    return dataclasses.replace(config, publish=publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    # Imported here so `tagdns --help` and other commands do not pay for boto3.
+    from resolver.publisher import PublishOptions, publish  # noqa: PLC0415
+
+    started = time.monotonic()
+    options = PublishOptions.from_config(
+        _publish_config(args), dry_run=args.dry_run, force=args.force
+    )
+    result = publish(options)
+    if result.replaced_invalid is not None:
+        _out(f"replacing invalid {result.mapping_url} (--force): {result.replaced_invalid}")
+    pages = sum(scan.pages for scan in result.scans)
+    _out(
+        f"scanned {len(result.scans)} regions in {result.scan_seconds:.2f} s "
+        f"({pages} DescribeInstances pages)"
+    )
+    for line in render_summary(result.summary):
+        _out(line)
+    for label, omissions in result.omitted:
+        shown = ", ".join(f"{o.name} ({o.instance_id})" for o in omissions[:_MAX_OMISSIONS_SHOWN])
+        more = len(omissions) - _MAX_OMISSIONS_SHOWN
+        suffix = f" and {more} more" if more > 0 else ""
+        _out(f"  view {label}: {len(omissions)} left out: {shown}{suffix}")
+    if result.dry_run:
+        _out("dry run: nothing written")
+    elif not result.written:
+        _out("unchanged: nothing written")
+    else:
+        for key in result.written:
+            _out(f"wrote s3://{options.bucket}/{key}")
+    _out(f"done in {time.monotonic() - started:.2f} s")
+    return 0
+
+
+# --- main --------------------------------------------------------------------------------
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
+    _add_publish,
+    add_serve,
+    add_lookup,
+)
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG,
+        description="Names for an AWS fleet from EC2 tags, served by a small local DNS agent.",
+    )
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_Parser, required=True
+    )
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
+        return handler(args)
+    except TagdnsError as exc:
+        _out(f"{PROG}: {exc}", sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:
+        # argparse's --help: it printed what was asked; keep main() returning a code.
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        _out(f"{PROG}: interrupted", sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `tagdns publish | head`: the reader left; nothing useful to say.
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""AWS Lambda entry point: the same publish as ``tagdns publish``, configured by environment.
+
+Run it on a schedule and on EC2 state changes (conf/publisher-eventbridge.json).
+Failures raise, so Lambda records the invocation as failed and its metrics and
+alarms see it; the returned dict is a small summary for the invocation log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from resolver.config import Config, load_config, override, validate_config
+from resolver.core.summary import render_summary
+from resolver.errors import ConfigError
+from resolver.publisher import PublishOptions, PublishResult, publish
+
+ENV_CONFIG = "TAGDNS_CONFIG"
+
+
+def config_from_env(environ: Mapping[str, str]) -> Config:
+    """TAGDNS_CONFIG (a TOML file) if set, then TAGDNS_* variables override it."""
+    path = environ.get(ENV_CONFIG)
+    config = load_config(Path(path)) if path else Config()
+    regions_text = environ.get("TAGDNS_REGIONS")
+    regions = None
+    if regions_text is not None:
+        regions = tuple(part.strip() for part in regions_text.split(",") if part.strip())
+        if not regions:
+            raise ConfigError("TAGDNS_REGIONS: expected 'all' or a comma-separated list")
+    publish_section = override(
+        config.publish,
+        bucket=environ.get("TAGDNS_BUCKET"),
+        prefix=environ.get("TAGDNS_PREFIX"),
+        regions=regions,
+        tag_key=environ.get("TAGDNS_TAG_KEY"),
+    )
+    view = override(config.view, zone=environ.get("TAGDNS_ZONE"))
+    config = dataclasses.replace(config, publish=publish_section, view=view)
+    validate_config(config, "environment")
+    return config
+
+
+def result_summary(result: PublishResult) -> dict[str, Any]:
+    """JSON-able: counts, the diff and the keys written; tag values stay out of it."""
+    summary = result.summary
+    return {
+        "serial": summary.serial,
+        "previous_serial": summary.previous_serial,
+        "changed": summary.changed,
+        "instances": summary.instances,
+        "names": summary.names,
+        "regions": [scan.region for scan in result.scans],
+        "rejected": len(summary.rejected),
+        "added": list(summary.added),
+        "removed": list(summary.removed),
+        "written": list(result.written),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def handler(event: object, context: object) -> dict[str, Any]:
+    """Publish once; an event ``{"dry_run": true}`` scans and summarises without writing.
+
+    There is deliberately no way to pass ``force`` in an event: overriding the
+    shrink guard is an operator's decision, made with ``tagdns publish --force``.
+    """
+    options = PublishOptions.from_config(
+        config_from_env(os.environ), dry_run=_flag(event, "dry_run")
+    )
+    result = publish(options)
+    for line in render_summary(result.summary):
+        print(line)
+    return result_summary(result)
+
+
+def _flag(event: object, name: str) -> bool:
+    return isinstance(event, dict) and event.get(name) is True

@@ -1,0 +1,184 @@
+"""Publish: scan the fleet, build the document, guard it, and write what changed.
+
+Wiring only: every rule lives in resolver.core, every AWS call in the adapters.
+The CLI and the Lambda handler both call ``publish`` and only differ in how they
+read their options and report the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Self
+
+import boto3
+
+from resolver.adapters.aws import make_session, s3_client
+from resolver.adapters.ec2_scan import (
+    DEFAULT_MAX_WORKERS,
+    RegionScan,
+    resolve_regions,
+    scan_regions,
+)
+from resolver.adapters.s3_store import S3Store
+from resolver.config import Config
+from resolver.core.document import MappingDocument, parse_document
+from resolver.core.fleet import build_document
+from resolver.core.guards import check_shrink
+from resolver.core.publication import Publication, build_publication, mapping_key
+from resolver.core.summary import PublishSummary, summarise
+from resolver.core.views import Omission
+from resolver.errors import ConfigError, DocumentError, ShrinkError
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """Everything one publish needs; built from config and flags by the caller."""
+
+    bucket: str
+    prefix: str = "dns"
+    regions: tuple[str, ...] = ("all",)
+    tag_key: str = "dns"
+    zone: str = "internal"
+    max_shrink: float = 0.5
+    dry_run: bool = False
+    force: bool = False
+    max_workers: int = DEFAULT_MAX_WORKERS
+    page_size: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, *, dry_run: bool = False, force: bool = False) -> Self:
+        publish = config.publish
+        if not publish.bucket:
+            raise ConfigError("no bucket: pass --bucket or set [publish] bucket")
+        return cls(
+            bucket=publish.bucket,
+            prefix=publish.prefix,
+            regions=publish.regions,
+            tag_key=publish.tag_key,
+            zone=config.view.zone,
+            max_shrink=config.source.max_shrink,
+            dry_run=dry_run,
+            force=force,
+        )
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What happened, for the CLI to print and the Lambda handler to return."""
+
+    document: MappingDocument
+    previous: MappingDocument | None
+    summary: PublishSummary
+    scans: tuple[RegionScan, ...]
+    omitted: tuple[tuple[str, tuple[Omission, ...]], ...]
+    written: tuple[str, ...]
+    mapping_url: str
+    dry_run: bool
+    replaced_invalid: str | None
+    """The reason the current object was invalid, when --force replaced it."""
+    scan_seconds: float
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        return self.summary.changed
+
+
+def publish(
+    options: PublishOptions,
+    *,
+    session: boto3.Session | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> PublishResult:
+    """One publish run. Raises a TagdnsError subclass on any failure, having written nothing
+    unless the failure came from S3 in the middle of writing."""
+    started = time.monotonic()
+    session = session if session is not None else make_session()
+    store = S3Store(s3_client(session), options.bucket, options.prefix)
+    key = mapping_key(options.prefix)
+    current_bytes = store.read_mapping()
+    previous, replaced_invalid = _parse_current(current_bytes, store.url(key), options.force)
+
+    regions = resolve_regions(session, options.regions)
+    scan_started = time.monotonic()
+    scans = scan_regions(
+        session,
+        regions,
+        options.tag_key,
+        max_workers=options.max_workers,
+        page_size=options.page_size,
+    )
+    scan_seconds = time.monotonic() - scan_started
+    document = build_document(
+        (instance for scan in scans for instance in scan.instances),
+        regions=regions,
+        tag_key=options.tag_key,
+        zone=options.zone,
+        previous=previous,
+        now=clock(),
+    )
+    # A self-check: never publish what an agent's validation would refuse.
+    try:
+        parse_document(document.to_bytes())
+    except DocumentError as exc:
+        raise DocumentError(f"refusing to publish an invalid document: {exc}") from None
+    summary = summarise(previous, document)
+    if summary.changed and not options.force:
+        try:
+            check_shrink(previous, document, options.max_shrink)
+        except ShrinkError as exc:
+            raise ShrinkError(f"{exc}; nothing written (--force publishes anyway)") from None
+    publication = build_publication(document, options.prefix, options.zone)
+    written: list[str] = []
+    if not options.dry_run:
+        written = _write(store, publication, document is previous, key, current_bytes)
+    return PublishResult(
+        document=document,
+        previous=previous,
+        summary=summary,
+        scans=tuple(scans),
+        omitted=publication.omitted,
+        written=tuple(written),
+        mapping_url=store.url(key),
+        dry_run=options.dry_run,
+        replaced_invalid=replaced_invalid,
+        scan_seconds=scan_seconds,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _parse_current(
+    data: bytes | None, url: str, force: bool
+) -> tuple[MappingDocument | None, str | None]:
+    """The document in force; an invalid one stops the run unless --force replaces it."""
+    if data is None:
+        return None, None
+    try:
+        return parse_document(data), None
+    except DocumentError as exc:
+        if force:
+            return None, str(exc)
+        raise DocumentError(
+            f"{url}: current document is invalid: {exc} (--force replaces it)"
+        ) from None
+
+
+def _write(
+    store: S3Store,
+    publication: Publication,
+    unchanged: bool,
+    key: str,
+    current_bytes: bytes | None,
+) -> list[str]:
+    """Hosts files first, mapping last, each only when its bytes differ from S3's.
+
+    An unchanged document is the previous object itself, so the mapping is left
+    alone even if the stored bytes are not in canonical form; its hosts files are
+    still compared (a 304 each) so a deleted file or a new zone gets repaired.
+    """
+    if unchanged:
+        return store.sync(publication.hosts_files)
+    return store.sync(publication.objects, known={key: current_bytes})
