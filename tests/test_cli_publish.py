@@ -1,0 +1,167 @@
+"""``tagdns publish`` usage errors (exit 2, one line) and the example files in conf/.
+
+None of these reach AWS: every case fails before the first call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resolver.cli import main
+from resolver.config import (
+    Config,
+    DnsConfig,
+    PublishConfig,
+    SourceConfig,
+    ViewConfig,
+    load_config,
+)
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+@pytest.fixture
+def empty_config(tmp_path: Path) -> Path:
+    """An explicit empty config, so /etc/tagdns/tagdns.toml on the machine cannot interfere."""
+    path = tmp_path / "tagdns.toml"
+    path.write_text("")
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ((), "tagdns: the following arguments are required: COMMAND (see tagdns --help)"),
+        (("frobnicate",), "tagdns: argument COMMAND: invalid choice: 'frobnicate'"),
+        (("publish", "--bogus"), "tagdns: unrecognized arguments: --bogus"),
+        (("publish", "--bucket"), "tagdns: publish: argument --bucket: expected one argument"),
+        (("publish", "--regions", "us-east-1"), "tagdns: no bucket: pass --bucket or set"),
+        (("publish", "--bucket", "b", "--regions", ""), "tagdns: --regions: expected 'all'"),
+        (("publish", "--bucket", "b", "--regions", " , "), "tagdns: --regions: expected 'all'"),
+        (("publish", "--bucket", "b", "--regions", "all,eu-west-1"), "tagdns: --regions: 'all'"),
+        (("publish", "--bucket", "b", "--regions", "mars"), "tagdns: --regions: 'mars' is not"),
+        (
+            ("publish", "--bucket", "b", "--prefix", "/abs"),
+            "tagdns: command line: [publish] prefix",
+        ),
+        (("publish", "--bucket", "b", "--prefix", "a/../b"), "tagdns: command line: [publish]"),
+        (("publish", "--bucket", "b", "--tag-key", " "), "tagdns: --tag-key: must not be empty"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], empty_config: Path, argv: tuple[str, ...], message: str
+) -> None:
+    args = [*argv, "--config", str(empty_config)] if argv[:1] == ("publish",) else list(argv)
+    if argv == ("publish", "--bucket"):
+        args = ["publish", "--config", str(empty_config), "--bucket"]
+
+    code, out, err = run(capsys, *args)
+
+    assert (code, out) == (2, "")
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[publish]\nbucket = 3\n", "[publish] bucket: expected a string, got 3"),
+        ("[publish]\nbukket = 'x'\n", "unknown key 'bukket' in [publish]"),
+        ("[publsh]\n", "unknown section [publsh]"),
+        ("[publish]\nregions = ['us-east-1', 'moon']\n", "[publish] regions: 'moon'"),
+        ("[view]\nzone = 'bad zone'\n", "[view] zone 'bad zone'"),
+        ("[source]\nmax_shrink = 2\n", "[source] max_shrink must be between 0 and 1"),
+        ("not toml =", "invalid TOML"),
+    ],
+)
+def test_config_errors_name_the_file_and_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+
+    code, out, err = run(capsys, "publish", "--config", str(path), "--bucket", "b")
+
+    assert (code, out) == (2, "")
+    assert err.startswith(f"tagdns: {path}: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+
+    assert run(capsys, "publish", "--config", str(missing)) == (
+        2,
+        "",
+        f"tagdns: {missing}: no such file\n",
+    )
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "publish", "--help")
+
+    assert code == 0
+    assert "--dry-run" in out
+    assert "--force" in out
+
+
+def test_example_config_loads_in_the_documented_shape() -> None:
+    config = load_config(CONF / "tagdns.toml")
+
+    # Every key with a default holds that default; the optional sections are filled in.
+    assert config.source == SourceConfig()
+    assert config.view == ViewConfig()
+    assert config.dns == DnsConfig()
+    assert config.publish == PublishConfig(bucket="fleet-config")
+    assert config.hosts.path == "/etc/hosts"
+    assert config.metrics.listen == "127.0.0.1:9153"
+    assert config != Config()
+
+
+def test_example_policies_and_rules_are_valid_json_with_least_privilege() -> None:
+    publisher = json.loads((CONF / "iam-publisher-policy.json").read_text())
+    actions = {
+        action
+        for statement in publisher["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    assert actions == {
+        "ec2:DescribeInstances",
+        "ec2:DescribeRegions",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+    }
+    assert all(s["Effect"] == "Allow" for s in publisher["Statement"])
+    objects = [s for s in publisher["Statement"] if "s3:PutObject" in s["Action"]]
+    assert [s["Resource"] for s in objects] == ["arn:aws:s3:::fleet-config/dns/*"]
+
+    node = json.loads((CONF / "iam-node-policy.json").read_text())
+    assert node["Statement"] == [
+        {
+            "Sid": "ReadTheMappingDocument",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::fleet-config/dns/mapping.json",
+        }
+    ]
+
+    rules = json.loads((CONF / "publisher-eventbridge.json").read_text())
+    assert rules["schedule"]["ScheduleExpression"] == "rate(5 minutes)"
+    pattern = json.loads(rules["instance_state_change"]["EventPattern"])
+    assert pattern["detail-type"] == ["EC2 Instance State-change Notification"]
+    assert "running" in pattern["detail"]["state"]
+    tag_pattern = json.loads(rules["dns_tag_change"]["EventPattern"])
+    assert tag_pattern["detail"]["changed-tag-keys"] == ["dns"]
