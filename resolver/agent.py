@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from resolver.adapters.dns_server import DnsServer, Network
 from resolver.adapters.file_source import read_document_file
+from resolver.adapters.forwarder import Forwarder
+from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
 from resolver.core.responder import Responder
@@ -32,6 +34,8 @@ class AgentPlan:
     settings: ZoneSettings
     listen: tuple[Endpoint, ...]
     allow: tuple[Network, ...]
+    upstreams: tuple[Endpoint, ...] = ()
+    """Empty: forwarding is off and names not owned are REFUSED."""
 
 
 def fetch(source: SourceLocation) -> bytes:
@@ -49,10 +53,14 @@ class Agent:
         self.server: DnsServer | None = None
         self.bound: list[Endpoint] = []
         self.last_error: str | None = None
+        self.cache = AnswerCache()
+        self.forwarder: Forwarder | None = None
         self._stop = asyncio.Event()
 
     def _install(self, loaded: LoadedZone) -> None:
         self.loaded = loaded
+        # Names the view now owns must not be answered from forwarded data any more.
+        self.cache.flush_names(loaded.zone.nodata)
         if self.server is not None:
             # One attribute assignment: a query sees the old zone or the new, never a mix.
             self.server.responder = Responder(loaded.zone, forwarding=self.plan.settings.forwarding)
@@ -95,7 +103,12 @@ class Agent:
             raise TagdnsError(self.last_error or "no document to serve")
         assert self.loaded is not None
         responder = Responder(self.loaded.zone, forwarding=self.plan.settings.forwarding)
-        self.server = DnsServer(responder, allow=self.plan.allow)
+        forward = None
+        if self.plan.upstreams:
+            self.forwarder = Forwarder(self.plan.upstreams, self.cache)
+            forward = self.forwarder.forward
+            log.info("forwarding to %s", ", ".join(str(u) for u in self.plan.upstreams))
+        self.server = DnsServer(responder, allow=self.plan.allow, forward=forward)
         try:
             for endpoint in self.plan.listen:
                 self.bound.append(await self.server.listen(endpoint))

@@ -28,11 +28,12 @@ from resolver.config import (
     override,
     validate_config,
 )
+from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings, load_document
 from resolver.core.responder import Question, Responder
 from resolver.core.source_url import parse_source
+from resolver.core.upstreams import choose_upstreams
 from resolver.core.views import PUBLIC, CrossRegion
-from resolver.errors import ConfigError
 
 log = logging.getLogger("tagdns.cli")
 
@@ -107,15 +108,14 @@ def _view_label(config: Config) -> str:
     return region_from_instance_metadata()
 
 
-def _forwarding(config: Config) -> bool:
-    upstream = config.dns.upstream
-    if NONE in upstream:
-        if len(upstream) > 1:
-            raise ConfigError("upstream 'none' cannot be combined with other upstreams")
-        return False
-    raise ConfigError(
-        "forwarding to upstream resolvers is not available in this version; "
-        "pass --upstream none (names not owned are then REFUSED)"
+def _upstreams(config: Config) -> list[Endpoint]:
+    from resolver.adapters.system_resolvers import read_resolv_confs, running_on_ec2  # noqa: PLC0415
+
+    return choose_upstreams(
+        config.dns.upstream,
+        listen_endpoints(config.dns),
+        read_resolv_confs() if AUTO in config.dns.upstream else [],
+        on_ec2=running_on_ec2,
     )
 
 
@@ -133,12 +133,13 @@ def zone_settings(config: Config, label: str, *, forwarding: bool) -> ZoneSettin
 
 
 def build_plan(config: Config) -> AgentPlan:
-    forwarding = _forwarding(config)
+    upstreams = _upstreams(config)
     return AgentPlan(
         source=parse_source(config.source.url),
-        settings=zone_settings(config, _view_label(config), forwarding=forwarding),
+        settings=zone_settings(config, _view_label(config), forwarding=bool(upstreams)),
         listen=tuple(listen_endpoints(config.dns)),
         allow=tuple(allowed_networks(config.dns)),
+        upstreams=tuple(upstreams),
     )
 
 

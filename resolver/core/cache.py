@@ -1,0 +1,126 @@
+"""A bounded cache of upstream answers that honours their TTLs.
+
+Entries are keyed by the lowercased question plus the client's DO bit (DNSSEC
+answers differ). Lifetimes come from the answer (RFC 2308 for negative ones),
+capped; the least recently used entry goes first when the cache is full. The
+clock is injected so tests control time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+
+from resolver.core import wire
+from resolver.core.upstream_reply import UpstreamAnswer, aged_sections
+
+_FLAG_AD = 0x0020
+_CLIENT_FLAGS = wire.FLAG_RD | wire.FLAG_CD
+
+
+@dataclass(frozen=True)
+class CacheLimits:
+    max_entries: int = 10_000
+    max_ttl: int = 3600
+    max_negative_ttl: int = 900
+
+
+class _Entry:
+    __slots__ = ("answer", "expires", "second", "sections", "stored")
+
+    def __init__(self, answer: UpstreamAnswer, stored: float, expires: float) -> None:
+        self.answer = answer
+        self.stored = stored
+        self.expires = expires
+        self.second = 0
+        self.sections = answer.sections
+
+
+class AnswerCache:
+    """Upstream answers by question; ``lookup`` replays one as a reply for a client."""
+
+    def __init__(
+        self, limits: CacheLimits | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits or CacheLimits()
+        self.clock = clock
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(question_key: bytes, do: bool) -> bytes:
+        return question_key + (b"\x01" if do else b"\x00")
+
+    def put(self, key: bytes, answer: UpstreamAnswer) -> None:
+        """Store a cacheable answer; others (no lifetime, truncated) are ignored."""
+        if answer.lifetime is None or answer.lifetime <= 0 or answer.truncated:
+            return
+        negative = answer.rcode != wire.NOERROR or answer.an == 0
+        cap = self.limits.max_negative_ttl if negative else self.limits.max_ttl
+        now = self.clock()
+        self._entries[key] = _Entry(answer, now, now + min(answer.lifetime, cap))
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.limits.max_entries:
+            self._entries.popitem(last=False)
+
+    def get(self, key: bytes) -> tuple[UpstreamAnswer, bytes] | None:
+        """The answer and its sections with TTLs counted down, or None if absent or expired."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        now = self.clock()
+        if now >= entry.expires:
+            del self._entries[key]
+            self.misses += 1
+            return None
+        elapsed = int(now - entry.stored)
+        if elapsed != entry.second:
+            entry.second = elapsed
+            entry.sections = aged_sections(entry.answer, elapsed)
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry.answer, entry.sections
+
+    def flush_names(self, owned: Container[bytes]) -> int:
+        """Drop entries for names a new zone owns (keys are name wire + type + class + DO)."""
+        stale = [key for key in self._entries if key[:-5] in owned]
+        for key in stale:
+            del self._entries[key]
+        return len(stale)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def render_answer(
+    answer: UpstreamAnswer,
+    sections: bytes,
+    *,
+    qid: bytes,
+    client_flags: int,
+    question: bytes,
+    variant: int,
+    limit: int | None,
+) -> bytes:
+    """A forwarded or cached answer as our reply to one client.
+
+    ``variant`` is 0 without EDNS, 1 with EDNS, 2 with EDNS and DO; ``limit`` is
+    the client's UDP size, or None over TCP. AA is never set: it is not our data.
+    """
+    flags = wire.FLAG_QR | wire.FLAG_RA | (client_flags & _CLIENT_FLAGS) | answer.rcode
+    if answer.authentic and (variant == 2 or client_flags & _FLAG_AD):
+        flags |= _FLAG_AD
+    opt = wire.opt_record(do=variant == 2) if variant else b""
+    counts = (1, answer.an, answer.ns, answer.ar + (1 if variant else 0))
+    reply = wire.header(qid, flags, *counts) + question + sections + opt
+    if limit is not None and len(reply) > limit:
+        tc_flags = (flags & ~0x000F & ~_FLAG_AD) | wire.FLAG_TC | answer.rcode
+        return wire.header(qid, tc_flags, 1, 0, 0, 1 if variant else 0) + question + opt
+    return reply
