@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class HostsConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    listen: str = ""
+    listen: str = "127.0.0.1:9153"  # "" or "none": no metrics endpoint
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,8 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
     return config_from_mapping(raw, str(path))
 
 
@@ -182,20 +185,33 @@ def allowed_networks(config: DnsConfig) -> list[ipaddress.IPv4Network | ipaddres
     return networks
 
 
+def _check_upstream(upstream: tuple[str, ...]) -> None:
+    """Each entry is ``auto``, ``none`` (alone) or ``ADDR[:PORT]``."""
+    if not upstream:
+        raise ConfigError("[dns] upstream needs at least one entry ('none' to forward nothing)")
+    if NONE in upstream and len(upstream) > 1:
+        raise ConfigError("[dns] upstream: 'none' must stand alone")
+    for text in upstream:
+        if text not in (AUTO, NONE):
+            parse_endpoint(text, default_port=53, what="[dns] upstream")
+
+
 def validate_config(config: Config, origin: str = "config") -> None:
     """Cross-field checks; raises ConfigError naming the key at fault."""
     source = config.source
-    if source.poll_interval <= 0:
+    if not (math.isfinite(source.poll_interval) and source.poll_interval > 0):
         raise ConfigError(f"{origin}: [source] poll_interval must be positive")
     if not 0.0 <= source.max_shrink <= 1.0:
         raise ConfigError(f"{origin}: [source] max_shrink must be between 0 and 1")
     view = config.view
     try:
-        check_zone(view.zone)
+        zone = check_zone(view.zone)
     except InvalidName as exc:
         raise ConfigError(f"{origin}: [view] zone {view.zone!r} {exc}") from None
-    if view.zone != view.zone.lower():
-        raise ConfigError(f"{origin}: [view] zone {view.zone!r} must be lowercase")
+    if view.zone != zone:
+        raise ConfigError(
+            f"{origin}: [view] zone {view.zone!r} must be lowercase, without surrounding spaces"
+        )
     if view.region not in (AUTO, "public") and not REGION_PATTERN.match(view.region):
         raise ConfigError(
             f"{origin}: [view] region {view.region!r} is not a region, public or auto"
@@ -206,10 +222,22 @@ def validate_config(config: Config, origin: str = "config") -> None:
     for name, value in (("ttl", dns.ttl), ("negative_ttl", dns.negative_ttl)):
         if not 0 <= value <= 86400:
             raise ConfigError(f"{origin}: [dns] {name} must be 0 to 86400 seconds")
-    listen = listen_endpoints(dns)
+    try:
+        listen = listen_endpoints(dns)
+        networks = allowed_networks(dns)
+        _check_upstream(dns.upstream)
+        if config.metrics.listen not in ("", NONE):
+            parse_endpoint(config.metrics.listen, what="[metrics] listen")
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
     if not listen:
         raise ConfigError(f"{origin}: [dns] listen needs at least one address")
-    networks = allowed_networks(dns)
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ConfigError(
+                f"{origin}: [dns] allow: {str(network)!r} would make an open resolver; "
+                "name the client networks"
+            )
     if any(not e.is_loopback for e in listen) and all(n.is_loopback for n in networks):
         raise ConfigError(
             f"{origin}: [dns] listen has a non-loopback address; "
@@ -221,3 +249,5 @@ def validate_config(config: Config, origin: str = "config") -> None:
             raise ConfigError(f"{origin}: [publish] regions: {region!r} is not a region")
     if publish.prefix.startswith("/") or ".." in publish.prefix.split("/"):
         raise ConfigError(f"{origin}: [publish] prefix {publish.prefix!r} is not a relative key")
+    if not 0 < len(publish.tag_key) <= 128:
+        raise ConfigError(f"{origin}: [publish] tag_key must be 1 to 128 characters")

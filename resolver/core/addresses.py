@@ -22,6 +22,8 @@ def canonical_ipv6(value: object, field: str) -> str:
     if not isinstance(value, str):
         raise DocumentError(f"{field}: expected an IPv6 address string, got {type(value).__name__}")
     try:
+        if "%" in value:  # a scope id is free text, never an address to publish
+            raise ValueError(value)
         return ipaddress.IPv6Address(value).compressed
     except ValueError:
         raise DocumentError(f"{field}: {value!r} is not an IPv6 address") from None

@@ -20,9 +20,14 @@ from resolver.errors import DocumentError, InvalidName
 
 SCHEMA_VERSION = 1
 
-REGION_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}\Z")
-_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")
-_AZ = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}[a-z](?:-[a-z0-9-]+)?\Z")
+REGION_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}\Z")
+INSTANCE_ID_PATTERN = re.compile(r"i-[0-9a-f]{8,17}\Z")
+# us-east-1a; Local Zones us-west-2-lax-1a; Wavelength Zones us-east-1-wl1-bos-wlz-1.
+AZ_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}(?:[a-z]|(?:-[a-z0-9]+)+)\Z")
+# RFC 3339 in UTC: 2024-05-01T12:00:00Z, optional fraction, Z or +00:00.
+_UTC_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|\+00:00)\Z"
+)
 _TAG_KEY_MAX = 128
 _REJECTED_VALUE_MAX = 512
 
@@ -155,6 +160,8 @@ def parse_document(data: bytes) -> MappingDocument:
         ) from None
     except RecursionError:
         raise DocumentError("document is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise DocumentError(f"document is not valid JSON: {str(exc).split(':')[0]}") from None
     return document_from_json(raw)
 
 
@@ -162,7 +169,7 @@ def document_from_json(raw: object) -> MappingDocument:
     """Validate an already decoded JSON value as a schema 1 document."""
     obj = _expect_object(raw, "document", _DOCUMENT_FIELDS)
     schema = obj["schema"]
-    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+    if type(schema) is not int or schema != SCHEMA_VERSION:
         raise DocumentError(f"schema: expected {SCHEMA_VERSION}, got {schema!r}")
     serial = obj["serial"]
     if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
@@ -205,12 +212,12 @@ def _expect_list(raw: object, where: str) -> list[Any]:
 def _timestamp(raw: object, where: str) -> str:
     if not isinstance(raw, str):
         raise DocumentError(f"{where}: expected an RFC 3339 time string")
+    if not _UTC_TIME.match(raw):
+        raise DocumentError(f"{where}: {raw!r} is not an RFC 3339 UTC time")
     try:
-        moment = datetime.fromisoformat(raw)
+        datetime.fromisoformat(raw)
     except ValueError:
-        raise DocumentError(f"{where}: {raw!r} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise DocumentError(f"{where}: {raw!r} has no time zone")
+        raise DocumentError(f"{where}: {raw!r} is not an RFC 3339 UTC time") from None
     return raw
 
 
@@ -248,10 +255,10 @@ def _hosts(raw: object, regions: frozenset[str]) -> list[HostEntry]:
         if region not in regions:
             raise DocumentError(f"{where}.region: {region!r} is not among the scanned regions")
         instance_id = obj["instance_id"]
-        if not isinstance(instance_id, str) or not _INSTANCE_ID.match(instance_id):
+        if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
             raise DocumentError(f"{where}.instance_id: {instance_id!r} is not an instance id")
         az = obj["az"]
-        if not isinstance(az, str) or not _AZ.match(az):
+        if not isinstance(az, str) or not AZ_PATTERN.match(az):
             raise DocumentError(f"{where}.az: {az!r} is not an availability zone")
         private_ipv4 = canonical_ipv4(obj["private_ipv4"], f"{where}.private_ipv4")
         public_raw = obj["public_ipv4"]
@@ -287,7 +294,7 @@ def _rejected(raw: object) -> list[Rejection]:
         obj = _expect_object(item, where, _REJECTED_FIELDS)
         region = _region(obj["region"], f"{where}.region")
         instance_id = obj["instance_id"]
-        if not isinstance(instance_id, str) or not _INSTANCE_ID.match(instance_id):
+        if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
             raise DocumentError(f"{where}.instance_id: {instance_id!r} is not an instance id")
         value, reason = obj["value"], obj["reason"]
         if not isinstance(value, str) or len(value) > _REJECTED_VALUE_MAX:

@@ -51,6 +51,7 @@ def parse_endpoint(
         if default_port is None:
             raise ConfigError(f"{what} {text!r}: expected ADDR:PORT")
         return Endpoint(str(address), default_port)
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    valid_digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not valid_digits or not 0 <= int(port_text) <= 65535:
         raise ConfigError(f"{what} {text!r}: port must be 0 to 65535")
     return Endpoint(str(address), int(port_text))

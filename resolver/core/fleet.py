@@ -13,6 +13,7 @@ from datetime import datetime
 
 from resolver.core.addresses import address_sort_key, canonical_ipv4, canonical_ipv6
 from resolver.core.document import (
+    AZ_PATTERN,
     HostEntry,
     MappingDocument,
     Rejection,
@@ -53,6 +54,8 @@ def entries_for_instance(
     if not names:
         return [], rejections
     try:
+        if not AZ_PATTERN.match(instance.az):
+            raise DocumentError(f"az: {instance.az!r} is not an availability zone")
         private = canonical_ipv4(instance.private_ipv4, "private_ipv4")
         public = (
             None
@@ -98,7 +101,13 @@ def build_document(
     """
     hosts: list[HostEntry] = []
     rejected: list[Rejection] = []
+    scanned_regions = set(regions)
+    seen: set[str] = set()
     for instance in instances:
+        if instance.instance_id in seen:  # listed twice by the scan: publish it once
+            continue
+        seen.add(instance.instance_id)
+        scanned_regions.add(instance.region)
         entries, rejections = entries_for_instance(instance, zone)
         hosts.extend(entries)
         rejected.extend(rejections)
@@ -106,7 +115,7 @@ def build_document(
         serial=0,
         generated_at=format_timestamp(now),
         tag_key=tag_key,
-        regions=regions,
+        regions=scanned_regions,
         hosts=hosts,
         rejected=rejected,
     )

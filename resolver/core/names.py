@@ -17,6 +17,10 @@ MAX_NAME_OCTETS = 253
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _RESERVED_LAST_LABELS = frozenset({"localhost", "arpa", "invalid", "local"})
+# AWS's own private names (ip-10-0-0-1.ec2.internal, ip-....<region>.compute.internal)
+# must keep resolving: no tag may claim a name under them, bare or qualified.
+_AWS_NAMESPACES = ("ec2.internal", "compute.internal")
+_AWS_CONFLICT = "would shadow AWS's own names under ec2.internal or compute.internal"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,19 @@ def check_zone(zone: str) -> str:
     return normalised
 
 
+def _under(name: str, suffix: str) -> bool:
+    return name == suffix or name.endswith("." + suffix)
+
+
+def zone_conflict(name: str, zone: str) -> str | None:
+    """Why a valid ``name`` cannot be served with ``zone``, or None when it can."""
+    if _under(name, zone):
+        return f"ends in the zone suffix {zone!r}"
+    if any(_under(name, aws) or _under(f"{name}.{zone}", aws) for aws in _AWS_NAMESPACES):
+        return _AWS_CONFLICT
+    return None
+
+
 def validate_name(raw: str, zone: str | None = None) -> str:
     """Return the normalised name or raise InvalidName with a one-line reason.
 
@@ -76,8 +93,12 @@ def validate_name(raw: str, zone: str | None = None) -> str:
         raise InvalidName(f"ends in the reserved name {last!r}")
     if last.isdigit():
         raise InvalidName("ends in an all-numeric label (looks like an address)")
-    if zone is not None and (name == zone or name.endswith("." + zone)):
-        raise InvalidName(f"ends in the zone suffix {zone!r}")
+    if zone is not None:
+        conflict = zone_conflict(name, zone)
+        if conflict is not None:
+            raise InvalidName(conflict)
+    elif any(_under(name, aws) for aws in _AWS_NAMESPACES):
+        raise InvalidName(_AWS_CONFLICT)
     return name
 
 

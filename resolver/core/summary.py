@@ -53,6 +53,11 @@ def summarise(previous: MappingDocument | None, document: MappingDocument) -> Pu
     )
 
 
+def _inert(text: str) -> str:
+    """``text`` itself when it is plain printable text, else its repr (one line, no escapes)."""
+    return text if text.isprintable() else repr(text)
+
+
 def render_summary(summary: PublishSummary) -> list[str]:
     """Human lines; tag values are shown with repr so hostile bytes stay inert."""
     lines = [
@@ -64,7 +69,8 @@ def render_summary(summary: PublishSummary) -> list[str]:
         for count in summary.regions
     )
     lines.extend(
-        f"  rejected {r.region} {r.instance_id}: {r.value!r}: {r.reason}" for r in summary.rejected
+        f"  rejected {r.region} {r.instance_id}: {r.value!r}: {_inert(r.reason)}"
+        for r in summary.rejected
     )
     if summary.previous_serial is None:
         lines.append("no current document: everything is new")

@@ -14,6 +14,7 @@ from enum import Enum
 
 from resolver.core.addresses import address_sort_key
 from resolver.core.document import HostEntry, MappingDocument
+from resolver.core.names import zone_conflict
 from resolver.errors import ConfigError
 
 PUBLIC = "public"
@@ -77,11 +78,12 @@ def _group_by_name(hosts: Iterable[HostEntry]) -> dict[str, list[HostEntry]]:
 
 def _zone_collisions(document: MappingDocument, zone: str) -> list[Omission]:
     """Names a node cannot serve under its own zone (the document came from another zone)."""
-    return [
-        Omission(host.name, host.instance_id, f"name ends in the zone suffix {zone!r}")
-        for host in document.hosts
-        if host.name == zone or host.name.endswith("." + zone)
-    ]
+    omitted: list[Omission] = []
+    for host in document.hosts:
+        conflict = zone_conflict(host.name, zone)
+        if conflict is not None:
+            omitted.append(Omission(host.name, host.instance_id, f"name {conflict}"))
+    return omitted
 
 
 def region_view(

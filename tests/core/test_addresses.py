@@ -1,0 +1,77 @@
+"""Address canonicalisation and the stable answer order."""
+
+from __future__ import annotations
+
+import pytest
+
+from resolver.core.addresses import address_sort_key, canonical_ipv4, canonical_ipv6
+from resolver.errors import DocumentError
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("10.0.0.1", "10.0.0.1"), ("0.0.0.0", "0.0.0.0"), ("255.255.255.255", "255.255.255.255")],
+    ids=["private", "zero", "broadcast"],
+)
+def test_canonical_ipv4(value: str, expected: str) -> None:
+    assert canonical_ipv4(value, "f") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("010.0.0.1", "f: '010.0.0.1' is not an IPv4 address"),
+        ("10.0.0.1 ", "f: '10.0.0.1 ' is not an IPv4 address"),
+        ("10.0.0.1\n", "f: '10.0.0.1\\n' is not an IPv4 address"),
+        ("::1", "f: '::1' is not an IPv4 address"),
+        ("", "f: '' is not an IPv4 address"),
+        (167772161, "f: expected an IPv4 address string, got int"),
+        (None, "f: expected an IPv4 address string, got NoneType"),
+    ],
+    ids=["leading-zero", "trailing-space", "newline", "ipv6", "empty", "int", "none"],
+)
+def test_canonical_ipv4_errors(value: object, message: str) -> None:
+    with pytest.raises(DocumentError) as caught:
+        canonical_ipv4(value, "f")
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2600:1f18:0000:0000:0000:0000:0000:0001", "2600:1f18::1"),
+        ("2600:1F18::A", "2600:1f18::a"),
+        ("::ffff:10.0.0.1", "::ffff:a00:1"),
+    ],
+    ids=["compressed", "lowercase", "mapped"],
+)
+def test_canonical_ipv6(value: str, expected: str) -> None:
+    assert canonical_ipv6(value, "f") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("fe80::1%eth0", "f: 'fe80::1%eth0' is not an IPv6 address"),
+        ("fe80::1%x\n1.2.3.4 evil", "f: 'fe80::1%x\\n1.2.3.4 evil' is not an IPv6 address"),
+        ("10.0.0.1", "f: '10.0.0.1' is not an IPv6 address"),
+        ("2600::1::2", "f: '2600::1::2' is not an IPv6 address"),
+        (b"::1", "f: expected an IPv6 address string, got bytes"),
+    ],
+    ids=["scope-id", "scope-injection", "ipv4", "double-gap", "bytes"],
+)
+def test_canonical_ipv6_errors(value: object, message: str) -> None:
+    with pytest.raises(DocumentError) as caught:
+        canonical_ipv6(value, "f")
+    assert str(caught.value) == message
+
+
+def test_address_order_is_numeric_v4_before_v6() -> None:
+    addresses = ["2600::10", "10.0.0.10", "2600::9", "10.0.0.9", "9.0.0.1"]
+    assert sorted(addresses, key=address_sort_key) == [
+        "9.0.0.1",
+        "10.0.0.9",
+        "10.0.0.10",
+        "2600::9",
+        "2600::10",
+    ]

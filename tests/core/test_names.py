@@ -1,0 +1,268 @@
+"""Name validation: the first line of defence against hostile tag values."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resolver.core.names import NameRejection, check_zone, split_tag_value, validate_name
+from resolver.errors import InvalidName
+
+LABEL_63 = "a" * 63
+NAME_253 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+NAME_254 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 62])
+
+CHARS = "characters other than letters, digits and hyphens"
+
+
+@pytest.mark.parametrize(
+    ("raw", "zone", "expected"),
+    [
+        ("web1", "internal", "web1"),
+        ("WEB1", "internal", "web1"),
+        ("Api.EU", "internal", "api.eu"),
+        ("  web1  ", "internal", "web1"),
+        ("\tweb1\n", "internal", "web1"),
+        ("web-1", "internal", "web-1"),
+        ("x--y", "internal", "x--y"),
+        ("1web", "internal", "1web"),
+        ("web.1a", "internal", "web.1a"),
+        (LABEL_63, "internal", LABEL_63),
+        (NAME_253, "internal", NAME_253),
+        ("web.internal", None, "web.internal"),
+        ("web.internal", "fleet.internal", "web.internal"),
+        ("internal-api", "internal", "internal-api"),
+        ("myinternal", "internal", "myinternal"),
+        ("localhost.web", "internal", "localhost.web"),
+        ("ec2", "fleet.internal", "ec2"),
+    ],
+    ids=[
+        "plain",
+        "uppercase",
+        "mixed-case-two-labels",
+        "spaces-stripped",
+        "tab-newline-stripped",
+        "hyphen-inside",
+        "double-hyphen",
+        "leading-digit",
+        "numeric-first-label",
+        "label-63",
+        "name-253",
+        "no-zone-given",
+        "other-zone",
+        "zone-as-prefix",
+        "zone-as-label-suffix",
+        "localhost-not-last",
+        "ec2-under-other-zone",
+    ],
+)
+def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
+    assert validate_name(raw, zone) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "zone", "reason"),
+    [
+        ("web 1", "internal", CHARS),
+        ("web\n1", "internal", CHARS),
+        ("web\r\n1.2.3.4 evil", "internal", CHARS),
+        ("$(reboot)", "internal", CHARS),
+        ("`reboot`", "internal", CHARS),
+        ("'web'", "internal", CHARS),
+        ('"web"', "internal", CHARS),
+        ("web;reboot", "internal", CHARS),
+        ("web_1", "internal", CHARS),
+        ("web/1", "internal", CHARS),
+        ("*", "internal", CHARS),
+        ("web\x00", "internal", CHARS),
+        ("w\u00e9b", "internal", "non-ASCII"),
+        ("\uff57\uff45\uff42", "internal", "non-ASCII"),
+        ("\u0130stanbul", "internal", "non-ASCII"),
+        ("\u212aube", "internal", "non-ASCII"),
+        ("", "internal", "is empty"),
+        ("   ", "internal", "is empty"),
+        ("a..b", "internal", "empty label"),
+        (".a", "internal", "empty label"),
+        ("a.", "internal", "empty label"),
+        ("-web", "internal", "starts or ends with a hyphen"),
+        ("web-", "internal", "starts or ends with a hyphen"),
+        ("a-.b", "internal", "starts or ends with a hyphen"),
+        ("a" * 64, "internal", "label longer than 63 octets"),
+        (NAME_254, "internal", "longer than 253 octets"),
+        ("localhost", "internal", "reserved name 'localhost'"),
+        ("x.localhost", "internal", "reserved name 'localhost'"),
+        ("LOCALHOST", "internal", "reserved name 'localhost'"),
+        ("x.arpa", "internal", "reserved name 'arpa'"),
+        ("4.3.2.1.in-addr.arpa", "internal", "reserved name 'arpa'"),
+        ("1.2.3.4", "internal", "all-numeric"),
+        ("10", "internal", "all-numeric"),
+        ("internal", "internal", "zone suffix 'internal'"),
+        ("web.internal", "internal", "zone suffix 'internal'"),
+        ("Web.INTERNAL", "internal", "zone suffix 'internal'"),
+        ("web.fleet.internal", "fleet.internal", "zone suffix 'fleet.internal'"),
+        ("ip-10-0-0-5.ec2", "internal", "AWS"),
+        ("ip-10-0-0-5.us-west-2.compute", "internal", "AWS"),
+        ("ec2", "internal", "AWS"),
+        ("ip-10-0-0-5.ec2.internal", "fleet.internal", "AWS"),
+        ("ip-10-0-0-5.ec2.internal", None, "AWS"),
+    ],
+    ids=[
+        "space",
+        "newline",
+        "crlf-injection",
+        "command-substitution",
+        "backticks",
+        "single-quotes",
+        "double-quotes",
+        "semicolon",
+        "underscore",
+        "slash",
+        "wildcard",
+        "nul",
+        "accented",
+        "fullwidth",
+        "turkish-dotted-i",
+        "kelvin-sign-lowercases-to-ascii",
+        "empty",
+        "only-spaces",
+        "empty-middle-label",
+        "leading-dot",
+        "trailing-dot",
+        "leading-hyphen",
+        "trailing-hyphen",
+        "label-trailing-hyphen",
+        "label-64",
+        "name-254",
+        "localhost",
+        "under-localhost",
+        "localhost-uppercase",
+        "arpa",
+        "reverse-name",
+        "ipv4-literal",
+        "all-digits",
+        "equals-zone",
+        "ends-in-zone",
+        "ends-in-zone-mixed-case",
+        "ends-in-dotted-zone",
+        "shadows-ec2-internal",
+        "shadows-compute-internal",
+        "claims-ec2-internal",
+        "bare-aws-name-other-zone",
+        "bare-aws-name-no-zone",
+    ],
+)
+def test_invalid_names(raw: str, zone: str | None, reason: str) -> None:
+    with pytest.raises(InvalidName) as caught:
+        validate_name(raw, zone)
+    assert reason in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "names", "rejections"),
+    [
+        ("web1, API ,,web1", ["web1", "api"], []),
+        ("web1,", ["web1"], []),
+        ("", [], [NameRejection("", "tag value holds no names")]),
+        (" , ,, ", [], [NameRejection(" , ,, ", "tag value holds no names")]),
+        (
+            "web1,$(reboot), api",
+            ["web1", "api"],
+            [NameRejection("$(reboot)", f"name '$(reboot)' has {CHARS}")],
+        ),
+        (
+            "web.internal, web",
+            ["web"],
+            [
+                NameRejection(
+                    "web.internal", "name 'web.internal' ends in the zone suffix 'internal'"
+                )
+            ],
+        ),
+        (
+            " bad name ,localhost",
+            [],
+            [
+                NameRejection(" bad name ", f"name 'bad name' has {CHARS}"),
+                NameRejection(
+                    "localhost", "name 'localhost' ends in the reserved name 'localhost'"
+                ),
+            ],
+        ),
+    ],
+    ids=["dedupe-strip-lower", "trailing-comma", "empty", "all-empty", "mixed", "zone", "all-bad"],
+)
+def test_split_tag_value(value: str, names: list[str], rejections: list[NameRejection]) -> None:
+    assert split_tag_value(value, "internal") == (names, rejections)
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [("internal", "internal"), ("Fleet.Internal", "fleet.internal"), ("a-b.c", "a-b.c")],
+    ids=["default", "uppercase", "hyphen"],
+)
+def test_check_zone_valid(zone: str, expected: str) -> None:
+    assert check_zone(zone) == expected
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "",
+        "internal.",
+        ".internal",
+        "in ternal",
+        "-internal",
+        "z\u00f6ne",
+        "a" * 64,
+        "a." * 127 + "a",
+    ],
+    ids=["empty", "trailing-dot", "leading-dot", "space", "hyphen", "non-ascii", "label-64", "254"],
+)
+def test_check_zone_invalid(zone: str) -> None:
+    with pytest.raises(InvalidName):
+        check_zone(zone)
+
+
+_SHAPE = re.compile(r"[a-z0-9.-]+\Z")
+_LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+
+hostile_text = (
+    st.text()
+    | st.text(alphabet="aZ09-.. \n\t$;'\"`\u00e9\u0130\uff41,")
+    | st.from_regex(r"[a-zA-Z0-9][a-zA-Z0-9.-]{0,70}", fullmatch=True)
+)
+
+
+@settings(max_examples=250, deadline=None)
+@given(raw=hostile_text, zone=st.sampled_from([None, "internal", "fleet.internal"]))
+def test_any_string_is_a_safe_name_or_invalid(raw: str, zone: str | None) -> None:
+    try:
+        name = validate_name(raw, zone)
+    except InvalidName as exc:
+        assert "\n" not in str(exc)
+        return
+    assert _SHAPE.match(name)
+    assert len(name.encode("ascii")) <= 253
+    for label in name.split("."):
+        assert 1 <= len(label) <= 63
+        assert _LDH.match(label)
+    if zone is not None:
+        assert name != zone
+        assert not name.endswith("." + zone)
+    assert validate_name(name, zone) == name
+
+
+@settings(max_examples=120, deadline=None)
+@given(value=hostile_text)
+def test_split_tag_value_partitions_every_part(value: str) -> None:
+    names, rejections = split_tag_value(value, "internal")
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert validate_name(name, "internal") == name
+    assert names or rejections
+    parts = [part for part in value.split(",") if part.strip()]
+    assert {r.value for r in rejections} <= {*parts, value}

@@ -1,0 +1,369 @@
+"""Configuration: DESIGN.md defaults, strict keys and types, errors naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from resolver.config import (
+    Config,
+    DnsConfig,
+    HostsConfig,
+    MetricsConfig,
+    PublishConfig,
+    SourceConfig,
+    ViewConfig,
+    allowed_networks,
+    config_from_mapping,
+    listen_endpoints,
+    load_config,
+    override,
+)
+from resolver.core.endpoints import Endpoint
+from resolver.errors import ConfigError, UsageError
+
+FULL_TOML = """
+[source]
+url = "file:///srv/mapping.json"
+poll_interval = 12.5
+cache_path = "none"
+max_shrink = 0.25
+
+[view]
+region = "eu-west-1"
+zone = "fleet.internal"
+cross_region = "private"
+authoritative = true
+
+[dns]
+listen = ["10.0.0.53:53", "[::1]:5353"]
+allow = ["10.0.0.0/8", "::1/128"]
+upstream = ["10.0.0.2", "[fd00::2]:53"]
+ttl = 60
+negative_ttl = 5
+
+[hosts]
+path = "/etc/hosts"
+dnsmasq_file = "/etc/tagdns/dnsmasq.hosts"
+dnsmasq_pidfile = "/run/dnsmasq/dnsmasq.pid"
+
+[metrics]
+listen = "127.0.0.1:9153"
+
+[publish]
+bucket = "my-bucket"
+prefix = "dns/prod"
+regions = ["us-east-1", "eu-west-1"]
+tag_key = "Name"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tagdns.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_match_design() -> None:
+    assert Config() == Config(
+        source=SourceConfig(
+            url="s3://fleet-config/dns/mapping.json",
+            poll_interval=30.0,
+            cache_path="/var/lib/tagdns/mapping.json",
+            max_shrink=0.5,
+        ),
+        view=ViewConfig(region="auto", zone="internal", cross_region="public", authoritative=False),
+        dns=DnsConfig(
+            listen=("127.0.0.53:53",),
+            allow=("127.0.0.0/8", "::1/128"),
+            upstream=("auto",),
+            ttl=30,
+            negative_ttl=30,
+        ),
+        hosts=HostsConfig(path="", dnsmasq_file="", dnsmasq_pidfile=""),
+        metrics=MetricsConfig(listen="127.0.0.1:9153"),
+        publish=PublishConfig(bucket="", prefix="dns", regions=("all",), tag_key="dns"),
+    )
+    assert config_from_mapping({}) == Config()
+
+
+def test_full_file_loads(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, FULL_TOML))
+    assert config == Config(
+        source=SourceConfig("file:///srv/mapping.json", 12.5, "none", 0.25),
+        view=ViewConfig("eu-west-1", "fleet.internal", "private", True),
+        dns=DnsConfig(
+            listen=("10.0.0.53:53", "[::1]:5353"),
+            allow=("10.0.0.0/8", "::1/128"),
+            upstream=("10.0.0.2", "[fd00::2]:53"),
+            ttl=60,
+            negative_ttl=5,
+        ),
+        hosts=HostsConfig("/etc/hosts", "/etc/tagdns/dnsmasq.hosts", "/run/dnsmasq/dnsmasq.pid"),
+        metrics=MetricsConfig("127.0.0.1:9153"),
+        publish=PublishConfig("my-bucket", "dns/prod", ("us-east-1", "eu-west-1"), "Name"),
+    )
+    assert listen_endpoints(config.dns) == [Endpoint("10.0.0.53", 53), Endpoint("::1", 5353)]
+    assert [str(n) for n in allowed_networks(config.dns)] == ["10.0.0.0/8", "::1/128"]
+
+
+def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
+    config = load_config(
+        _write(tmp_path, '[view]\nregion = "us-east-1"\n[dns]\nlisten = "127.0.0.1:5353"\n')
+    )
+    assert config.view == ViewConfig(region="us-east-1")
+    assert config.dns == DnsConfig(listen=("127.0.0.1:5353",))
+    assert config.source == SourceConfig()
+    assert config.publish == PublishConfig()
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[sauce]\nurl = 'x'\n", "unknown section [sauce]"),
+        ("[source]\nurll = 'x'\n", "unknown key 'urll' in [source]"),
+        (
+            "[dns]\nlisten = ['127.0.0.1:53']\nallow_all = true\n",
+            "unknown key 'allow_all' in [dns]",
+        ),
+        ("source = 'x'\n", "[source] must be a table"),
+        ("[source]\npoll_interval = '30'\n", "[source] poll_interval: expected a number, got '30'"),
+        ("[source]\npoll_interval = true\n", "[source] poll_interval: expected a number, got True"),
+        ("[source]\nurl = 5\n", "[source] url: expected a string, got 5"),
+        (
+            "[view]\nauthoritative = 'yes'\n",
+            "[view] authoritative: expected true or false, got 'yes'",
+        ),
+        ("[view]\nauthoritative = 1\n", "[view] authoritative: expected true or false, got 1"),
+        ("[dns]\nttl = 30.0\n", "[dns] ttl: expected an integer, got 30.0"),
+        ("[dns]\nttl = true\n", "[dns] ttl: expected an integer, got True"),
+        ("[dns]\nlisten = [53]\n", "[dns] listen: expected a list of strings, got [53]"),
+        ("[dns]\nupstream = {a = 1}\n", "[dns] upstream: expected a list of strings"),
+        ("[publish]\nregions = 1\n", "[publish] regions: expected a list of strings, got 1"),
+        ("[source]\n[source.extra]\n", "unknown key 'extra' in [source]"),
+    ],
+    ids=[
+        "unknown-section",
+        "unknown-key",
+        "unknown-key-dns",
+        "section-not-table",
+        "string-for-number",
+        "bool-for-number",
+        "number-for-string",
+        "string-for-bool",
+        "int-for-bool",
+        "float-for-int",
+        "bool-for-int",
+        "list-of-ints",
+        "table-for-list",
+        "int-for-list",
+        "sub-table",
+    ],
+)
+def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    path = _write(tmp_path, toml)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: {message}" or str(caught.value).startswith(
+        f"{path}: {message}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"source": {"poll_interval": 0}}, "[source] poll_interval must be positive"),
+        ({"source": {"poll_interval": -1.5}}, "[source] poll_interval must be positive"),
+        ({"source": {"poll_interval": float("inf")}}, "[source] poll_interval must be positive"),
+        ({"source": {"poll_interval": float("nan")}}, "[source] poll_interval must be positive"),
+        ({"source": {"max_shrink": 1.5}}, "[source] max_shrink must be between 0 and 1"),
+        ({"source": {"max_shrink": -0.1}}, "[source] max_shrink must be between 0 and 1"),
+        ({"source": {"max_shrink": float("nan")}}, "[source] max_shrink must be between 0 and 1"),
+        ({"view": {"zone": ""}}, "[view] zone ''"),
+        ({"view": {"zone": "bad zone"}}, "[view] zone 'bad zone'"),
+        ({"view": {"zone": "internal."}}, "[view] zone 'internal.'"),
+        ({"view": {"zone": "Internal"}}, "[view] zone 'Internal' must be lowercase"),
+        ({"view": {"zone": " internal"}}, "[view] zone ' internal' must be lowercase"),
+        ({"view": {"zone": "z\u00f6ne"}}, "[view] zone 'z\u00f6ne'"),
+        ({"view": {"region": "mars-north-1x"}}, "[view] region 'mars-north-1x' is not a region"),
+        ({"view": {"region": "US-EAST-1"}}, "[view] region 'US-EAST-1' is not a region"),
+        ({"view": {"region": "us-east-\u0661"}}, "[view] region 'us-east-\u0661' is not a region"),
+        ({"view": {"cross_region": "both"}}, "[view] cross_region must be 'public' or 'private'"),
+        ({"dns": {"ttl": -1}}, "[dns] ttl must be 0 to 86400 seconds"),
+        ({"dns": {"ttl": 86401}}, "[dns] ttl must be 0 to 86400 seconds"),
+        ({"dns": {"negative_ttl": -5}}, "[dns] negative_ttl must be 0 to 86400 seconds"),
+        ({"dns": {"listen": []}}, "[dns] listen needs at least one address"),
+        ({"dns": {"listen": ["127.0.0.53"]}}, "[dns] listen '127.0.0.53': expected ADDR:PORT"),
+        ({"dns": {"allow": ["10.0.0.0/33"]}}, "[dns] allow: '10.0.0.0/33' is not a network"),
+        ({"dns": {"listen": ["0.0.0.0:53"]}}, "[dns] listen has a non-loopback address"),
+        (
+            {"dns": {"listen": ["0.0.0.0:53"], "allow": []}},
+            "[dns] listen has a non-loopback address",
+        ),
+        (
+            {"dns": {"listen": ["0.0.0.0:53"], "allow": ["0.0.0.0/0"]}},
+            "[dns] allow: '0.0.0.0/0' would make an open resolver",
+        ),
+        ({"dns": {"allow": ["::/0"]}}, "[dns] allow: '::/0' would make an open resolver"),
+        ({"dns": {"upstream": []}}, "[dns] upstream needs at least one entry"),
+        ({"dns": {"upstream": ["dns.google"]}}, "[dns] upstream 'dns.google': 'dns.google' is not"),
+        ({"dns": {"upstream": ["none", "1.1.1.1"]}}, "[dns] upstream: 'none' must stand alone"),
+        ({"metrics": {"listen": "localhost:9153"}}, "[metrics] listen 'localhost:9153'"),
+        ({"publish": {"regions": ["us-east-1", "everywhere"]}}, "[publish] regions: 'everywhere'"),
+        ({"publish": {"prefix": "/dns"}}, "[publish] prefix '/dns' is not a relative key"),
+        ({"publish": {"prefix": "dns/../x"}}, "[publish] prefix 'dns/../x' is not a relative key"),
+        ({"publish": {"tag_key": ""}}, "[publish] tag_key must be 1 to 128 characters"),
+        ({"publish": {"tag_key": "k" * 129}}, "[publish] tag_key must be 1 to 128 characters"),
+    ],
+    ids=[
+        "poll-zero",
+        "poll-negative",
+        "poll-inf",
+        "poll-nan",
+        "shrink-high",
+        "shrink-negative",
+        "shrink-nan",
+        "zone-empty",
+        "zone-space",
+        "zone-trailing-dot",
+        "zone-uppercase",
+        "zone-leading-space",
+        "zone-non-ascii",
+        "region-bad",
+        "region-uppercase",
+        "region-arabic-digit",
+        "cross-region",
+        "ttl-negative",
+        "ttl-high",
+        "negative-ttl",
+        "listen-empty",
+        "listen-no-port",
+        "allow-bad",
+        "non-loopback-default-allow",
+        "non-loopback-empty-allow",
+        "open-resolver-v4",
+        "open-resolver-v6",
+        "upstream-empty",
+        "upstream-hostname",
+        "upstream-none-mixed",
+        "metrics-hostname",
+        "publish-region",
+        "prefix-absolute",
+        "prefix-dotdot",
+        "tag-key-empty",
+        "tag-key-long",
+    ],
+)
+def test_invalid_values_name_the_key(raw: dict[str, dict[str, object]], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping(raw, "tagdns.toml")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("tagdns.toml: ")
+    assert caught.value.exit_code == 2
+    assert isinstance(caught.value, UsageError)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"dns": {"listen": ["10.0.0.53:53"], "allow": ["10.0.0.0/8"]}},
+        {"dns": {"listen": ["[::]:53", "127.0.0.53:53"], "allow": ["fd00::/8", "::1/128"]}},
+        {"dns": {"listen": ["127.0.0.1:53", "[::1]:53"], "allow": []}},
+        {"dns": {"upstream": ["none"]}},
+        {"dns": {"upstream": ["auto", "10.0.0.2:5353", "::1"]}},
+        {"dns": {"ttl": 0, "negative_ttl": 86400}},
+        {"metrics": {"listen": ""}},
+        {"metrics": {"listen": "none"}},
+        {"view": {"region": "public"}},
+        {"view": {"region": "us-gov-west-1"}},
+        {"source": {"max_shrink": 0, "poll_interval": 1}},
+        {"source": {"max_shrink": 1}},
+        {"publish": {"regions": ["all"], "prefix": ""}},
+    ],
+    ids=[
+        "non-loopback-with-allow",
+        "any-v6-with-allow",
+        "loopback-without-allow",
+        "upstream-none",
+        "upstream-mixed",
+        "ttl-bounds",
+        "metrics-empty",
+        "metrics-none",
+        "region-public",
+        "region-gov",
+        "shrink-zero",
+        "shrink-one",
+        "empty-prefix",
+    ],
+)
+def test_valid_values(raw: dict[str, dict[str, object]]) -> None:
+    config = config_from_mapping(raw)
+    for section, values in raw.items():
+        for key, value in values.items():
+            got = getattr(getattr(config, section), key)
+            assert got == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: no such file"
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: is a directory"
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[source\nurl = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: invalid TOML: ")
+    assert "line 1" in str(caught.value)
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[publish]\nbucket = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: not UTF-8 text"
+
+
+def test_symlink_loop(tmp_path: Path) -> None:
+    path = tmp_path / "loop.toml"
+    path.symlink_to(path)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_load_none_without_default_file_gives_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("resolver.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+    assert load_config(None) == Config()
+
+
+def test_load_none_reads_default_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = _write(tmp_path, '[view]\nregion = "public"\n')
+    monkeypatch.setattr("resolver.config.DEFAULT_CONFIG_PATH", path)
+    assert load_config(None).view.region == "public"
+
+
+def test_override_ignores_none() -> None:
+    source = SourceConfig()
+    assert override(source, url=None, poll_interval=None) is source
+    changed = override(source, url="file:///x", poll_interval=None, max_shrink=0.0)
+    assert changed == dataclasses.replace(source, url="file:///x", max_shrink=0.0)
+    assert override(source) is source
+
+
+def test_override_rejects_unknown_field() -> None:
+    with pytest.raises(TypeError):
+        override(SourceConfig(), colour="red")
