@@ -1,7 +1,10 @@
 """The per-node agent: wires a source, the reload pipeline and the DNS server.
 
-All decisions live in resolver.core (pipeline, responder) and all I/O in
-resolver.adapters; this module only connects them and handles signals.
+All decisions live in resolver.core (pipeline, responder, cache) and all I/O in
+resolver.adapters; this module connects them and owns the lifecycle of
+DESIGN.md: serve the last-known-good copy at once, then fetch; poll with
+jitter; validate and compile off the serving path; swap whole zones; keep the
+old data, and say why once, when anything goes wrong.
 """
 
 from __future__ import annotations
@@ -9,21 +12,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from resolver.adapters.dns_server import DnsServer, Network
 from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
+from resolver.adapters.last_known_good import LastKnownGood
+from resolver.adapters.sources import DocumentSource, open_source
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
 from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation, SourceLocation
-from resolver.errors import ConfigError, TagdnsError
+from resolver.core.status import AgentStatus
+from resolver.core.views import View
+from resolver.core.zone import CompiledZone, compile_zone
+from resolver.errors import TagdnsError
 
 log = logging.getLogger("tagdns.agent")
+
+WATCH_DEBOUNCE = 0.2
+JITTER = 0.1
 
 
 @dataclass(frozen=True)
@@ -36,34 +51,103 @@ class AgentPlan:
     allow: tuple[Network, ...]
     upstreams: tuple[Endpoint, ...] = ()
     """Empty: forwarding is off and names not owned are REFUSED."""
+    cache_path: Path | None = None
+    poll_interval: float = 30.0
+    watch: bool = True
+    """Watch a file source for changes (besides polling it)."""
 
 
 def fetch(source: SourceLocation) -> bytes:
+    """One unconditional read of a source (for one-shot commands such as lookup)."""
     if isinstance(source, FileLocation):
         return read_document_file(source.path)
-    raise ConfigError(f"source {source}: S3 sources are not supported by this agent yet")
+    fetched = open_source(source).fetch(None)
+    assert fetched is not None  # an unconditional GET is never "not modified"
+    return fetched.data
 
 
 class Agent:
-    """Serves the last accepted zone; ``reload`` swaps in a new one or keeps the old."""
+    """Serves the last accepted zone; every refresh swaps in a new one or keeps the old."""
 
-    def __init__(self, plan: AgentPlan) -> None:
+    def __init__(self, plan: AgentPlan, source: DocumentSource | None = None) -> None:
         self.plan = plan
+        self.source = source or open_source(plan.source)
+        self.last_known_good = (
+            LastKnownGood(plan.cache_path, str(plan.source)) if plan.cache_path else None
+        )
         self.loaded: LoadedZone | None = None
+        self.loaded_from: str | None = None
         self.server: DnsServer | None = None
         self.bound: list[Endpoint] = []
-        self.last_error: str | None = None
         self.cache = AnswerCache()
         self.forwarder: Forwarder | None = None
+        self.marker: str | None = None
+        self.marker_refused = False
+        """The object at ``marker`` was refused: a 304 for it is no recovery."""
+        self.last_error: str | None = None
+        self.last_fetch_ok: float | None = None
+        self.last_change: float | None = None
+        self.counts = {"fetches": 0, "not_modified": 0, "accepted": 0, "rejected": 0, "errors": 0}
+        self._refresh_lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        self._pending_watch: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _install(self, loaded: LoadedZone) -> None:
+    # -- state ---------------------------------------------------------------------------
+
+    def status(self) -> AgentStatus:
+        document = self.loaded.document if self.loaded else None
+        return AgentStatus(
+            source=str(self.plan.source),
+            view=self.plan.settings.view,
+            serial=document.serial if document else None,
+            generated_at=document.generated_at if document else None,
+            names=self.loaded.zone.names if self.loaded else 0,
+            loaded_from=self.loaded_from,
+            last_fetch_ok=self.last_fetch_ok,
+            last_change=self.last_change,
+            last_error=self.last_error,
+            fetches=self.counts["fetches"],
+            not_modified=self.counts["not_modified"],
+            accepted=self.counts["accepted"],
+            rejected=self.counts["rejected"],
+            fetch_errors=self.counts["errors"],
+            bytes_downloaded=self.source.bytes_downloaded,
+        )
+
+    def _responder(self, zone: CompiledZone) -> Responder:
+        return Responder(zone, forwarding=bool(self.plan.upstreams))
+
+    def _empty_zone(self) -> CompiledZone:
+        settings = self.plan.settings
+        view = View(settings.view, settings.zone, 0, ())
+        return compile_zone(view, authoritative=settings.authoritative)
+
+    def _report(self, message: str) -> None:
+        """Log a problem once, not on every poll that meets it again."""
+        if message != self.last_error:
+            serial = self.loaded.document.serial if self.loaded else "none"
+            log.error("keeping serial %s: %s", serial, message)
+        self.last_error = message
+
+    def _recovered(self) -> None:
+        if self.last_error is not None:
+            log.info("recovered: %s", self.plan.source)
+        self.last_error = None
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _install(self, loaded: LoadedZone, origin: str) -> None:
+        previous = self.loaded.document.serial if self.loaded else None
         self.loaded = loaded
+        self.loaded_from = origin
+        self.last_change = time.time()
         # Names the view now owns must not be answered from forwarded data any more.
         self.cache.flush_names(loaded.zone.nodata)
         if self.server is not None:
             # One attribute assignment: a query sees the old zone or the new, never a mix.
-            self.server.responder = Responder(loaded.zone, forwarding=self.plan.settings.forwarding)
+            self.server.responder = self._responder(loaded.zone)
         for omission in loaded.view.omitted:
             log.warning(
                 "left out of view %s: %s (%s): %s",
@@ -73,42 +157,83 @@ class Agent:
                 omission.reason,
             )
         log.info(
-            "serving serial %d: %d names in view %s",
+            "serving serial %d (was %s) from %s: %d names in view %s",
             loaded.zone.serial,
+            previous if previous is not None else "none",
+            origin,
             loaded.zone.names,
             loaded.view.label,
         )
 
-    async def reload(self) -> bool:
-        """Fetch and install; on any failure keep serving the old zone and say why once."""
+    async def _consider(self, data: bytes, origin: str, *, from_cache: bool = False) -> bool:
+        """Validate and compile off the serving path, then install; False if refused."""
         current = self.loaded.document if self.loaded else None
         try:
-            data = await asyncio.to_thread(fetch, self.plan.source)
-            loaded = await asyncio.to_thread(load_document, data, self.plan.settings, current)
+            loaded = await asyncio.to_thread(
+                load_document, data, self.plan.settings, current, force=from_cache
+            )
         except TagdnsError as exc:
-            message = f"{self.plan.source}: {exc}"
-            if message != self.last_error:
-                log.error("keeping serial %s: %s", current.serial if current else "none", message)
-            self.last_error = message
+            self.counts["rejected"] += 1
+            self._report(f"{origin}: refused: {exc}")
             return False
-        self.last_error = None
         if current is not None and loaded.document == current:
             return True
-        self._install(loaded)
+        self.counts["accepted"] += 1
+        self._install(loaded, origin)
+        if not from_cache and self.last_known_good is not None:
+            try:
+                await asyncio.to_thread(self.last_known_good.save, data)
+            except TagdnsError as exc:
+                log.warning("%s", exc)
         return True
 
+    async def load_cached(self) -> None:
+        """Serve the last-known-good copy, if any, before the source answers."""
+        if self.last_known_good is None:
+            return
+        try:
+            data = await asyncio.to_thread(self.last_known_good.load)
+        except TagdnsError as exc:
+            log.warning("not using the cached copy: %s", exc)
+            return
+        if data is not None:
+            await self._consider(data, f"cache {self.plan.cache_path}", from_cache=True)
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Fetch the source (conditionally unless ``force``) and consider what came."""
+        async with self._refresh_lock:
+            self.counts["fetches"] += 1
+            try:
+                fetched = await asyncio.to_thread(self.source.fetch, None if force else self.marker)
+            except TagdnsError as exc:
+                self.counts["errors"] += 1
+                self._report(str(exc))
+                return
+            self.last_fetch_ok = time.time()
+            if fetched is None:
+                self.counts["not_modified"] += 1
+                if self.last_error is not None and self.last_error.startswith(
+                    str(self.plan.source) + ":"
+                ):
+                    return  # still the refused document: it was reported once
+                self._recovered()
+                return
+            self.marker = fetched.marker
+            if await self._consider(fetched.data, str(self.plan.source)):
+                self._recovered()
+
+    # -- serving -------------------------------------------------------------------------
+
     async def start(self) -> list[Endpoint]:
-        """Load the first document (failing hard if there is none) and bind the listeners."""
-        if not await self.reload():
-            raise TagdnsError(self.last_error or "no document to serve")
-        assert self.loaded is not None
-        responder = Responder(self.loaded.zone, forwarding=self.plan.settings.forwarding)
+        """Serve the cached copy at once, bind the listeners, then fetch the source."""
+        await self.load_cached()
+        zone = self.loaded.zone if self.loaded else self._empty_zone()
         forward = None
         if self.plan.upstreams:
             self.forwarder = Forwarder(self.plan.upstreams, self.cache)
             forward = self.forwarder.forward
             log.info("forwarding to %s", ", ".join(str(u) for u in self.plan.upstreams))
-        self.server = DnsServer(responder, allow=self.plan.allow, forward=forward)
+        self.server = DnsServer(self._responder(zone), allow=self.plan.allow, forward=forward)
         try:
             for endpoint in self.plan.listen:
                 self.bound.append(await self.server.listen(endpoint))
@@ -117,18 +242,56 @@ class Agent:
             raise TagdnsError(f"cannot listen on {endpoint}: {exc.strerror or exc}") from None
         for endpoint in self.bound:
             log.info("listening on %s (UDP and TCP)", endpoint)
+        await self.refresh(force=True)
+        if self.loaded is None:
+            log.error(
+                "no mapping yet: names are not answered until %s is readable", self.plan.source
+            )
         return self.bound
 
     def stop(self) -> None:
         self._stop.set()
 
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _poll(self) -> None:
+        while True:
+            interval = self.plan.poll_interval
+            await asyncio.sleep(interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
+            await self.refresh()
+
+    def _file_changed(self) -> None:
+        """From watchdog's thread: debounce bursts of events into one refresh."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        def schedule() -> None:
+            if self._pending_watch is not None:
+                self._pending_watch.cancel()
+            self._pending_watch = loop.call_later(
+                WATCH_DEBOUNCE, lambda: self._spawn(self.refresh())
+            )
+
+        loop.call_soon_threadsafe(schedule)
+
     async def run(self, on_ready: Callable[[list[Endpoint]], None] | None = None) -> None:
-        """Serve until SIGTERM or SIGINT; SIGHUP reloads now."""
+        """Serve until SIGTERM or SIGINT; SIGHUP fetches now."""
+        self._loop = loop = asyncio.get_running_loop()
         bound = await self.start()
-        loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.refresh(force=True)))
+        watcher = None
+        if self.plan.watch and isinstance(self.plan.source, FileLocation):
+            from resolver.adapters.file_watch import FileWatcher  # noqa: PLC0415
+
+            watcher = FileWatcher(self.plan.source.path, self._file_changed)
+            watcher.start()
+        self._spawn(self._poll())
         if on_ready is not None:
             on_ready(bound)
         try:
@@ -136,6 +299,10 @@ class Agent:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            if watcher is not None:
+                watcher.stop()
+            for task in list(self._tasks):
+                task.cancel()
             if self.server is not None:
                 await self.server.close()
             log.info("stopped")

@@ -134,12 +134,15 @@ def zone_settings(config: Config, label: str, *, forwarding: bool) -> ZoneSettin
 
 def build_plan(config: Config) -> AgentPlan:
     upstreams = _upstreams(config)
+    cache = config.source.cache_path
     return AgentPlan(
         source=parse_source(config.source.url),
         settings=zone_settings(config, _view_label(config), forwarding=bool(upstreams)),
         listen=tuple(listen_endpoints(config.dns)),
         allow=tuple(allowed_networks(config.dns)),
         upstreams=tuple(upstreams),
+        cache_path=None if cache in ("", NONE) else Path(cache),
+        poll_interval=config.source.poll_interval,
     )
 
 

@@ -1,0 +1,42 @@
+"""Watching a file source with watchdog, so an edited document is served at once.
+
+The parent directory is watched, not the file: editors and deploy tools replace
+files by rename, which a watch on the old inode would miss.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+
+class _TargetHandler(FileSystemEventHandler):
+    def __init__(self, target: str, on_change: Callable[[], None]) -> None:
+        self.target = target
+        self.on_change = on_change
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
+        if self.target in paths and event.event_type != "opened":
+            self.on_change()
+
+
+class FileWatcher:
+    """Calls ``on_change`` (from watchdog's thread) whenever the target file changes."""
+
+    def __init__(self, path: str, on_change: Callable[[], None]) -> None:
+        self.target = os.path.abspath(path)
+        self.observer = Observer()
+        self.observer.daemon = True
+        handler = _TargetHandler(self.target, on_change)
+        self.observer.schedule(handler, os.path.dirname(self.target), recursive=False)
+
+    def start(self) -> None:
+        self.observer.start()
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=2)

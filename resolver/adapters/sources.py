@@ -1,0 +1,110 @@
+"""Mapping document sources: an S3 object or a local file, fetched conditionally.
+
+Both answer ``fetch(marker)`` with the new bytes and their marker, or None when
+nothing changed since ``marker``: a 304 from S3 (If-None-Match, no download), or
+the same inode, size and mtime for a file. The agent keeps the marker of the
+last object it fetched, accepted or not, so a refused document is not
+downloaded again on every poll.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from botocore.exceptions import ClientError
+
+from resolver.adapters.aws import AWS_ERRORS, describe_error, error_code
+from resolver.adapters.file_source import MAX_DOCUMENT_BYTES, read_document_file
+from resolver.core.source_url import FileLocation, S3Location, SourceLocation
+from resolver.errors import SourceError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_NOT_MODIFIED = frozenset({"304", "NotModified"})
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes
+    marker: str
+    """The S3 ETag, or the file's identity and modification stamp."""
+
+
+class DocumentSource(Protocol):
+    bytes_downloaded: int
+
+    @property
+    def location(self) -> SourceLocation: ...
+
+    def fetch(self, marker: str | None) -> Fetched | None: ...
+
+
+class FileSource:
+    def __init__(self, location: FileLocation) -> None:
+        self.location = location
+        self.bytes_downloaded = 0
+
+    def fetch(self, marker: str | None) -> Fetched | None:
+        path = self.location.path
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise SourceError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise SourceError(f"{path}: {exc.strerror or exc}") from None
+        current = f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+        if current == marker:
+            return None
+        data = read_document_file(path)
+        self.bytes_downloaded += len(data)
+        return Fetched(data, current)
+
+
+class S3Source:
+    def __init__(self, location: S3Location, client: S3Client) -> None:
+        self.location = location
+        self.client = client
+        self.bytes_downloaded = 0
+
+    def fetch(self, marker: str | None) -> Fetched | None:
+        bucket, key = self.location.bucket, self.location.key
+        try:
+            if marker is None:
+                response = self.client.get_object(Bucket=bucket, Key=key)
+            else:
+                response = self.client.get_object(Bucket=bucket, Key=key, IfNoneMatch=marker)
+            if response.get("ContentLength", 0) > MAX_DOCUMENT_BYTES:
+                raise SourceError(f"{self.location}: larger than {MAX_DOCUMENT_BYTES} bytes")
+            data = response["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in _NOT_MODIFIED:
+                return None
+            raise SourceError(f"{self.location}: {_describe(exc)}") from None
+        except AWS_ERRORS as exc:
+            raise SourceError(f"{self.location}: {_describe(exc)}") from None
+        self.bytes_downloaded += len(data)
+        return Fetched(data, str(response.get("ETag", "")))
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        if code in ("NoSuchKey", "404"):
+            return "no such object"
+        if code in ("AccessDenied", "403"):
+            return "access denied (check the node's IAM policy: s3:GetObject on this key)"
+        if code == "NoSuchBucket":
+            return "no such bucket"
+    return describe_error(exc)
+
+
+def open_source(location: SourceLocation) -> DocumentSource:
+    """The source for a location; S3 clients come from boto3's normal configuration."""
+    if isinstance(location, FileLocation):
+        return FileSource(location)
+    from resolver.adapters.aws import make_session, s3_client  # noqa: PLC0415
+
+    return S3Source(location, s3_client(make_session()))
