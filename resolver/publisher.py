@@ -32,6 +32,8 @@ from resolver.core.summary import PublishSummary, summarise
 from resolver.core.views import Omission
 from resolver.errors import ConfigError, DocumentError, ShrinkError
 
+_REMOVED_SHOWN = 10
+
 
 @dataclass(frozen=True)
 class PublishOptions:
@@ -130,7 +132,11 @@ def publish(
         try:
             check_shrink(previous, document, options.max_shrink)
         except ShrinkError as exc:
-            raise ShrinkError(f"{exc}; nothing written (--force publishes anyway)") from None
+            shown = ", ".join(summary.removed[:_REMOVED_SHOWN])
+            more = " ..." if len(summary.removed) > _REMOVED_SHOWN else ""
+            raise ShrinkError(
+                f"{exc} ({shown}{more}); nothing written (--force publishes anyway)"
+            ) from None
     publication = build_publication(document, options.prefix, options.zone)
     written: list[str] = []
     if not options.dry_run:
