@@ -2,20 +2,23 @@
 
 The fast path answers the common query (one question, no compression, at most an
 OPT record) for an owned name with a dictionary lookup and one concatenation.
-Everything else goes to the slow path, which parses with dnslib and applies the
-full error policy of DESIGN.md. Modelled on dnspython's I/O-free core: no
-sockets here, the adapters decide how bytes travel.
+Everything else goes to the slow path, which parses the question and walks the
+additional section itself (names are skipped, never followed, so no input costs
+more than one linear pass) and applies the full error policy of DESIGN.md.
+Modelled on dnspython's I/O-free core: no sockets here, the adapters decide how
+bytes travel.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 
-from dnslib import DNSError, DNSRecord
-
 from resolver.core import wire
 from resolver.core.zone import CompiledZone, Prepared, prepared_heads
+
+log = logging.getLogger("tagdns.responder")
 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00"
 """QDCOUNT=1, ANCOUNT=0, NSCOUNT=0 and the high byte of ARCOUNT."""
@@ -23,7 +26,11 @@ _OPT_PREFIX = b"\x00\x00\x29"
 """Root owner name and TYPE=OPT: how every EDNS query's additional section begins."""
 _CLASS_IN = b"\x00\x01"
 _TYPE_ANY = b"\x00\xff"
-_MAX_NAME_WIRE = 255
+_MAX_NAME_WIRE = wire.MAX_NAME
+_RR_FIXED = struct.Struct("!HHIH")
+"""TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
+_ANY_TYPES = (wire.TYPE_A, wire.TYPE_AAAA, wire.TYPE_PTR, wire.TYPE_SOA)
+"""Every type the zone indexes; an ANY query for an owned name gets all it has of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,8 @@ class Responder:
             if reply is not None:
                 return reply
             return self._slow(data, udp)
-        except Exception:  # the error policy: any internal error is SERVFAIL
+        except Exception:  # the error policy: any internal error is SERVFAIL, logged
+            log.exception("internal error answering a query (%d bytes): SERVFAIL", len(data))
             return servfail(data)
 
     def _fast(self, data: bytes, udp: bool) -> bytes | None:
@@ -95,6 +103,7 @@ class Responder:
             and size >= qend + 11
             and data[qend + 6] == 0  # EDNS version 0; others go to the slow path (BADVERS)
             and size == qend + 11 + (data[qend + 9] << 8 | data[qend + 10])
+            and (size == qend + 11 or _options_framed(data, qend + 11, size))
         ):
             variant = 2 if data[qend + 7] & 0x80 else 1
             limit = max(wire.MAX_UDP_PLAIN, min(data[qend + 3] << 8 | data[qend + 4], 1232))
@@ -117,7 +126,9 @@ class Responder:
             + prepared.bodies[variant]
         )
         if udp and len(reply) > limit:
-            return truncated(data[:2], data[2] & 1, data[wire.HEADER_LEN : qend], variant)
+            return truncated(
+                data[:2], data[2] & 1, data[wire.HEADER_LEN : qend], variant, ra=_ra(prepared)
+            )
         return reply
 
     def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
@@ -130,10 +141,13 @@ class Responder:
         """Answer a parsed question: owned, NXDOMAIN in an authoritative zone, or not ours."""
         zone = self.zone
         prepared: Prepared | None = None
-        if q.qclass == wire.CLASS_IN:
-            prepared = self._answers.get(q.key)
+        if q.qclass in (wire.CLASS_IN, wire.CLASS_ANY):
+            # QCLASS * matches class IN, the only class the zone has data in.
+            prepared = self._answers.get(q.qname_wire + struct.pack("!HH", q.qtype, wire.CLASS_IN))
             if prepared is None and q.qtype == wire.TYPE_ANY:
-                return self._answer_any(q, udp)
+                reply = self._answer_any(q, udp)
+                if reply is not None:
+                    return reply
             if prepared is None:
                 prepared = self._nodata.get(q.qname_wire)
         if prepared is not None:
@@ -145,16 +159,16 @@ class Responder:
             return q
         return error_reply(q, wire.REFUSED, ra=False)
 
-    def _answer_any(self, q: Question, udp: bool) -> bytes:
-        """ANY for an owned name: the A and AAAA data together (RFC 8482 allows less)."""
+    def _answer_any(self, q: Question, udp: bool) -> bytes | None:
+        """ANY for an owned name: every RRset it has (A, AAAA, PTR, apex SOA) together.
+
+        None when the name has no data: the caller decides NODATA, NXDOMAIN or forwarding.
+        """
         name = q.qname_wire
-        parts = [self._answers.get(name + struct.pack("!HH", t, 1)) for t in (1, 28)]
+        parts = [self._answers.get(name + struct.pack("!HH", t, wire.CLASS_IN)) for t in _ANY_TYPES]
         found = [p for p in parts if p is not None]
         if not found:
-            prepared = self._nodata.get(name)
-            if prepared is None:
-                return error_reply(q, wire.REFUSED, ra=False)
-            return finish(q, prepared, udp=udp)
+            return None
         count = sum(struct.unpack("!H", p.heads[0][4:6])[0] for p in found)
         sections = b"".join(p.bodies[0] for p in found)
         heads = prepared_heads(wire.NOERROR, count, 0, aa=True, ra=self.zone.recursion_available)
@@ -187,6 +201,11 @@ def _under(name_wire: bytes, zone_wire: bytes) -> bool:
     return position == cut
 
 
+def _ra(prepared: Prepared) -> bool:
+    """Whether a prepared reply advertises recursion (RA is in the low flags byte)."""
+    return bool(prepared.heads[0][1] & wire.FLAG_RA)
+
+
 def _variant(q: Question) -> int:
     if not q.edns:
         return 0
@@ -199,13 +218,13 @@ def finish(q: Question, prepared: Prepared, *, udp: bool) -> bytes:
     rd = 1 if q.rd else 0
     reply = q.qid + prepared.heads[rd << 1 | (variant > 0)] + q.question + prepared.bodies[variant]
     if udp and len(reply) > q.udp_limit():
-        return truncated(q.qid, rd, q.question, variant)
+        return truncated(q.qid, rd, q.question, variant, ra=_ra(prepared))
     return reply
 
 
-def truncated(qid: bytes, rd: int, question: bytes, variant: int) -> bytes:
+def truncated(qid: bytes, rd: int, question: bytes, variant: int, *, ra: bool = False) -> bytes:
     """An empty reply with TC=1: the client retries over TCP (RFC 7766)."""
-    heads = prepared_heads(wire.NOERROR, 0, 0, aa=True, ra=False, tc=True)
+    heads = prepared_heads(wire.NOERROR, 0, 0, aa=True, ra=ra, tc=True)
     opt = wire.opt_record(do=variant == 2) if variant else b""
     return qid + heads[rd << 1 | (variant > 0)] + question + opt
 
@@ -264,6 +283,56 @@ def _read_question(data: bytes) -> tuple[int, bytes] | None:
     return end + 4, data[wire.HEADER_LEN : end].lower()
 
 
+def _skip_name(data: bytes, position: int) -> int:
+    """Offset just past a possibly compressed name, or -1 if malformed; pointers aren't followed."""
+    start, size = position, len(data)
+    while position < size:
+        length = data[position]
+        if length == 0:
+            return position + 1
+        if length >= 0xC0:
+            return position + 2 if position + 2 <= size else -1
+        if length > 63:
+            return -1
+        position += length + 1
+        if position - start >= _MAX_NAME_WIRE:
+            return -1
+    return -1
+
+
+def _options_framed(data: bytes, position: int, end: int) -> bool:
+    """Whether an OPT RDATA is a clean sequence of (code, length, value) options."""
+    while position + 4 <= end:
+        position += 4 + (data[position + 2] << 8 | data[position + 3])
+    return position == end
+
+
+def _opt_records(data: bytes, position: int, count: int) -> list[tuple[int, int]] | None:
+    """(payload, TTL field) of each OPT among ``count`` records at ``position``; None if malformed.
+
+    One linear pass: owner names are skipped, never decompressed, since nothing here
+    needs them and following pointers is where parsers loop or go quadratic.
+    """
+    opts: list[tuple[int, int]] = []
+    size = len(data)
+    for _ in range(count):
+        fixed = _skip_name(data, position)
+        if fixed < 0 or fixed + _RR_FIXED.size > size:
+            return None
+        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, fixed)
+        rdata = fixed + _RR_FIXED.size
+        end = rdata + rdlength
+        if end > size:
+            return None
+        if rtype == wire.TYPE_OPT:
+            # RFC 6891 6.1.1: the OPT owner is the root name.
+            if data[position] != 0 or not _options_framed(data, rdata, end):
+                return None
+            opts.append((rclass, ttl))
+        position = end
+    return opts
+
+
 def parse_query(data: bytes) -> Question | bytes | None:
     """Parse a query fully: a Question, an error reply (FORMERR, NOTIMP, BADVERS) or None (drop)."""
     if len(data) < wire.HEADER_LEN:
@@ -281,18 +350,13 @@ def parse_query(data: bytes) -> Question | bytes | None:
     qend, name_wire = read
     qtype, qclass = struct.unpack("!HH", data[qend - 4 : qend])
     edns, do, payload, version = False, False, 0, 0
-    if arcount or qend != len(data):
-        try:
-            record = DNSRecord.parse(data)
-        except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
-            return bare_error(data, wire.FORMERR)
-        opts = [rr for rr in record.ar if rr.rtype == wire.TYPE_OPT]
-        if len(opts) > 1:
+    if arcount:
+        opts = _opt_records(data, qend, arcount)
+        if opts is None or len(opts) > 1:
             return bare_error(data, wire.FORMERR)
         if opts:
             edns = True
-            payload = opts[0].rclass
-            ttl = opts[0].ttl
+            payload, ttl = opts[0]
             version = (ttl >> 16) & 0xFF
             do = bool(ttl & wire.EDNS_DO)
     question = Question(

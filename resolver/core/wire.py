@@ -12,6 +12,8 @@ HEADER_LEN = 12
 MAX_UDP_PLAIN = 512
 EDNS_PAYLOAD = 1232
 MAX_MESSAGE = 65535
+MAX_NAME = 255
+"""Octets in a name's wire form, root label included (RFC 1035 3.1)."""
 
 # Record types and classes.
 TYPE_A = 1
@@ -22,6 +24,7 @@ TYPE_AAAA = 28
 TYPE_OPT = 41
 TYPE_ANY = 255
 CLASS_IN = 1
+CLASS_ANY = 255
 
 # Response codes (BADVERS is extended: 16 = upper byte 1 in the OPT, lower bits 0).
 NOERROR = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from resolver.core import wire
-from resolver.core.views import View
+from resolver.core.views import View, ViewRecord
 
 SOA_QUESTION_SUFFIX = struct.pack("!HH", wire.TYPE_SOA, wire.CLASS_IN)
 
@@ -118,22 +118,34 @@ class _ZoneBuilder:
         # The SOA owner is the zone apex: the tail of the question name.
         return self._nodata(wire.pointer(wire.HEADER_LEN + len(name_wire) - len(self.zone_wire)))
 
+    def qualified_wire(self, record: ViewRecord) -> bytes | None:
+        """``name.<zone>`` in wire form, or None when not qualified or too long for DNS.
+
+        Names are checked at 253 octets before the suffix is added, so a long name
+        with a long zone can exceed 255 octets: such a name answers bare only, and
+        its addresses get no PTR (a PTR target must be a legal name).
+        """
+        if not record.qualified:
+            return None
+        name_wire = wire.encode_name(f"{record.name}.{self.view.zone}")
+        return name_wire if len(name_wire) <= wire.MAX_NAME else None
+
     def add_records(self) -> None:
-        zone = self.view.zone
         for record in self.view.records:
             owners = [wire.encode_name(record.name)]
             self.nodata[owners[0]] = self.nodata_self
-            if record.qualified:
-                owners.append(wire.encode_name(f"{record.name}.{zone}"))
-                self.nodata[owners[1]] = self._nodata_under_zone(owners[1])
+            qualified = self.qualified_wire(record)
+            if qualified is not None:
+                owners.append(qualified)
+                self.nodata[qualified] = self._nodata_under_zone(qualified)
             for rtype, addresses in ((wire.TYPE_A, record.ipv4), (wire.TYPE_AAAA, record.ipv6)):
                 if addresses:
                     rrs = [_address_record(address, self.ttl) for address in addresses]
                     reply = prepare(wire.NOERROR, rrs, [], ra=self.ra)
                     for owner in owners:
                         self.answers[_key(owner, rtype)] = reply
-            if record.qualified:
-                self._add_reverse(owners[1], (*record.ipv4, *record.ipv6))
+            if qualified is not None:
+                self._add_reverse(qualified, (*record.ipv4, *record.ipv6))
 
     def _add_reverse(self, target: bytes, addresses: tuple[str, ...]) -> None:
         ptr = wire.resource_record(wire.POINTER_TO_QNAME, wire.TYPE_PTR, self.ttl, target)
@@ -153,7 +165,8 @@ class _ZoneBuilder:
         self.nodata[self.zone_wire] = self.nodata_self
         for record in self.view.records:
             labels = record.name.split(".")
-            for start in range(1, len(labels) if record.qualified else 0):
+            qualified = self.qualified_wire(record) is not None
+            for start in range(1, len(labels) if qualified else 0):
                 parent = wire.encode_name(".".join(labels[start:]) + "." + self.view.zone)
                 if parent not in self.nodata:
                     self.nodata[parent] = self._nodata_under_zone(parent)

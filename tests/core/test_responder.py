@@ -1,0 +1,790 @@
+"""``Responder.respond`` against DESIGN.md's DNS behaviour, one table per rule.
+
+Every reply is decoded with dnslib; the question section is compared byte for
+byte with the query's, so the client's letter case must come back untouched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Iterator, Mapping
+
+import pytest
+from dnslib import DNSRecord
+
+from resolver.core import wire
+from resolver.core.document import HostEntry, make_document
+from resolver.core.pipeline import ZoneSettings, compile_document
+from resolver.core.responder import Question, Responder, parse_query
+from resolver.core.views import CrossRegion
+from resolver.core.zone import CompiledZone, Prepared
+from tests.core.dns_helpers import (
+    HOME,
+    NEGATIVE_TTL,
+    RD,
+    SERIAL,
+    TTL,
+    header,
+    name_wire,
+    opt,
+    parse,
+    query,
+    question,
+    question_of,
+    reply_question,
+    responder,
+)
+
+A, NS, SOA, PTR, MX, TXT, AAAA, SRV, OPT, HTTPS, ANY = 1, 2, 6, 12, 15, 16, 28, 33, 41, 65, 255
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+
+PLAIN = responder()
+FORWARDING = responder(forwarding=True)
+AUTHORITATIVE = responder(zone="fleet.internal", authoritative=True)
+AUTHORITATIVE_FORWARDING = responder(zone="fleet.internal", authoritative=True, forwarding=True)
+PRIVATE = responder(cross_region=CrossRegion.PRIVATE)
+PUBLIC = responder(view="public")
+
+CACHE_A = [f"10.0.3.{i}" for i in range(1, 41)]
+POOL_A = [f"10.0.5.{i}" for i in range(1, 11)]
+
+
+def reverse(address: str) -> str:
+    return ipaddress.ip_address(address).reverse_pointer
+
+
+def rdatas(records: list[object]) -> list[str]:
+    return [str(rr.rdata) for rr in records]  # type: ignore[attr-defined]
+
+
+def opts(reply: DNSRecord) -> list[object]:
+    return [rr for rr in reply.ar if rr.rtype == OPT]
+
+
+def check_echo(data: bytes, reply: object) -> DNSRecord:
+    """Common to every reply to a parsable query: QR, ID, opcode, RD and the question."""
+    assert isinstance(reply, bytes)
+    record = parse(reply)
+    assert record.header.qr == 1
+    assert reply[:2] == data[:2]
+    assert reply_question(reply) == question_of(data)
+    assert record.header.rd == (data[2] & 1)
+    return record
+
+
+# -- answers -------------------------------------------------------------------------------
+
+ANSWERS = [
+    ("bare-A", PLAIN, "web1", A, ["10.0.1.10"]),
+    ("qualified-A", PLAIN, "web1.internal", A, ["10.0.1.10"]),
+    ("case-echoed", PLAIN, "WeB1.InTeRnAl", A, ["10.0.1.10"]),
+    ("upper-bare", PLAIN, "WEB2", A, ["10.0.2.20"]),
+    ("bare-AAAA", PLAIN, "web1", AAAA, ["2600:1f18:1::10"]),
+    ("qualified-AAAA", PLAIN, "Web1.Internal", AAAA, ["2600:1f18:1::10"]),
+    ("two-instances", PLAIN, "api", A, ["10.0.1.10", "10.0.2.21"]),
+    ("two-labels", PLAIN, "blue.svc.internal", AAAA, ["2600:1f18:1::47"]),
+    ("trailing-dot", PLAIN, "api.internal.", A, ["10.0.1.10", "10.0.2.21"]),
+    ("remote-public", PLAIN, "db", A, ["34.240.0.5"]),
+    ("remote-private", PRIVATE, "db", A, ["10.1.1.5"]),
+    ("remote-private-no-public-ip", PRIVATE, "batch", A, ["10.1.2.6"]),
+    ("public-view-bare", PUBLIC, "web1", A, ["54.12.0.10"]),
+    ("public-view-qualified", PUBLIC, "db.internal", A, ["34.240.0.5"]),
+    ("public-view-AAAA", PUBLIC, "web1.internal", AAAA, ["2600:1f18:1::10"]),
+    ("other-zone", AUTHORITATIVE, "web1.fleet.internal", A, ["10.0.1.10"]),
+    ("forwarding-owned", FORWARDING, "web1", A, ["10.0.1.10"]),
+    ("pool", PLAIN, "pool", A, POOL_A),
+]
+
+
+@pytest.mark.parametrize(
+    "edns",
+    [None, opt(), opt(do=True, options=b"\x00\x0a\x00\x08" + b"c" * 8)],
+    ids=["no-edns", "edns", "edns-do-cookie"],
+)
+@pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
+@pytest.mark.parametrize(
+    ("responder_", "name", "qtype", "addresses"),
+    [case[1:] for case in ANSWERS],
+    ids=[case[0] for case in ANSWERS],
+)
+def test_owned_name_answers(
+    responder_: Responder,
+    name: str,
+    qtype: int,
+    addresses: list[str],
+    udp: bool,
+    edns: bytes | None,
+) -> None:
+    data = query(name, qtype, edns=edns)
+    reply = check_echo(data, responder_.respond(data, udp=udp))
+    assert reply.header.rcode == NOERROR
+    assert reply.header.aa == 1 and reply.header.tc == 0
+    assert rdatas(reply.rr) == addresses
+    for rr in reply.rr:
+        assert rr.rtype == qtype and rr.rclass == 1 and rr.ttl == TTL
+        assert str(rr.rname) == name.rstrip(".") + "."  # the owner points at the question
+    assert reply.auth == []
+    assert len(opts(reply)) == (0 if edns is None else 1)
+
+
+def test_ttl_comes_from_settings() -> None:
+    reply = parse(responder(ttl=7).respond(query("web1"), udp=True))
+    assert [rr.ttl for rr in reply.rr] == [7]
+
+
+# -- NODATA ----------------------------------------------------------------------------------
+
+NODATA = [
+    ("no-AAAA-bare", PLAIN, "web2", AAAA, "web2."),
+    ("no-AAAA-qualified", PLAIN, "web2.internal", AAAA, "internal."),
+    ("no-AAAA-case", PLAIN, "WeB2.InTeRnAl", AAAA, "InTeRnAl."),
+    ("MX-bare", PLAIN, "web1", MX, "web1."),
+    ("TXT-qualified", PLAIN, "web1.internal", TXT, "internal."),
+    ("SRV-two-labels", PLAIN, "blue.svc.internal", SRV, "internal."),
+    ("NS-owned", PLAIN, "api", NS, "api."),
+    ("SOA-below-apex", PLAIN, "api.internal", SOA, "internal."),
+    ("HTTPS", PLAIN, "Api.Internal", HTTPS, "Internal."),
+    ("remote-no-AAAA", PLAIN, "db", AAAA, "db."),
+    ("reverse-A", PLAIN, reverse("10.0.1.10"), A, reverse("10.0.1.10") + "."),
+    ("reverse-TXT-v6", PLAIN, reverse("2600:1f18:1::10"), TXT, reverse("2600:1f18:1::10") + "."),
+    ("PTR-on-forward-name", PLAIN, "web1", PTR, "web1."),
+    ("other-zone", AUTHORITATIVE, "web2.Fleet.Internal", AAAA, "Fleet.Internal."),
+    ("forwarding-owned", FORWARDING, "web2", AAAA, "web2."),
+]
+
+
+@pytest.mark.parametrize("edns", [None, opt()], ids=["no-edns", "edns"])
+@pytest.mark.parametrize(
+    ("responder_", "name", "qtype", "soa_owner"),
+    [case[1:] for case in NODATA],
+    ids=[case[0] for case in NODATA],
+)
+def test_nodata_carries_soa(
+    responder_: Responder, name: str, qtype: int, soa_owner: str, edns: bytes | None
+) -> None:
+    data = query(name, qtype, edns=edns)
+    reply = check_echo(data, responder_.respond(data, udp=True))
+    assert reply.header.rcode == NOERROR and reply.header.aa == 1
+    assert reply.rr == []
+    assert [rr.rtype for rr in reply.auth] == [SOA]
+    soa = reply.auth[0]
+    assert soa.ttl == NEGATIVE_TTL
+    assert soa.rdata.times[-1] == NEGATIVE_TTL  # SOA MINIMUM: the negative-caching TTL
+    assert soa.rdata.times[0] == SERIAL
+    assert str(soa.rname) == soa_owner
+    assert (name.rstrip(".") + ".").endswith(soa_owner)  # a suffix of the qname, case kept
+    assert len(opts(reply)) == (0 if edns is None else 1)
+
+
+OWNED_NAMES = [
+    "api",
+    "api.internal",
+    "web1",
+    "web2.internal",
+    "db",
+    "cache.internal",
+    "blue.svc",
+    reverse("10.0.2.20"),
+    reverse("2600:1f18:1::47"),
+]
+
+
+@pytest.mark.parametrize("qtype", [A, NS, SOA, PTR, MX, TXT, AAAA, SRV, HTTPS, ANY, 99, 65280])
+@pytest.mark.parametrize("name", OWNED_NAMES)
+def test_never_nxdomain_for_an_owned_name(name: str, qtype: int) -> None:
+    for responder_ in (PLAIN, FORWARDING):
+        reply = parse(responder_.respond(query(name, qtype), udp=False))
+        assert reply.header.rcode == NOERROR
+        assert reply.header.aa == 1
+        assert reply.rr or [rr.rtype for rr in reply.auth] == [SOA]
+
+
+# -- PTR ---------------------------------------------------------------------------------------
+
+PTRS = [
+    ("v4-shared-first-name", PLAIN, "10.0.1.10", "api.internal."),
+    ("v4-second-instance", PLAIN, "10.0.2.21", "api.internal."),
+    ("v4-single", PLAIN, "10.0.2.20", "web2.internal."),
+    ("v4-two-labels", PLAIN, "10.0.4.7", "blue.svc.internal."),
+    ("v4-many", PLAIN, "10.0.3.33", "cache.internal."),
+    ("v6-shared-first-name", PLAIN, "2600:1f18:1::10", "api.internal."),
+    ("v6-single", PLAIN, "2600:1f18:1::47", "blue.svc.internal."),
+    ("other-zone", AUTHORITATIVE, "10.0.2.20", "web2.fleet.internal."),
+    ("public-view", PUBLIC, "54.12.0.20", "web2.internal."),
+    ("public-view-remote", PUBLIC, "34.240.0.5", "db.internal."),
+]
+
+
+@pytest.mark.parametrize("upper", [False, True], ids=["lower", "upper"])
+@pytest.mark.parametrize(
+    ("responder_", "address", "target"),
+    [case[1:] for case in PTRS],
+    ids=[case[0] for case in PTRS],
+)
+def test_ptr(responder_: Responder, address: str, target: str, upper: bool) -> None:
+    name = reverse(address).upper() if upper else reverse(address)
+    data = query(name, PTR)
+    reply = check_echo(data, responder_.respond(data, udp=True))
+    assert reply.header.rcode == NOERROR and reply.header.aa == 1
+    assert rdatas(reply.rr) == [target]
+    assert reply.rr[0].ttl == TTL
+    assert str(reply.rr[0].rname) == name + "."
+
+
+@pytest.mark.parametrize(
+    ("responder_", "address"),
+    [
+        (PLAIN, "34.240.0.5"),  # remote name's public address
+        (PLAIN, "54.12.0.10"),  # local name's public address: not served in a region view
+        (PRIVATE, "10.1.1.5"),  # remote name's private address (peered VPC)
+        (PLAIN, "10.0.9.9"),  # nobody's
+        (PUBLIC, "10.0.1.10"),  # a private address in the public view
+    ],
+    ids=["remote-public", "local-public", "remote-private", "unknown", "public-view-private"],
+)
+def test_no_ptr_for_addresses_not_served_under_the_zone(
+    responder_: Responder, address: str
+) -> None:
+    reply = parse(responder_.respond(query(reverse(address), PTR), udp=True))
+    assert reply.header.rcode == REFUSED
+
+
+# -- names not owned ---------------------------------------------------------------------------
+
+NOT_OWNED = [
+    ("public-name", "example.com", A),
+    ("aws-name", "ip-10-0-0-1.ec2.internal", A),
+    ("aws-regional", "ip-10-0-0-1.us-east-1.compute.internal", A),
+    ("unknown-in-zone", "unknown.internal", A),
+    ("remote-qualified", "db.internal", A),
+    ("below-a-name", "x.web1.internal", A),
+    ("empty-non-terminal", "svc.internal", A),
+    ("apex-SOA", "internal", SOA),
+    ("no-public-address", "batch", A),
+    ("suffix-lookalike", "web1.internal.evil", A),
+    ("prefix-lookalike", "xweb1", A),
+    ("root", "", NS),
+    ("remote-PTR", reverse("34.240.0.5"), PTR),
+]
+
+
+@pytest.mark.parametrize("edns", [None, opt(do=True)], ids=["no-edns", "edns-do"])
+@pytest.mark.parametrize(
+    ("name", "qtype"), [case[1:] for case in NOT_OWNED], ids=[case[0] for case in NOT_OWNED]
+)
+def test_not_owned_is_refused_without_forwarding(name: str, qtype: int, edns: bytes | None) -> None:
+    data = query(name, qtype, edns=edns)
+    reply = check_echo(data, PLAIN.respond(data, udp=True))
+    assert reply.header.rcode == REFUSED
+    assert reply.header.aa == 0 and reply.header.ra == 0
+    assert reply.rr == [] and reply.auth == []
+    if edns is None:
+        assert reply.ar == []
+    else:
+        (record,) = opts(reply)
+        assert record.rclass == wire.EDNS_PAYLOAD  # type: ignore[attr-defined]
+        assert record.ttl & 0x8000  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype"), [case[1:] for case in NOT_OWNED], ids=[case[0] for case in NOT_OWNED]
+)
+def test_not_owned_is_handed_to_the_forwarder(name: str, qtype: int) -> None:
+    data = query(name.upper(), qtype, qid=0xBEEF, edns=opt(payload=4096, do=True))
+    result = FORWARDING.respond(data, udp=True)
+    assert isinstance(result, Question)
+    assert result.qid == b"\xbe\xef"
+    assert result.question == question_of(data)
+    assert result.key == question_of(data).lower()
+    assert (result.qtype, result.qclass) == (qtype, 1)
+    assert result.edns and result.do and result.payload == 4096
+    assert result.rd and result.udp_limit() == wire.EDNS_PAYLOAD
+
+
+# -- authoritative zone ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "rcode", "answers", "soa_owner"),
+    [
+        ("unknown.fleet.internal", A, NXDOMAIN, [], "fleet.internal."),
+        ("UnKnOwN.FlEeT.InTeRnAl", AAAA, NXDOMAIN, [], "FlEeT.InTeRnAl."),
+        ("x.web1.fleet.internal", A, NXDOMAIN, [], "fleet.internal."),
+        ("db.fleet.internal", A, NXDOMAIN, [], "fleet.internal."),
+        ("a.b.c.fleet.internal", TXT, NXDOMAIN, [], "fleet.internal."),
+        ("nope.fleet.internal", ANY, NXDOMAIN, [], "fleet.internal."),
+        ("svc.fleet.internal", A, NOERROR, [], "fleet.internal."),
+        ("Svc.Fleet.Internal", ANY, NOERROR, [], "Fleet.Internal."),
+        ("fleet.internal", A, NOERROR, [], "fleet.internal."),
+        ("fleet.internal", SOA, NOERROR, ["tagdns.fleet.internal."], None),
+        ("FLEET.internal", ANY, NOERROR, ["tagdns.fleet.internal."], None),
+        ("web1.fleet.internal", A, NOERROR, ["10.0.1.10"], None),
+    ],
+    ids=[
+        "unknown",
+        "unknown-case",
+        "below-a-name",
+        "remote-qualified",
+        "deep",
+        "unknown-ANY",
+        "empty-non-terminal",
+        "empty-non-terminal-ANY",
+        "apex-A",
+        "apex-SOA",
+        "apex-ANY",
+        "owned",
+    ],
+)
+def test_authoritative_zone(
+    name: str, qtype: int, rcode: int, answers: list[str], soa_owner: str | None
+) -> None:
+    for responder_ in (AUTHORITATIVE, AUTHORITATIVE_FORWARDING):
+        data = query(name, qtype, edns=opt())
+        reply = check_echo(data, responder_.respond(data, udp=True))
+        assert reply.header.rcode == rcode and reply.header.aa == 1
+        assert [str(rr.rdata).split()[0] for rr in reply.rr] == answers
+        if soa_owner is None:
+            assert reply.auth == []
+        else:
+            assert [(str(rr.rname), rr.rtype, rr.ttl) for rr in reply.auth] == [
+                (soa_owner, SOA, NEGATIVE_TTL)
+            ]
+        assert len(opts(reply)) == 1
+
+
+def test_apex_soa_answer() -> None:
+    reply = parse(AUTHORITATIVE.respond(query("fleet.internal", SOA), udp=True))
+    (soa,) = reply.rr
+    assert str(soa.rname) == "fleet.internal."
+    assert str(soa.rdata.mname) == "tagdns.fleet.internal."
+    assert str(soa.rdata.rname) == "hostmaster.fleet.internal."
+    assert soa.rdata.times == (SERIAL, 3600, 600, 86400, NEGATIVE_TTL)
+
+
+@pytest.mark.parametrize(
+    "name", ["example.com", "ip-10-0-0-1.ec2.internal", "internal", "xfleet.internal"]
+)
+def test_authoritative_zone_forwards_or_refuses_outside_it(name: str) -> None:
+    assert parse(AUTHORITATIVE.respond(query(name), udp=True)).header.rcode == REFUSED
+    assert isinstance(AUTHORITATIVE_FORWARDING.respond(query(name), udp=True), Question)
+
+
+def test_not_authoritative_never_nxdomain() -> None:
+    for name in ("unknown.internal", "x.web1.internal", "nothing"):
+        result = FORWARDING.respond(query(name), udp=True)
+        assert isinstance(result, Question)
+
+
+# -- header flags ----------------------------------------------------------------------------
+
+FLAG_CASES = [
+    ("answer", "web1", A, NOERROR),
+    ("nodata", "web2", AAAA, NOERROR),
+    ("ptr", reverse("10.0.2.20"), PTR, NOERROR),
+    ("truncated", "cache", A, NOERROR),
+    ("any", "web1", ANY, NOERROR),
+]
+
+
+@pytest.mark.parametrize("rd", [False, True], ids=["rd0", "rd1"])
+@pytest.mark.parametrize(
+    ("name", "qtype", "rcode"), [c[1:] for c in FLAG_CASES], ids=[c[0] for c in FLAG_CASES]
+)
+def test_rd_copied_and_ra_only_with_forwarding(name: str, qtype: int, rcode: int, rd: bool) -> None:
+    for responder_, ra in ((PLAIN, 0), (FORWARDING, 1)):
+        reply = parse(responder_.respond(query(name, qtype, rd=rd), udp=True))
+        assert reply.header.rcode == rcode
+        assert reply.header.rd == int(rd)
+        assert reply.header.ra == ra, "RA only when names not owned are forwarded"
+
+
+@pytest.mark.parametrize("rd", [False, True], ids=["rd0", "rd1"])
+def test_rd_copied_on_errors(rd: bool) -> None:
+    flags = RD if rd else 0
+    refused = parse(PLAIN.respond(query("example.com", rd=rd), udp=True))
+    nxdomain = parse(AUTHORITATIVE.respond(query("no.fleet.internal", rd=rd), udp=True))
+    formerr = PLAIN.respond(header(flags=flags, qd=0), udp=True)
+    notimp = PLAIN.respond(header(flags=flags | 0x2000) + question("web1"), udp=True)
+    assert refused.header.rd == nxdomain.header.rd == int(rd)
+    for reply in (formerr, notimp):
+        assert isinstance(reply, bytes)
+        assert bool(reply[2] & 1) == rd
+
+
+# -- EDNS --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("do", [False, True], ids=["do0", "do1"])
+@pytest.mark.parametrize("payload", [0, 511, 512, 1232, 4096, 65535])
+def test_opt_in_reply(payload: int, do: bool) -> None:
+    for name in ("web1", "web2.internal", "cache"):
+        qtype = AAAA if name.startswith("web2") else A
+        data = query(name, qtype, edns=opt(payload=payload, do=do))
+        reply = check_echo(data, PLAIN.respond(data, udp=False))
+        (record,) = opts(reply)
+        assert str(record.rname) == "."  # type: ignore[attr-defined]
+        assert record.rclass == 1232  # type: ignore[attr-defined]
+        ttl = record.ttl  # type: ignore[attr-defined]
+        assert ttl >> 24 == 0, "no extended rcode"
+        assert (ttl >> 16) & 0xFF == 0, "version 0"
+        assert bool(ttl & 0x8000) == do
+        assert ttl & 0x7FFF == 0
+
+
+@pytest.mark.parametrize("version", [1, 2, 255])
+@pytest.mark.parametrize("name", ["web1", "example.com", "cache"])
+def test_unknown_edns_version_is_badvers(name: str, version: int) -> None:
+    for responder_ in (PLAIN, FORWARDING):
+        data = query(name, edns=opt(version=version, do=True))
+        reply = check_echo(data, responder_.respond(data, udp=True))
+        (record,) = opts(reply)
+        ttl = record.ttl  # type: ignore[attr-defined]
+        assert (ttl >> 24) << 4 | reply.header.rcode == 16, "BADVERS"
+        assert (ttl >> 16) & 0xFF == 0, "we answer with the version we speak"
+        assert ttl & 0x8000
+        assert reply.rr == [] and reply.auth == []
+
+
+# -- truncation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("responder_", "name", "qtype", "edns"),
+    [
+        (PLAIN, "cache", A, None),
+        (PLAIN, "CaChE.InTeRnAl", A, None),
+        (PLAIN, "cache", ANY, None),
+        (PLAIN, "cache", A, opt(payload=512)),
+        (PLAIN, "cache", A, opt(payload=100)),
+        (PLAIN, "cache", A, opt(payload=600, do=True)),
+        (PLAIN, "cache", A, b"\x00" + struct.pack("!HHBBHH", 41, 512, 0, 0, 0, 0)),
+        (FORWARDING, "cache", A, None),
+        (PRIVATE, "cache", A, None),
+    ],
+    ids=[
+        "no-edns",
+        "qualified-case",
+        "ANY-slow-path",
+        "edns-512",
+        "edns-100-is-512",
+        "edns-600-do",
+        "edns-literal",
+        "forwarding",
+        "private",
+    ],
+)
+def test_udp_reply_over_the_limit_is_truncated(
+    responder_: Responder, name: str, qtype: int, edns: bytes | None
+) -> None:
+    data = query(name, qtype, edns=edns)
+    raw = responder_.respond(data, udp=True)
+    reply = check_echo(data, raw)
+    assert isinstance(raw, bytes) and len(raw) <= 512
+    assert reply.header.tc == 1
+    assert reply.header.rcode == NOERROR
+    assert reply.rr == [] and reply.auth == []
+    assert reply.header.ra == (1 if responder_ is FORWARDING else 0)
+    assert len(opts(reply)) == (0 if edns is None else 1)
+    if edns is not None:
+        assert bool(opts(reply)[0].ttl & 0x8000) == bool(edns[7] & 0x80)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("udp", "edns"),
+    [(False, None), (False, opt()), (True, opt(payload=4096)), (True, opt(payload=700))],
+    ids=["tcp", "tcp-edns", "udp-edns-4096", "udp-edns-700"],
+)
+def test_large_answer_in_full_when_it_fits(udp: bool, edns: bytes | None) -> None:
+    data = query("cache", edns=edns)
+    raw = PLAIN.respond(data, udp=udp)
+    reply = check_echo(data, raw)
+    assert isinstance(raw, bytes)
+    assert reply.header.tc == 0
+    assert rdatas(reply.rr) == CACHE_A
+    assert len(raw) == 12 + 11 + 40 * 16 + (0 if edns is None else 11)
+    if udp:
+        assert len(raw) <= 1232
+
+
+def test_small_edns_payload_counts_as_512() -> None:
+    data = query("pool", edns=opt(payload=100))
+    raw = PLAIN.respond(data, udp=True)
+    assert isinstance(raw, bytes) and 100 < len(raw) <= 512
+    reply = parse(raw)
+    assert reply.header.tc == 0 and rdatas(reply.rr) == POOL_A
+
+
+def test_our_payload_caps_the_client_s() -> None:
+    """A client offering 4096 still gets at most 1232 bytes over UDP (we advertise 1232)."""
+    hosts = [
+        HostEntry("big", HOME, f"i-{0x300 + i:017x}", "us-east-1a", f"10.0.6.{i}", None, ())
+        for i in range(1, 101)
+    ]
+    document = make_document(
+        serial=1, generated_at="2025-01-01T00:00:00Z", tag_key="dns", regions=[HOME], hosts=hosts
+    )
+    big = Responder(compile_document(document, ZoneSettings(view=HOME)).zone, forwarding=False)
+    data = query("big", edns=opt(payload=4096))
+    udp = big.respond(data, udp=True)
+    tcp = big.respond(data, udp=False)
+    assert isinstance(udp, bytes) and isinstance(tcp, bytes)
+    assert len(tcp) > 1232 and len(parse(tcp).rr) == 100
+    assert len(udp) <= 1232 and parse(udp).header.tc == 1
+
+
+# -- malformed and unusual messages ------------------------------------------------------------
+
+WEB1 = question("web1")
+LONG_LABEL = b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01"
+NAME_256 = b"".join(b"\x3f" + b"a" * 63 for _ in range(4)) + b"\x00\x00\x01\x00\x01"  # 257 octets
+NAME_255 = b"".join(b"\x3f" + b"a" * 63 for _ in range(3)) + b"\x3d" + b"a" * 61 + b"\x00"
+NAME_255 += b"\x00\x01\x00\x01"
+
+DROPPED = [
+    ("empty", b""),
+    ("one-byte", b"\x12"),
+    ("eleven-bytes", header()[:11]),
+    ("qr-set", header(flags=0x8000) + WEB1),
+    ("qr-set-header-only", header(flags=0x8000, qd=0)),
+    ("qr-set-notimp-opcode", header(flags=0x8000 | 0x2000) + WEB1),
+    ("qr-set-garbage", header(flags=0x8100, qd=7) + b"\xff" * 30),
+]
+
+
+@pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
+@pytest.mark.parametrize("data", [c[1] for c in DROPPED], ids=[c[0] for c in DROPPED])
+def test_dropped(data: bytes, udp: bool) -> None:
+    assert PLAIN.respond(data, udp=udp) is None
+    assert FORWARDING.respond(data, udp=udp) is None
+
+
+ERRORS = [
+    ("qdcount-0", header(qd=0), FORMERR),
+    ("qdcount-0-with-question", header(qd=0) + WEB1, FORMERR),
+    ("qdcount-2", header(qd=2) + WEB1 + question("web2"), FORMERR),
+    ("qdcount-2-lie", header(qd=2) + WEB1, FORMERR),
+    ("header-only", header(), FORMERR),
+    (
+        "ancount-1",
+        header(an=1) + WEB1 + b"\xc0\x0c\x00\x01\x00\x01" + b"\x00" * 4 + b"\x00\x00",
+        FORMERR,
+    ),
+    ("nscount-1", header(ns=1) + WEB1, FORMERR),
+    ("pointer-question", header() + b"\xc0\x0c\x00\x01\x00\x01", FORMERR),
+    ("pointer-after-label", header() + b"\x04web1\xc0\x0c\x00\x01\x00\x01", FORMERR),
+    ("pointer-loop-chain", header() + b"\xc0\x0c" * 20, FORMERR),
+    ("label-64", header() + LONG_LABEL, FORMERR),
+    ("label-extended-type", header() + b"\x41" + b"a" * 65 + b"\x00\x00\x01\x00\x01", FORMERR),
+    ("name-257", header() + NAME_256, FORMERR),
+    ("no-root-label", header() + b"\x04web1", FORMERR),
+    ("label-past-end", header() + b"\x3fweb1", FORMERR),
+    ("no-type-class", header() + b"\x04web1\x00", FORMERR),
+    ("half-type", header() + b"\x04web1\x00\x00\x01\x00", FORMERR),
+    ("two-opt", header(ar=2) + WEB1 + opt() + opt(), FORMERR),
+    ("opt-non-root-owner", header(ar=1) + WEB1 + b"\x01x" + opt(), FORMERR),
+    ("opt-rdlength-lie", header(ar=1) + WEB1 + opt()[:-2] + b"\x00\x10", FORMERR),
+    (
+        "opt-option-misframed",
+        header(ar=1) + WEB1 + opt(options=b"\x00\x0a\x00\x09" + b"c" * 8),
+        FORMERR,
+    ),
+    ("arcount-lie", header(ar=2) + WEB1 + opt(), FORMERR),
+    ("arcount-no-records", header(ar=1) + WEB1, FORMERR),
+    ("ar-truncated-rr", header(ar=1) + WEB1 + b"\x00\x00\x29\x04", FORMERR),
+    ("opcode-iquery", header(flags=0x0800) + WEB1, NOTIMP),
+    ("opcode-status", header(flags=0x1000) + WEB1, NOTIMP),
+    ("opcode-notify", header(flags=0x2000) + WEB1, NOTIMP),
+    ("opcode-update", header(flags=0x2800) + WEB1, NOTIMP),
+    ("opcode-15-garbage", header(flags=0x7800, qd=0) + b"\xff\xff", NOTIMP),
+]
+
+
+@pytest.mark.parametrize(("data", "rcode"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS])
+def test_error_replies(data: bytes, rcode: int) -> None:
+    for responder_ in (PLAIN, FORWARDING, AUTHORITATIVE):
+        reply = responder_.respond(data, udp=True)
+        assert isinstance(reply, bytes)
+        assert len(reply) == 12, "header only: the question is not trusted"
+        flags, qd, an, ns, ar = struct.unpack("!HHHHH", reply[2:])
+        assert reply[:2] == data[:2]
+        assert flags & 0x8000, "QR"
+        assert flags & 0x000F == rcode
+        assert flags & 0x7800 == struct.unpack("!H", data[2:4])[0] & 0x7800, "opcode echoed"
+        assert (qd, an, ns, ar) == (0, 0, 0, 0)
+
+
+def test_longest_legal_name_is_parsed() -> None:
+    data = header() + NAME_255
+    assert len(NAME_255) - 4 == 255
+    reply = check_echo(data, PLAIN.respond(data, udp=True))
+    assert reply.header.rcode == REFUSED
+
+
+def test_trailing_bytes_after_the_question_are_ignored() -> None:
+    data = query("web1") + b"\x00garbage"
+    reply = parse(PLAIN.respond(data, udp=True))
+    assert reply.header.rcode == NOERROR and rdatas(reply.rr) == ["10.0.1.10"]
+
+
+def test_many_additional_records_are_walked_not_decompressed() -> None:
+    """A 64 KB query full of records pointing at a pointer chain is cheap (it was quadratic)."""
+    base = 12 + len(WEB1)
+    chain = bytearray(b"\x01x\x00")
+    start = base + 11
+    previous = start
+    for _ in range(300):
+        offset = start + len(chain)
+        chain += struct.pack("!H", 0xC000 | previous)
+        previous = offset
+    first = b"\x00" + struct.pack("!HHIH", 65280, 1, 0, len(chain)) + bytes(chain)
+    record = struct.pack("!H", 0xC000 | previous) + struct.pack("!HHIH", 65280, 1, 0, 1) + b"z"
+    count = (65535 - base - len(first) - 12) // len(record)
+    data = header(ar=1 + count) + WEB1 + first + record * count
+    reply = parse(PLAIN.respond(data, udp=False))
+    assert reply.header.rcode == NOERROR and rdatas(reply.rr) == ["10.0.1.10"]
+    assert reply.ar == []  # no OPT among them
+
+
+def test_edns_query_with_other_additional_records() -> None:
+    tsig_like = b"\x03key\x00" + struct.pack("!HHIH", 250, 255, 0, 4) + b"abcd"
+    data = header(ar=2) + WEB1 + tsig_like + opt(do=True)
+    reply = parse(PLAIN.respond(data, udp=True))
+    assert reply.header.rcode == NOERROR and rdatas(reply.rr) == ["10.0.1.10"]
+    assert opts(reply)[0].ttl & 0x8000  # type: ignore[attr-defined]
+
+
+# -- classes and qtype ANY ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "qclass", "expect"),
+    [
+        ("web1", A, 3, REFUSED),  # CH: the zone has no data in CHAOS
+        ("version.bind", TXT, 3, REFUSED),
+        ("web1", A, 4, REFUSED),  # HS
+        ("web1", A, 254, REFUSED),  # NONE
+        ("web1", A, 255, ["10.0.1.10"]),  # QCLASS *: matches IN
+        ("WEB1.internal", AAAA, 255, ["2600:1f18:1::10"]),
+        ("web1", ANY, 255, ["10.0.1.10", "2600:1f18:1::10"]),
+        (reverse("10.0.2.20"), PTR, 255, ["web2.internal."]),
+        ("web2", AAAA, 255, []),
+        ("example.com", A, 255, REFUSED),
+    ],
+    ids=[
+        "CH-owned",
+        "CH-version-bind",
+        "HS",
+        "NONE",
+        "ANY-class-A",
+        "ANY-class-AAAA",
+        "ANY-class-ANY",
+        "ANY-class-PTR",
+        "ANY-class-nodata",
+        "ANY-class-not-owned",
+    ],
+)
+def test_classes(name: str, qtype: int, qclass: int, expect: int | list[str]) -> None:
+    data = query(name, qtype, qclass=qclass)
+    reply = check_echo(data, PLAIN.respond(data, udp=True))
+    if isinstance(expect, int):
+        assert reply.header.rcode == expect and reply.header.aa == 0
+        forwarded = FORWARDING.respond(data, udp=True)
+        assert isinstance(forwarded, Question) and forwarded.qclass == qclass
+        return
+    assert reply.header.rcode == NOERROR and reply.header.aa == 1
+    assert rdatas(reply.rr) == expect
+    assert all(rr.rclass == 1 for rr in [*reply.rr, *reply.auth])
+    if not expect:
+        assert [rr.rtype for rr in reply.auth] == [SOA]
+
+
+@pytest.mark.parametrize(
+    ("responder_", "name", "expect"),
+    [
+        (PLAIN, "web1", [(A, "10.0.1.10"), (AAAA, "2600:1f18:1::10")]),
+        (PLAIN, "Web1.Internal", [(A, "10.0.1.10"), (AAAA, "2600:1f18:1::10")]),
+        (PLAIN, "web2", [(A, "10.0.2.20")]),
+        (PLAIN, "db", [(A, "34.240.0.5")]),
+        (PLAIN, "api", [(A, "10.0.1.10"), (A, "10.0.2.21"), (AAAA, "2600:1f18:1::10")]),
+        (PLAIN, reverse("10.0.2.20"), [(PTR, "web2.internal.")]),
+        (PLAIN, reverse("2600:1f18:1::10"), [(PTR, "api.internal.")]),
+        (FORWARDING, "web1", [(A, "10.0.1.10"), (AAAA, "2600:1f18:1::10")]),
+    ],
+    ids=["bare", "qualified", "v4-only", "remote", "two-instances", "ptr", "ptr-v6", "forwarding"],
+)
+def test_qtype_any_for_owned_names(
+    responder_: Responder, name: str, expect: list[tuple[int, str]]
+) -> None:
+    for edns in (None, opt(do=True)):
+        data = query(name, ANY, edns=edns)
+        reply = check_echo(data, responder_.respond(data, udp=True))
+        assert reply.header.rcode == NOERROR and reply.header.aa == 1
+        assert [(rr.rtype, str(rr.rdata)) for rr in reply.rr] == expect
+        assert all(rr.ttl == TTL and str(rr.rname) == name + "." for rr in reply.rr)
+        assert reply.header.ra == (1 if responder_ is FORWARDING else 0)
+        assert len(opts(reply)) == (0 if edns is None else 1)
+
+
+def test_qtype_any_not_owned() -> None:
+    assert parse(PLAIN.respond(query("example.com", ANY), udp=True)).header.rcode == REFUSED
+    assert isinstance(FORWARDING.respond(query("example.com", ANY), udp=True), Question)
+
+
+# -- fast path and slow path agree -------------------------------------------------------------
+
+AGREEMENT = [
+    query("web1"),
+    query("WEB1.INTERNAL", AAAA, rd=False),
+    query("web2", AAAA, edns=opt()),
+    query("cache", edns=opt(payload=4096, do=True)),
+    query("cache"),
+    query(reverse("10.0.1.10"), PTR, edns=opt(do=True, options=b"\x00\x08\x00\x00")),
+    query("db", MX),
+    query("api.internal", TXT, edns=opt(payload=0)),
+]
+
+
+@pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
+@pytest.mark.parametrize("data", AGREEMENT, ids=[f"q{i}" for i in range(len(AGREEMENT))])
+def test_fast_and_slow_paths_agree(data: bytes, udp: bool) -> None:
+    for responder_ in (PLAIN, FORWARDING, AUTHORITATIVE):
+        parsed = parse_query(data)
+        assert isinstance(parsed, Question)
+        assert responder_.respond(data, udp=udp) == responder_.answer(parsed, udp=udp)
+
+
+# -- internal errors ---------------------------------------------------------------------------
+
+
+class _Exploding(Mapping[bytes, Prepared]):
+    """A zone index that fails on every lookup: stands in for any internal bug."""
+
+    def __getitem__(self, key: bytes) -> Prepared:
+        raise RuntimeError("boom")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_internal_error_is_servfail_with_the_question(caplog: pytest.LogCaptureFixture) -> None:
+    zone = PLAIN.zone
+    broken = CompiledZone(**{**zone.__dict__, "answers": _Exploding(), "nodata": _Exploding()})
+    for data in (query("WeB1"), query("example.com", edns=opt(do=True))):
+        reply = check_echo(data, Responder(broken, forwarding=False).respond(data, udp=True))
+        assert reply.header.rcode == SERVFAIL
+        assert len(opts(reply)) == (1 if data[11] else 0)
+    assert Responder(broken, forwarding=False).respond(b"\x00" * 5, udp=True) is None
+    errors = [r for r in caplog.records if r.name == "tagdns.responder"]
+    assert len(errors) == 2 and all(r.exc_info for r in errors), "logged, with the traceback"
+
+
+def test_question_helpers() -> None:
+    assert name_wire("A.b.") == b"\x01A\x01b\x00"
+    parsed = parse_query(query("WeB1.InTeRnAl", AAAA, edns=opt(payload=300)))
+    assert isinstance(parsed, Question)
+    assert parsed.qname_wire == name_wire("web1.internal")
+    assert parsed.udp_limit() == 512

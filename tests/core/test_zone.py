@@ -1,0 +1,275 @@
+"""Compiling a view into the zone index: which keys exist and what they share."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import struct
+
+import pytest
+from dnslib import DNSRecord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from resolver.core import wire
+from resolver.core.document import HostEntry, MappingDocument, make_document
+from resolver.core.pipeline import ZoneSettings, compile_document
+from resolver.core.responder import Responder
+from resolver.core.views import CrossRegion, build_view
+from resolver.core.zone import CompiledZone, compile_zone, prepared_heads
+from tests.core import strategies
+from tests.core.dns_helpers import (
+    AWAY,
+    DOCUMENT,
+    HOME,
+    NEGATIVE_TTL,
+    SERIAL,
+    SETTINGS,
+    TTL,
+    name_wire,
+    query,
+)
+
+A, AAAA, PTR, SOA = 1, 28, 12, 6
+
+
+def key(name: str, rtype: int) -> bytes:
+    return name_wire(name) + struct.pack("!HH", rtype, 1)
+
+
+def reverse(address: str) -> str:
+    return ipaddress.ip_address(address).reverse_pointer
+
+
+def compiled(**changes: object) -> CompiledZone:
+    return compile_document(DOCUMENT, dataclasses.replace(SETTINGS, **changes)).zone  # type: ignore[arg-type]
+
+
+ZONE = compiled()
+
+
+@pytest.mark.parametrize(
+    ("name", "rtype"),
+    [
+        ("web1", A),
+        ("web1.internal", A),
+        ("web1", AAAA),
+        ("web1.internal", AAAA),
+        ("api", A),
+        ("api.internal", AAAA),
+        ("web2.internal", A),
+        ("cache.internal", A),
+        ("blue.svc.internal", AAAA),
+        ("db", A),
+        (reverse("10.0.1.10"), PTR),
+        (reverse("10.0.2.21"), PTR),
+        (reverse("2600:1f18:1::10"), PTR),
+        (reverse("10.0.3.40"), PTR),
+    ],
+    ids=str,
+)
+def test_answer_keys_present(name: str, rtype: int) -> None:
+    assert key(name, rtype) in ZONE.answers
+
+
+@pytest.mark.parametrize(
+    ("name", "rtype", "why"),
+    [
+        ("web2", AAAA, "no IPv6 address"),
+        ("db.internal", A, "a remote name answers bare only"),
+        ("batch", A, "remote and without a public address"),
+        (reverse("34.240.0.5"), PTR, "a remote name's public address is not ours"),
+        (reverse("10.1.1.5"), PTR, "nor its private one"),
+        (reverse("54.12.0.10"), PTR, "a local name's public address is not served"),
+        ("svc.internal", A, "empty non-terminal: only in an authoritative zone"),
+        ("internal", SOA, "apex SOA only in an authoritative zone"),
+        ("web1.internal", SOA, "no SOA below the apex"),
+    ],
+    ids=str,
+)
+def test_answer_keys_absent(name: str, rtype: int, why: str) -> None:
+    assert key(name, rtype) not in ZONE.answers, why
+
+
+def test_nodata_index_holds_every_owned_name_and_nothing_else() -> None:
+    expected = {
+        name_wire(name) for name in ("api", "web1", "web2", "cache", "blue.svc", "db", "pool")
+    }
+    expected |= {
+        name_wire(f"{name}.internal")
+        for name in ("api", "web1", "web2", "cache", "blue.svc", "pool")
+    }
+    local = ["10.0.1.10", "10.0.2.21", "10.0.2.20", "10.0.4.7", "2600:1f18:1::10"]
+    local += ["2600:1f18:1::47", *(f"10.0.3.{i}" for i in range(1, 41))]
+    local += [f"10.0.5.{i}" for i in range(1, 11)]
+    expected |= {name_wire(reverse(address)) for address in local}
+    assert set(ZONE.nodata) == expected
+
+
+def test_every_key_is_lowercase_and_a_legal_name() -> None:
+    for index in (ZONE.answers, ZONE.nodata):
+        for k in index:
+            assert k == k.lower()
+    for k in ZONE.answers:
+        assert len(k) - 4 <= wire.MAX_NAME
+
+
+def test_bare_and_qualified_forms_share_one_prepared_reply() -> None:
+    for name in ("web1", "api", "cache", "blue.svc"):
+        for rtype in (A, AAAA):
+            bare = ZONE.answers.get(key(name, rtype))
+            if bare is not None:
+                assert ZONE.answers[key(f"{name}.internal", rtype)] is bare
+
+
+def test_bare_names_and_reverse_names_share_one_nodata_reply() -> None:
+    shared = ZONE.nodata[name_wire("web1")]
+    for name in ("api", "db", reverse("10.0.1.10"), reverse("2600:1f18:1::10")):
+        assert ZONE.nodata[name_wire(name)] is shared
+
+
+def test_addresses_of_one_name_share_one_ptr_reply() -> None:
+    ptrs = {id(ZONE.answers[key(reverse(f"10.0.3.{i}"), PTR)]) for i in range(1, 41)}
+    assert len(ptrs) == 1
+
+
+def test_headers_are_shared_between_zones() -> None:
+    other = compiled(ttl=5, negative_ttl=7)
+    assert other.answers[key("web1", A)].heads is ZONE.answers[key("web1", A)].heads
+    assert prepared_heads(0, 1, 0, aa=True, ra=False) is ZONE.answers[key("web1", A)].heads
+
+
+@pytest.mark.parametrize(
+    ("address", "owner"),
+    [
+        ("10.0.1.10", "api.internal."),  # shared by api and web1: first name in sorted order
+        ("2600:1f18:1::10", "api.internal."),
+        ("10.0.2.21", "api.internal."),
+        ("10.0.2.20", "web2.internal."),
+        ("10.0.4.7", "blue.svc.internal."),
+        ("2600:1f18:1::47", "blue.svc.internal."),
+        ("10.0.3.17", "cache.internal."),
+    ],
+    ids=str,
+)
+def test_reverse_names_point_at_the_first_qualified_name(address: str, owner: str) -> None:
+    prepared = ZONE.answers[key(reverse(address), PTR)]
+    body = prepared.bodies[0]
+    # Owner pointer (2) + TYPE, CLASS, TTL, RDLENGTH (10), then the uncompressed target.
+    assert body[:2] == wire.POINTER_TO_QNAME
+    rtype, rclass, ttl, rdlength = struct.unpack("!HHIH", body[2:12])
+    assert (rtype, rclass, ttl) == (PTR, 1, TTL)
+    assert body[12 : 12 + rdlength] == name_wire(owner)
+
+
+def test_ipv6_reverse_name_is_the_full_nibble_form() -> None:
+    name = reverse("2600:1f18:1::10")
+    assert name.endswith(".ip6.arpa") and name.count(".") == 33
+    assert key(name, PTR) in ZONE.answers
+
+
+def test_prepared_variants_carry_opt_and_do() -> None:
+    prepared = ZONE.answers[key("web1", A)]
+    plain, with_opt, with_do = prepared.bodies
+    assert with_opt == plain + wire.opt_record(do=False)
+    assert with_do == plain + wire.opt_record(do=True)
+    for index, head in enumerate(prepared.heads):
+        flags, qd, an, ns, ar = struct.unpack("!HHHHH", head)
+        assert flags & wire.FLAG_QR and flags & wire.FLAG_AA
+        assert bool(flags & wire.FLAG_RD) == bool(index & 2)
+        assert (qd, an, ns, ar) == (1, 1, 0, index & 1)
+
+
+def test_soa_carries_serial_and_negative_ttl() -> None:
+    soa = ZONE.soa_rdata
+    assert soa.startswith(name_wire("tagdns.internal") + name_wire("hostmaster.internal"))
+    serial, refresh, retry, expire, minimum = struct.unpack("!IIIII", soa[-20:])
+    assert serial == SERIAL
+    assert minimum == NEGATIVE_TTL
+    assert (refresh, retry, expire) == (3600, 600, 86400)
+
+
+def test_authoritative_adds_apex_and_empty_non_terminals() -> None:
+    zone = compiled(authoritative=True)
+    assert key("internal", SOA) in zone.answers
+    assert name_wire("internal") in zone.nodata
+    assert name_wire("svc.internal") in zone.nodata
+    assert name_wire("svc") not in zone.nodata  # bare names have no parents to claim
+    assert set(zone.answers) - set(ZONE.answers) == {key("internal", SOA)}
+
+
+def test_other_zone_suffix() -> None:
+    zone = compiled(zone="fleet.example")
+    assert key("web1.fleet.example", A) in zone.answers
+    assert key("web1.internal", A) not in zone.answers
+    assert zone.zone_wire == name_wire("fleet.example")
+
+
+def test_public_view_qualifies_every_name_with_public_addresses() -> None:
+    zone = compiled(view="public")
+    for name in ("db", "db.internal", "web1.internal", "api"):
+        assert key(name, A) in zone.answers
+    assert key("batch", A) not in zone.answers  # no public address
+    assert key(reverse("34.240.0.5"), PTR) in zone.answers
+    assert key(reverse("10.1.1.5"), PTR) not in zone.answers
+
+
+def test_cross_region_private_keeps_remote_names_bare_without_ptr() -> None:
+    zone = compiled(view=HOME, cross_region=CrossRegion.PRIVATE)
+    assert key("batch", A) in zone.answers
+    assert key("batch.internal", A) not in zone.answers
+    assert key(reverse("10.1.2.6"), PTR) not in zone.answers
+
+
+def test_empty_view_compiles_to_empty_indexes() -> None:
+    document = make_document(
+        serial=1, generated_at="2025-01-01T00:00:00Z", tag_key="dns", regions=[AWAY], hosts=[]
+    )
+    zone = compile_zone(build_view(document, AWAY, "internal"))
+    assert zone.names == 0
+    assert not zone.answers and not zone.nodata
+
+
+def test_name_too_long_with_the_zone_answers_bare_only() -> None:
+    """A 253-octet name plus ``.internal`` is 264 octets: not a legal qualified name."""
+    long_name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    host = HostEntry(long_name, HOME, "i-00000000000000001", "us-east-1a", "10.9.9.9", None, ())
+    document = make_document(
+        serial=1, generated_at="2025-01-01T00:00:00Z", tag_key="dns", regions=[HOME], hosts=[host]
+    )
+    zone = compile_document(document, ZoneSettings(view=HOME, authoritative=True)).zone
+    assert key(long_name, A) in zone.answers
+    assert key(reverse("10.9.9.9"), PTR) not in zone.answers
+    assert all(len(k) - 4 <= wire.MAX_NAME for k in zone.answers)
+    assert all(len(k) <= wire.MAX_NAME for k in zone.nodata)
+    # Its parents are not empty non-terminals either: nothing lives below them.
+    assert set(zone.nodata) == {name_wire(long_name), name_wire("internal")}
+
+
+def _ask(responder: Responder, name: str, qtype: int) -> DNSRecord:
+    reply = responder.respond(query(name, qtype), udp=False)
+    assert isinstance(reply, bytes)
+    return DNSRecord.parse(reply)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=strategies.documents(), data=st.data())
+def test_any_document_answers_exactly_its_view(
+    document: MappingDocument, data: st.DataObject
+) -> None:
+    """For random fleets, every view record answers A/AAAA with exactly its addresses."""
+    label = data.draw(
+        st.sampled_from(["public", *document.regions]) if document.regions else st.just("public")
+    )
+    view = build_view(document, label, "internal")
+    responder = Responder(compile_zone(view, ttl=TTL), forwarding=False)
+    for record in view.records:
+        names = [record.name] + ([f"{record.name}.internal"] if record.qualified else [])
+        for name in names:
+            for qtype, addresses in ((A, record.ipv4), (AAAA, record.ipv6)):
+                reply = _ask(responder, name, qtype)
+                assert reply.header.rcode == 0 and reply.header.aa
+                got = [str(rr.rdata) for rr in reply.rr]
+                assert got == [str(ipaddress.ip_address(a)) for a in addresses]
+                if not addresses:
+                    assert [rr.rtype for rr in reply.auth] == [SOA]

@@ -1,0 +1,436 @@
+"""The DNS agent on real sockets: ``tagdns serve`` checked with dig, kdig and raw sockets.
+
+Limits the command line does not expose (idle timeout, connection cap, allow-list)
+are checked on a ``DnsServer`` in this process, on its own event loop in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+import shutil
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from dnslib import DNSRecord
+
+from resolver.adapters.dns_server import ServerLimits
+from resolver.core.document import parse_document
+from resolver.core.pipeline import ZoneSettings, compile_document
+from resolver.core.responder import Responder
+from tests.core.dns_helpers import header, opt, query, question, question_of, reply_question
+from tests.integration.dns_helpers import (
+    EXAMPLE_MAPPING,
+    AgentProcess,
+    ThreadedServer,
+    frame,
+    many_connections,
+    recv_frame,
+    run_tool,
+    tcp_connect,
+    tcp_exchange,
+    udp_exchange,
+    wait_closed,
+)
+
+pytestmark = pytest.mark.integration
+
+A, SOA, PTR, MX, AAAA = 1, 6, 12, 15, 28
+CACHE_A = [f"10.0.3.{i}" for i in range(1, 41)]
+TOOLS = [
+    pytest.param(
+        tool, marks=pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} not installed")
+    )
+    for tool in ("dig", "kdig")
+]
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    process = AgentProcess(tmp_path_factory.mktemp("agent"))
+    yield process
+    code = process.terminate()
+    assert code == 0, process.stderr
+
+
+def parse(reply: bytes | None) -> DNSRecord:
+    assert reply is not None, "no reply"
+    return DNSRecord.parse(reply)
+
+
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Wait for a condition the server reaches asynchronously (not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+# -- dig and kdig ----------------------------------------------------------------------------
+
+TOOL_CASES = [
+    ("A-bare", ["web1", "A"], "NOERROR", ["10.0.1.10"], None),
+    ("A-qualified", ["web1.internal", "A"], "NOERROR", ["10.0.1.10"], None),
+    ("AAAA", ["web1.internal", "AAAA"], "NOERROR", ["2600:1f18:1::10"], None),
+    ("two-instances", ["api", "A"], "NOERROR", ["10.0.1.10", "10.0.2.21"], None),
+    ("remote-public", ["db", "A"], "NOERROR", ["34.240.0.5"], None),
+    ("nodata-AAAA", ["web2.internal", "AAAA"], "NOERROR", [], "internal."),
+    ("nodata-MX", ["web1", "MX"], "NOERROR", [], "web1."),
+    ("ptr-v4", ["-x", "10.0.1.10"], "NOERROR", ["api.internal."], None),
+    ("ptr-v6", ["-x", "2600:1f18:1::10"], "NOERROR", ["api.internal."], None),
+    ("ptr-single", ["-x", "10.0.2.20"], "NOERROR", ["web2.internal."], None),
+    ("not-owned", ["example.com", "A"], "REFUSED", [], None),
+    ("aws-name", ["ip-10-0-0-1.ec2.internal", "A"], "REFUSED", [], None),
+    ("remote-qualified", ["db.internal", "A"], "REFUSED", [], None),
+    ("remote-public-ptr", ["-x", "34.240.0.5"], "REFUSED", [], None),
+    ("tcp-40-addresses", ["+tcp", "cache", "A"], "NOERROR", CACHE_A, None),
+    ("qtype-ANY", ["web1", "ANY"], "NOERROR", ["10.0.1.10", "2600:1f18:1::10"], None),
+    ("qtype-ANY-reverse", ["20.2.0.10.in-addr.arpa", "ANY"], "NOERROR", ["web2.internal."], None),
+    ("class-ANY", ["-c", "ANY", "-t", "A", "web1"], "NOERROR", ["10.0.1.10"], None),
+    ("class-CH", ["-c", "CH", "-t", "TXT", "version.bind"], "REFUSED", [], None),
+]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(
+    ("args", "status", "rdatas", "soa_owner"),
+    [case[1:] for case in TOOL_CASES],
+    ids=[case[0] for case in TOOL_CASES],
+)
+def test_tools(
+    agent: AgentProcess,
+    tool: str,
+    args: list[str],
+    status: str,
+    rdatas: list[str],
+    soa_owner: str | None,
+) -> None:
+    answer = run_tool(tool, agent.host, agent.port, *args)
+    assert answer.status == status, answer.text
+    assert "qr" in answer.flags
+    assert "ra" not in answer.flags, "no recursion with --upstream none"
+    assert ("aa" in answer.flags) == (status == "NOERROR"), answer.text
+    assert "tc" not in answer.flags
+    assert answer.rdatas == rdatas, answer.text
+    assert all(record.ttl == 30 for record in answer.answer)
+    if soa_owner is None:
+        assert answer.authority == []
+    else:
+        (soa,) = answer.authority
+        assert (soa.owner, soa.ttl, soa.rtype) == (soa_owner, 30, "SOA")
+        assert soa.rdata.split()[0] == "tagdns.internal."
+
+
+def test_dig_echoes_the_question_case(agent: AgentProcess) -> None:
+    answer = run_tool("dig", agent.host, agent.port, "WeB1.InTeRnAl", "A")
+    assert answer.question == "WeB1.InTeRnAl."
+    assert [(r.owner, r.rdata) for r in answer.answer] == [("WeB1.InTeRnAl.", "10.0.1.10")]
+    assert "aa" in answer.flags
+
+
+def test_dig_without_edns_gets_tc_then_retries_over_tcp(agent: AgentProcess) -> None:
+    truncated = run_tool("dig", agent.host, agent.port, "+noedns", "+ignore", "cache")
+    assert "tc" in truncated.flags and truncated.answer == []
+    retried = run_tool("dig", agent.host, agent.port, "+noedns", "cache")
+    assert "Truncated, retrying in TCP mode" in retried.text
+    assert "tc" not in retried.flags and retried.rdatas == CACHE_A
+
+
+def test_kdig_without_edns_gets_tc(agent: AgentProcess) -> None:
+    truncated = run_tool("kdig", agent.host, agent.port, "+ignore", "cache")
+    assert "tc" in truncated.flags and truncated.answer == []
+    retried = run_tool("kdig", agent.host, agent.port, "cache")
+    assert retried.rdatas == CACHE_A
+
+
+def test_dig_edns_answer_fits_in_1232(agent: AgentProcess) -> None:
+    answer = run_tool("dig", agent.host, agent.port, "+bufsize=4096", "+dnssec", "cache")
+    assert "tc" not in answer.flags and answer.rdatas == CACHE_A
+    assert "udp: 1232" in answer.edns and "flags: do" in answer.edns
+    assert "(UDP)" in answer.text
+
+
+def test_kdig_edns_version_1_is_badvers(agent: AgentProcess) -> None:
+    answer = run_tool("kdig", agent.host, agent.port, "+edns=1", "web1")
+    assert answer.status == "BADVERS" and answer.answer == []
+
+
+def test_dig_without_rd(agent: AgentProcess) -> None:
+    answer = run_tool("dig", agent.host, agent.port, "+norecurse", "web1")
+    assert answer.flags == {"qr", "aa"}
+
+
+# -- raw sockets against the agent -----------------------------------------------------------
+
+
+def test_udp_answer_echoes_id_and_case(agent: AgentProcess) -> None:
+    data = query("WeB1.InTeRnAl", A, qid=0xA1B2)
+    raw = udp_exchange(agent.host, agent.port, data)
+    reply = parse(raw)
+    assert raw is not None and raw[:2] == b"\xa1\xb2"
+    assert reply_question(raw) == question_of(data)
+    assert reply.header.aa == 1 and [str(rr.rdata) for rr in reply.rr] == ["10.0.1.10"]
+
+
+@pytest.mark.parametrize(
+    ("data", "rcode", "answers", "authority"),
+    [
+        (query("web2", AAAA), 0, 0, 1),
+        (query("web1", MX, edns=opt()), 0, 0, 1),
+        (query(ipaddress.ip_address("2600:1f18:1::10").reverse_pointer, PTR), 0, 1, 0),
+        (query("unknown.internal"), 5, 0, 0),
+    ],
+    ids=["nodata-AAAA", "nodata-MX-edns", "ptr-v6", "refused"],
+)
+def test_udp_and_tcp_agree(
+    agent: AgentProcess, data: bytes, rcode: int, answers: int, authority: int
+) -> None:
+    over_udp = udp_exchange(agent.host, agent.port, data)
+    over_tcp = tcp_exchange(agent.host, agent.port, data)
+    assert over_udp == over_tcp
+    reply = parse(over_udp)
+    assert (reply.header.rcode, len(reply.rr), len(reply.auth)) == (rcode, answers, authority)
+    if authority:
+        assert reply.auth[0].rtype == SOA
+
+
+def test_truncated_over_udp_then_full_over_tcp(agent: AgentProcess) -> None:
+    data = query("cache", qid=0x0C0C)
+    raw = udp_exchange(agent.host, agent.port, data)
+    truncated = parse(raw)
+    assert raw is not None and len(raw) <= 512
+    assert truncated.header.tc == 1 and truncated.rr == []
+    full = parse(tcp_exchange(agent.host, agent.port, data))
+    assert full.header.tc == 0 and full.header.id == 0x0C0C
+    assert [str(rr.rdata) for rr in full.rr] == CACHE_A
+
+
+def test_twenty_pipelined_tcp_queries_in_one_send(agent: AgentProcess) -> None:
+    names = ["web1", "api.internal", "cache", "example.com", "db", "web2"] * 4
+    queries = {1000 + i: query(name, A, qid=1000 + i) for i, name in enumerate(names[:20])}
+    with tcp_connect(agent.host, agent.port) as sock:
+        sock.sendall(b"".join(frame(data) for data in queries.values()))
+        replies = [recv_frame(sock) for _ in queries]
+    by_id = {struct.unpack("!H", reply[:2])[0]: reply for reply in replies}
+    assert set(by_id) == set(queries)
+    for qid, reply in by_id.items():
+        assert reply_question(reply) == question_of(queries[qid])
+        record = DNSRecord.parse(reply)
+        expected_rcode = 5 if str(record.q.qname) == "example.com." else 0
+        assert record.header.rcode == expected_rcode
+        assert record.header.tc == 0
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize(
+    ("data", "rcode"),
+    [
+        (header(qd=2) + question("web1") + question("web2"), 1),
+        (header(qd=0), 1),
+        (header() + b"\xc0\x0c\x00\x01\x00\x01", 1),
+        (header(ar=2) + question("web1") + opt() + opt(), 1),
+        (header(flags=0x1000) + question("web1"), 4),
+        (header(flags=0x2000) + question("web1"), 4),
+        (header(flags=0x2800) + question("web1"), 4),
+    ],
+    ids=["qdcount-2", "qdcount-0", "pointer", "two-opt", "opcode-2", "opcode-4", "opcode-5"],
+)
+def test_formerr_and_notimp(agent: AgentProcess, transport: str, data: bytes, rcode: int) -> None:
+    if transport == "udp":
+        raw = udp_exchange(agent.host, agent.port, data)
+    else:
+        raw = tcp_exchange(agent.host, agent.port, data)
+    assert raw is not None
+    assert raw[:2] == data[:2] and raw[2] & 0x80
+    assert raw[3] & 0x0F == rcode
+    assert (raw[2] & 0x78) == (data[2] & 0x78), "opcode echoed"
+
+
+def test_huge_query_of_pointer_chains_is_cheap(agent: AgentProcess) -> None:
+    """64 KB of additional records pointing into a pointer chain: once 30 s of CPU per query."""
+    base = 12 + len(question("web1"))
+    chain = bytearray(b"\x01x\x00")
+    previous = start = base + 11
+    for _ in range(400):
+        offset = start + len(chain)
+        chain += struct.pack("!H", 0xC000 | previous)
+        previous = offset
+    first = b"\x00" + struct.pack("!HHIH", 65280, 1, 0, len(chain)) + bytes(chain)
+    record = struct.pack("!H", 0xC000 | previous) + struct.pack("!HHIH", 65280, 1, 0, 1) + b"z"
+    count = (65535 - base - len(first) - 12) // len(record)
+    data = header(qid=0x6464, ar=1 + count) + question("web1") + first + record * count
+    with tcp_connect(agent.host, agent.port, timeout=10.0) as sock:
+        sock.sendall(frame(data))
+        # Meanwhile another client is served: the loop was not blocked for long.
+        assert parse(udp_exchange(agent.host, agent.port, query("web2"), timeout=10.0)).rr
+        reply = DNSRecord.parse(recv_frame(sock))
+    assert reply.header.id == 0x6464 and [str(rr.rdata) for rr in reply.rr] == ["10.0.1.10"]
+
+
+def test_responses_and_runts_are_dropped_silently(agent: AgentProcess) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        for junk in (header(flags=0x8000) + question("web1"), b"\x00" * 11, b""):
+            sock.sendto(junk, (agent.host, agent.port))
+            with pytest.raises(TimeoutError):
+                sock.recv(65535)
+        # The same socket still gets answers: silence was a choice, not a dead server.
+        sock.settimeout(3.0)
+        sock.sendto(query("web1", qid=0x5151), (agent.host, agent.port))
+        assert sock.recv(65535)[:2] == b"\x51\x51"
+
+
+def test_garbage_tcp_frames_keep_the_connection(agent: AgentProcess) -> None:
+    noise = random.Random(7).randbytes(50)
+    with tcp_connect(agent.host, agent.port) as sock:
+        sock.sendall(frame(b""))  # zero-length frame
+        sock.sendall(frame(noise))  # random bytes
+        sock.sendall(frame(header(flags=0x8000) + question("web1")))  # a response: dropped
+        sock.sendall(frame(b"\x01\x02\x03"))  # a runt
+        sock.sendall(frame(query("web2", qid=0x7777)))
+        for _ in range(3):  # the noise may earn a FORMERR first; nothing else answers
+            reply = recv_frame(sock)
+            if reply[:2] == b"\x77\x77":
+                break
+        else:
+            pytest.fail("the query after the garbage was not answered")
+        assert [str(rr.rdata) for rr in DNSRecord.parse(reply).rr] == ["10.0.2.20"]
+    # And the server is still there for everyone else.
+    assert parse(udp_exchange(agent.host, agent.port, query("web1"))).rr
+
+
+def test_300_idle_connections_do_not_lock_out_new_clients(agent: AgentProcess) -> None:
+    with many_connections(agent.host, agent.port, 300) as idle:
+        assert len(idle) == 300
+        tcp = parse(tcp_exchange(agent.host, agent.port, query("web1", qid=0x3000)))
+        udp = parse(udp_exchange(agent.host, agent.port, query("web1", qid=0x3001)))
+        assert tcp.header.id == 0x3000 and tcp.rr
+        assert udp.header.id == 0x3001 and udp.rr
+        assert wait_closed(idle[0], 5.0), "the oldest idle connection is evicted (cap 256)"
+
+
+def test_sigterm_exits_zero(tmp_path: Path) -> None:
+    process = AgentProcess(tmp_path)
+    assert parse(udp_exchange(process.host, process.port, query("web1"))).rr
+    code = process.terminate(timeout=5.0)
+    assert code == 0, process.stderr
+    assert "stopped" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def _ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback in this kernel/namespace")
+def test_ipv6_listen(tmp_path: Path) -> None:
+    process = AgentProcess(tmp_path, listen="[::1]:0")
+    try:
+        assert process.host == "::1"
+        udp = parse(udp_exchange("::1", process.port, query("web1", AAAA)))
+        tcp = parse(tcp_exchange("::1", process.port, query("cache")))
+        assert [str(rr.rdata) for rr in udp.rr] == ["2600:1f18:1::10"]
+        assert len(tcp.rr) == 40
+        if shutil.which("dig"):
+            answer = run_tool("dig", "::1", process.port, "web1.internal", "A")
+            assert answer.rdatas == ["10.0.1.10"] and "aa" in answer.flags
+    finally:
+        assert process.terminate() == 0, process.stderr
+
+
+# -- limits, on a server in this process -------------------------------------------------------
+
+
+def example_responder() -> Responder:
+    document = parse_document(EXAMPLE_MAPPING.read_bytes())
+    zone = compile_document(document, ZoneSettings(view="us-east-1")).zone
+    return Responder(zone, forwarding=False)
+
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def _uvloop_factory() -> LoopFactory:
+    uvloop = pytest.importorskip("uvloop")
+    factory: LoopFactory = uvloop.new_event_loop
+    return factory
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_factory(request: pytest.FixtureRequest) -> LoopFactory:
+    """Both event loops: asyncio's, and uvloop's, which ``tagdns serve`` runs on."""
+    if request.param == "uvloop":
+        return _uvloop_factory()
+    return asyncio.new_event_loop
+
+
+def test_incomplete_tcp_message_is_closed_after_the_idle_timeout(
+    loop_factory: LoopFactory,
+) -> None:
+    limits = ServerLimits(tcp_idle_timeout=0.5)
+    with ThreadedServer(
+        example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
+    ) as server:
+        with tcp_connect(server.host, server.port) as answered:
+            # A complete query is answered, then the connection idles out too.
+            answered.sendall(frame(query("web1")))
+            assert recv_frame(answered)
+            with tcp_connect(server.host, server.port) as stalled:
+                stalled.sendall(b"\x00\x40" + query("web1")[:10])  # 64 announced, 10 sent
+                assert wait_closed(stalled, 5.0), "a message that never completes is cut off"
+            assert wait_closed(answered, 5.0)
+        assert server.server is not None
+        counters = server.server.counters
+        assert until(lambda: counters.tcp_idle_closes >= 2)
+        assert until(lambda: server.server is not None and server.server.tcp_connections == 0)
+
+
+def test_connection_cap_evicts_the_oldest(loop_factory: LoopFactory) -> None:
+    limits = ServerLimits(tcp_max_connections=50)
+    with ThreadedServer(
+        example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
+    ) as server:
+        assert server.server is not None
+        dns = server.server
+        with many_connections(server.host, server.port, 300) as idle:
+            assert until(lambda: dns.tcp_connections + dns.counters.tcp_evictions >= 300)
+            tcp = parse(tcp_exchange(server.host, server.port, query("api", qid=0x4000)))
+            udp = parse(udp_exchange(server.host, server.port, query("api", qid=0x4001)))
+            assert tcp.header.id == 0x4000 and len(tcp.rr) == 2
+            assert udp.header.id == 0x4001 and len(udp.rr) == 2
+            assert dns.tcp_connections <= 50
+            assert dns.counters.tcp_evictions >= 250
+            assert wait_closed(idle[0], 5.0), "the oldest connection was evicted"
+            with tcp_connect(server.host, server.port) as newest:
+                newest.sendall(frame(query("web1", qid=0x4002)))
+                assert recv_frame(newest)[:2] == b"\x40\x02"
+
+
+def test_client_outside_the_allow_list_gets_nothing(loop_factory: LoopFactory) -> None:
+    allow = [ipaddress.ip_network("10.0.0.0/8")]
+    with ThreadedServer(example_responder(), allow=allow, loop_factory=loop_factory) as server:
+        assert server.server is not None
+        counters = server.server.counters
+        assert udp_exchange(server.host, server.port, query("web1"), timeout=0.5) is None
+        with tcp_connect(server.host, server.port) as sock:
+            with contextlib.suppress(OSError):  # already reset: also nothing
+                sock.sendall(frame(query("web1")))
+            assert wait_closed(sock, 5.0)
+        assert until(lambda: counters.refused_clients >= 2)
+        assert counters.udp_queries == 0 and counters.tcp_queries == 0
