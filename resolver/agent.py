@@ -117,12 +117,18 @@ class Agent:
         )
 
     def _responder(self, zone: CompiledZone) -> Responder:
-        return Responder(zone, forwarding=bool(self.plan.upstreams))
+        return Responder(zone, forwarding=bool(self.plan.upstreams), cache=self.cache)
 
     def _empty_zone(self) -> CompiledZone:
         settings = self.plan.settings
         view = View(settings.view, settings.zone, 0, ())
-        return compile_zone(view, authoritative=settings.authoritative)
+        return compile_zone(
+            view,
+            ttl=settings.ttl,
+            negative_ttl=settings.negative_ttl,
+            authoritative=settings.authoritative,
+            recursion_available=settings.forwarding,
+        )
 
     def _report(self, message: str) -> None:
         """Log a problem once, not on every poll that meets it again."""

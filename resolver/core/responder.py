@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass
 
 from resolver.core import wire
+from resolver.core.cache import AnswerCache, render_answer
 from resolver.core.zone import CompiledZone, Prepared, prepared_heads
 
 log = logging.getLogger("tagdns.responder")
@@ -71,11 +72,14 @@ class Responder:
     name is not owned and a forwarder exists: the adapter then asks upstream.
     """
 
-    def __init__(self, zone: CompiledZone, *, forwarding: bool) -> None:
+    def __init__(
+        self, zone: CompiledZone, *, forwarding: bool, cache: AnswerCache | None = None
+    ) -> None:
         self.zone = zone
         self.forwarding = forwarding
         self._answers = zone.answers
         self._nodata = zone.nodata
+        self._cache = cache if forwarding else None
 
     def respond(self, data: bytes, *, udp: bool = True) -> bytes | Question | None:
         """Reply to one DNS message; never raises for any input (SERVFAIL instead)."""
@@ -114,11 +118,10 @@ class Responder:
         key = data[wire.HEADER_LEN : qend].lower()
         prepared = self._answers.get(key)
         if prepared is None:
-            if data[qend - 2 : qend] != _CLASS_IN or data[qend - 4 : qend - 2] == _TYPE_ANY:
-                return None
-            prepared = self._nodata.get(key[:-4])
+            if data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] != _TYPE_ANY:
+                prepared = self._nodata.get(key[:-4])
             if prepared is None:
-                return None
+                return self._cached(data, key, qend, variant, limit if udp else None)
         reply = (
             data[:2]
             + prepared.heads[(data[2] & 1) << 1 | (variant > 0)]
@@ -130,6 +133,26 @@ class Responder:
                 data[:2], data[2] & 1, data[wire.HEADER_LEN : qend], variant, ra=_ra(prepared)
             )
         return reply
+
+    def _cached(
+        self, data: bytes, key: bytes, qend: int, variant: int, limit: int | None
+    ) -> bytes | None:
+        """A forwarded answer still in the cache, replayed without leaving the fast path."""
+        if self._cache is None:
+            return None
+        hit = self._cache.get(AnswerCache.key(key, variant == 2, bool(data[3] & 0x10)))
+        if hit is None:
+            return None
+        answer, sections = hit
+        return render_answer(
+            answer,
+            sections,
+            qid=data[:2],
+            client_flags=data[2] << 8 | data[3],
+            question=data[wire.HEADER_LEN : qend],
+            variant=variant,
+            limit=limit,
+        )
 
     def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
         parsed = parse_query(data)
