@@ -4,8 +4,9 @@ Each upstream query gets an ID from ``secrets`` and a fresh connected UDP socket
 so a random source port, and the kernel drops datagrams from any other address;
 a reply must also carry our ID and our question or it is ignored (and counted).
 TC=1 means asking the same upstream over TCP; a timeout or an upstream error
-means the next upstream, and when all fail the client gets SERVFAIL within a
-bounded time, never NXDOMAIN. Identical questions in flight share one upstream
+means the next upstream; after a round with a timeout the upstreams are asked
+again (a lost datagram is not a failure) until ``total_timeout``, and then the
+client gets SERVFAIL, never NXDOMAIN. Identical questions in flight share one upstream
 query, and a semaphore bounds how many are in flight at all.
 """
 
@@ -65,7 +66,13 @@ class _ReplyCatcher(asyncio.DatagramProtocol):
         )
 
     def datagram_received(self, data: bytes, addr: tuple[str, int] | None) -> None:
-        if addr is not None and (addr[0], addr[1]) != (self.upstream.host, self.upstream.port):
+        # The socket is connected, so the kernel already drops other sources; this
+        # check is a second line (a link-local address's zone index may be spelt
+        # differently by the kernel, so it is left out of the comparison).
+        if addr is not None and (
+            addr[1] != self.upstream.port
+            or addr[0].split("%", 1)[0] != self.upstream.host.split("%", 1)[0]
+        ):
             self.counters.ignored_replies += 1
             return
         answer = parse_reply(data, self.qid, self.key)
@@ -101,7 +108,7 @@ class Forwarder:
 
     async def forward(self, question: Question, udp: bool) -> bytes:
         """Our reply to the client for a question not owned; SERVFAIL when all fail."""
-        key = AnswerCache.key(question.key, question.do)
+        key = AnswerCache.key(question.key, question.do, bool(question.flags & wire.FLAG_CD))
         cached = self.cache.get(key)
         if cached is not None:
             self.counters.cache_hits += 1
@@ -137,19 +144,24 @@ class Forwarder:
         deadline = loop.time() + self.limits.total_timeout
         async with self._slots:
             self.counters.forwarded += 1
-            for upstream in self.upstreams:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                timeout = min(self.limits.attempt_timeout, remaining)
-                answer = await self._ask(upstream, question, timeout)
-                if answer is None:
-                    continue
-                if answer.rcode in (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR):
-                    self._upstream_error(upstream, f"rcode {answer.rcode}")
-                    continue
-                self.cache.put(key, answer)
-                return answer
+            # Rounds over the upstreams until the deadline, so one lost datagram to a
+            # single upstream is retried rather than answered with SERVFAIL; a new
+            # round starts only if some upstream timed out (errors are not retried).
+            retry = True
+            while retry:
+                retry = False
+                for upstream in self.upstreams:
+                    if deadline - loop.time() <= 0:
+                        return None
+                    answer, timed_out = await self._ask(upstream, question, deadline)
+                    retry = retry or timed_out
+                    if answer is None:
+                        continue
+                    if answer.rcode in (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR):
+                        self._upstream_error(upstream, f"rcode {answer.rcode}")
+                        continue
+                    self.cache.put(key, answer)
+                    return answer
         return None
 
     def _upstream_error(self, upstream: Endpoint, what: str) -> None:
@@ -159,25 +171,35 @@ class Forwarder:
         log.debug("upstream %s: %s", upstream, what)
 
     async def _ask(
-        self, upstream: Endpoint, question: Question, timeout: float
-    ) -> UpstreamAnswer | None:
+        self, upstream: Endpoint, question: Question, deadline: float
+    ) -> tuple[UpstreamAnswer | None, bool]:
+        """One attempt at one upstream: (answer or None, whether it timed out)."""
         loop = asyncio.get_running_loop()
         qid = secrets.token_bytes(2)
         cd = bool(question.flags & wire.FLAG_CD)
         message = query_message(qid, question.question, do=question.do, cd=cd)
         started = loop.time()
-        answer = await self._ask_udp(upstream, qid, question.key, message, timeout)
+        timeout = min(self.limits.attempt_timeout, deadline - started)
+        answer, timed_out = await self._ask_udp(upstream, qid, question.key, message, timeout)
         if answer is not None and answer.truncated:
             self.counters.tcp_retries += 1
-            remaining = timeout - (loop.time() - started)
-            answer = await self._ask_tcp(
-                upstream, qid, question.key, message, max(remaining, timeout / 2)
+            now = loop.time()
+            # What is left of this attempt, but at least half an attempt for the
+            # connection, and never past the client's deadline.
+            tcp_timeout = min(max(timeout - (now - started), timeout / 2), deadline - now)
+            if tcp_timeout <= 0:
+                return None, True
+            answer, timed_out = await self._ask_tcp(
+                upstream, qid, question.key, message, tcp_timeout
             )
-        return answer
+            if answer is not None and answer.truncated:  # TC over TCP: nothing whole to pass on
+                self._upstream_error(upstream, "truncated reply over TCP")
+                return None, False
+        return answer, timed_out
 
     async def _ask_udp(
         self, upstream: Endpoint, qid: bytes, key: bytes, message: bytes, timeout: float
-    ) -> UpstreamAnswer | None:
+    ) -> tuple[UpstreamAnswer | None, bool]:
         loop = asyncio.get_running_loop()
         try:
             transport, catcher = await loop.create_datagram_endpoint(
@@ -186,20 +208,20 @@ class Forwarder:
             )
         except OSError as exc:
             self._upstream_error(upstream, f"cannot send: {exc}")
-            return None
+            return None, False
         try:
             transport.sendto(message)
-            return await asyncio.wait_for(catcher.result, timeout)
+            return await asyncio.wait_for(catcher.result, timeout), False
         except TimeoutError:
             self.counters.timeouts += 1
             self._upstream_error(upstream, "timeout")
-            return None
+            return None, True
         finally:
             transport.close()
 
     async def _ask_tcp(
         self, upstream: Endpoint, qid: bytes, key: bytes, message: bytes, timeout: float
-    ) -> UpstreamAnswer | None:
+    ) -> tuple[UpstreamAnswer | None, bool]:
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -209,11 +231,12 @@ class Forwarder:
                     (length,) = struct.unpack("!H", await reader.readexactly(2))
                     answer = parse_reply(await reader.readexactly(length), qid, key)
                     if answer is not None:
-                        return answer
+                        return answer, False
                     self.counters.ignored_replies += 1
         except TimeoutError:
             self.counters.timeouts += 1
             self._upstream_error(upstream, "TCP timeout")
+            return None, True
         except (OSError, asyncio.IncompleteReadError) as exc:
             self._upstream_error(upstream, f"TCP: {exc}")
         finally:
@@ -221,4 +244,4 @@ class Forwarder:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
-        return None
+        return None, False

@@ -1,9 +1,11 @@
 """A bounded cache of upstream answers that honours their TTLs.
 
-Entries are keyed by the lowercased question plus the client's DO bit (DNSSEC
-answers differ). Lifetimes come from the answer (RFC 2308 for negative ones),
-capped; the least recently used entry goes first when the cache is full. The
-clock is injected so tests control time.
+Entries are keyed by the lowercased question plus the client's DO and CD bits
+(DNSSEC answers differ, and an answer fetched with checking disabled must not
+reach a client that wants it checked). Lifetimes come from the answer (RFC 2308
+for negative ones), capped, and so are the TTLs replayed to clients; the least
+recently used entry goes first when the cache is full. The clock is injected so
+tests control time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from resolver.core import wire
-from resolver.core.upstream_reply import UpstreamAnswer, aged_sections
+from resolver.core.upstream_reply import UpstreamAnswer, aged_sections, capped
 
 _FLAG_AD = 0x0020
 _CLIENT_FLAGS = wire.FLAG_RD | wire.FLAG_CD
@@ -54,8 +56,9 @@ class AnswerCache:
         return len(self._entries)
 
     @staticmethod
-    def key(question_key: bytes, do: bool) -> bytes:
-        return question_key + (b"\x01" if do else b"\x00")
+    def key(question_key: bytes, do: bool, cd: bool = False) -> bytes:
+        """The question key plus one byte for the DO and CD bits."""
+        return question_key + bytes((do | cd << 1,))
 
     def put(self, key: bytes, answer: UpstreamAnswer) -> None:
         """Store a cacheable answer; others (no lifetime, truncated) are ignored."""
@@ -63,8 +66,10 @@ class AnswerCache:
             return
         negative = answer.rcode != wire.NOERROR or answer.an == 0
         cap = self.limits.max_negative_ttl if negative else self.limits.max_ttl
+        answer = capped(answer, cap)
+        assert answer.lifetime is not None
         now = self.clock()
-        self._entries[key] = _Entry(answer, now, now + min(answer.lifetime, cap))
+        self._entries[key] = _Entry(answer, now, now + answer.lifetime)
         self._entries.move_to_end(key)
         while len(self._entries) > self.limits.max_entries:
             self._entries.popitem(last=False)
@@ -89,7 +94,7 @@ class AnswerCache:
         return entry.answer, entry.sections
 
     def flush_names(self, owned: Container[bytes]) -> int:
-        """Drop entries for names a new zone owns (keys are name wire + type + class + DO)."""
+        """Drop entries for names a new zone owns (keys are name wire + type + class + flags)."""
         stale = [key for key in self._entries if key[:-5] in owned]
         for key in stale:
             del self._entries[key]

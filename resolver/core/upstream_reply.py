@@ -10,11 +10,12 @@ it again.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from resolver.core import wire
 
 _FLAG_AD = 0x0020
+_MAX_TTL = 0x7FFFFFFF
 
 
 class MalformedReply(ValueError):
@@ -62,7 +63,9 @@ def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamA
     """The reply as an UpstreamAnswer, or None when it does not answer our query.
 
     ``question_key`` is our question lowercased; a reply for another ID or another
-    question (a spoofing attempt or a late answer) is not ours.
+    question (a spoofing attempt or a late answer) is not ours. Only the name is
+    compared case-insensitively: the type and class bytes must match exactly (type
+    65, HTTPS, is the byte ``A`` and must not be lowercased).
     """
     if len(reply) < wire.HEADER_LEN or reply[:2] != query_id:
         return None
@@ -70,22 +73,27 @@ def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamA
     if not flags & wire.FLAG_QR or flags & wire.OPCODE_MASK or qd != 1:
         return None
     qend = wire.HEADER_LEN + len(question_key)
-    if reply[wire.HEADER_LEN : qend].lower() != question_key:
+    name_end = qend - 4
+    if (
+        reply[wire.HEADER_LEN : name_end].lower() != question_key[:-4]
+        or reply[name_end:qend] != question_key[-4:]
+    ):
         return None
     try:
-        return _read_sections(reply, flags, qend, an, ns, ar)
+        return _read_sections(reply, flags, qend, an, ns, ar, question_key[-4:-2])
     except (MalformedReply, struct.error, IndexError):
         return None
 
 
 def _read_sections(
-    reply: bytes, flags: int, qend: int, an: int, ns: int, ar: int
+    reply: bytes, flags: int, qend: int, an: int, ns: int, ar: int, qtype: bytes
 ) -> UpstreamAnswer:
     position = qend
     kept: list[bytes] = []
     ttl_offsets: list[int] = []
     ttls: list[int] = []
     negative_ttl: int | None = None
+    answered = False  # an answer record of the type asked: not NODATA after a CNAME chain
     kept_ar = 0
     length = 0
     for index in range(an + ns + ar):
@@ -98,12 +106,19 @@ def _read_sections(
         if rtype == wire.TYPE_OPT and index >= an + ns:
             position = end
             continue  # the upstream's OPT is hop-by-hop: clients get ours
+        record = reply[start:end]
+        if ttl > _MAX_TTL:  # RFC 2181 section 8: a TTL with the top bit set means zero
+            ttl = 0
+            cut = position - start + 4
+            record = record[:cut] + bytes(4) + record[cut + 4 :]
+        if index < an and reply[position : position + 2] == qtype:
+            answered = True
         if rtype == wire.TYPE_SOA and an <= index < an + ns and rdlength >= 20:
             minimum = struct.unpack("!I", reply[end - 4 : end])[0]
-            negative_ttl = min(ttl, minimum)
+            negative_ttl = min(ttl, minimum if minimum <= _MAX_TTL else 0)
         ttl_offsets.append(length + position - start + 4)
         ttls.append(ttl)
-        kept.append(reply[start:end])
+        kept.append(record)
         length += end - start
         if index >= an + ns:
             kept_ar += 1
@@ -113,7 +128,9 @@ def _read_sections(
     lifetime: int | None = None
     if not truncated:
         if rcode == wire.NOERROR and an:
-            lifetime = min(ttls[:an]) if ttls[:an] else None
+            lifetime = min(ttls[:an])
+            if negative_ttl is not None and not answered:  # NODATA after a CNAME (RFC 2308)
+                lifetime = min(lifetime, negative_ttl)
         elif rcode in (wire.NOERROR, wire.NXDOMAIN):
             lifetime = negative_ttl
     return UpstreamAnswer(
@@ -138,6 +155,22 @@ def aged_sections(answer: UpstreamAnswer, elapsed: int) -> bytes:
     for offset, ttl in zip(answer.ttl_offsets, answer.ttls, strict=True):
         struct.pack_into("!I", out, offset, max(0, ttl - elapsed))
     return bytes(out)
+
+
+def capped(answer: UpstreamAnswer, cap: int) -> UpstreamAnswer:
+    """The answer with every TTL (and its lifetime) at most ``cap`` seconds.
+
+    A cache that keeps an answer for at most ``cap`` seconds must not tell its
+    clients they may keep it longer.
+    """
+    if all(ttl <= cap for ttl in answer.ttls):
+        return answer
+    out = bytearray(answer.sections)
+    ttls = tuple(min(ttl, cap) for ttl in answer.ttls)
+    for offset, ttl in zip(answer.ttl_offsets, ttls, strict=True):
+        struct.pack_into("!I", out, offset, ttl)
+    lifetime = None if answer.lifetime is None else min(answer.lifetime, cap)
+    return replace(answer, sections=bytes(out), ttls=ttls, lifetime=lifetime)
 
 
 def query_message(query_id: bytes, question: bytes, *, do: bool, cd: bool) -> bytes:

@@ -23,12 +23,11 @@ NONE = "none"
 def nameservers_from_resolv_conf(text: str) -> list[Endpoint]:
     """The ``nameserver`` lines of a resolv.conf, in order, as port-53 endpoints."""
     servers: list[Endpoint] = []
-    for line in text.splitlines():
+    for line in text.split("\n"):  # as glibc reads it: not splitlines(), which splits more
         fields = line.split("#", 1)[0].split(";", 1)[0].split()
         if len(fields) >= 2 and fields[0] == "nameserver":
-            host = fields[1].split("%", 1)[0]  # drop an IPv6 zone index
-            try:
-                servers.append(Endpoint(str(ipaddress.ip_address(host)), DNS_PORT))
+            try:  # an IPv6 zone index (fe80::1%eth0) is kept: link-local needs it
+                servers.append(Endpoint(str(ipaddress.ip_address(fields[1])), DNS_PORT))
             except ValueError:
                 continue
     return servers
@@ -36,16 +35,32 @@ def nameservers_from_resolv_conf(text: str) -> list[Endpoint]:
 
 def is_self(upstream: Endpoint, listen: Sequence[Endpoint]) -> bool:
     """Whether sending to ``upstream`` would reach one of our own listeners."""
-    target = ipaddress.ip_address(upstream.host)
+    target = _plain(upstream.host)
+    if target.is_unspecified:  # a datagram sent to 0.0.0.0 or :: arrives on loopback
+        target = ipaddress.ip_address("127.0.0.1" if target.version == 4 else "::1")
     for endpoint in listen:
         if endpoint.port != upstream.port:
             continue
-        bound = ipaddress.ip_address(endpoint.host)
+        bound = _plain(endpoint.host)
         if bound == target:
             return True
-        if bound.is_unspecified and bound.version == target.version and target.is_loopback:
+        # A wildcard listener receives what reaches this host's loopback on its port;
+        # a UDP socket on [::] gets IPv4 too unless the system is v6-only.
+        if (
+            bound.is_unspecified
+            and target.is_loopback
+            and (bound.version == 6 or target.version == 4)
+        ):
             return True
     return False
+
+
+def _plain(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address without a zone index, IPv4-mapped IPv6 as the IPv4 address it is."""
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def choose_upstreams(

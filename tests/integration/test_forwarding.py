@@ -1,0 +1,864 @@
+"""Forwarding on real sockets: the agent against dnsmasq and against a hostile upstream.
+
+The acceptance scenarios run the real ``tagdns serve`` console script and check it
+with ``dig``, as a new user would; dnsmasq is Debian's. The logic tests run the
+same Forwarder and DnsServer in this process with short timeouts (and, for the
+cache, an injected clock), still on real UDP and TCP sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import json
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
+
+from resolver.adapters.dns_server import DnsServer
+from resolver.adapters.forwarder import Forwarder, ForwarderLimits
+from resolver.agent import Agent, AgentPlan
+from resolver.core.cache import AnswerCache, CacheLimits
+from resolver.core.endpoints import Endpoint, parse_endpoint
+from resolver.core.pipeline import ZoneSettings, load_document
+from resolver.core.responder import Responder
+from resolver.core.source_url import parse_source
+from tests.integration.hostile_upstream import POISON_V4, HostileUpstream, Mode
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPPING = ROOT / "conf" / "example-mapping.json"
+TAGDNS = Path(sys.executable).with_name("tagdns")
+DNSMASQ = Path("/usr/sbin/dnsmasq")
+DIG = shutil.which("dig")
+OWNED = {"api": {"10.0.1.10", "10.0.2.21"}, "web1.internal": None}
+"""Names the us-east-1 view of the example mapping owns (api's addresses checked)."""
+FAST = ForwarderLimits(attempt_timeout=0.3, total_timeout=0.9, max_in_flight=64)
+
+T = TypeVar("T")
+
+needs_tools = pytest.mark.skipif(
+    DIG is None or not DNSMASQ.exists(), reason="needs dig and dnsmasq installed"
+)
+
+
+# --- talking DNS ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no free port")  # pragma: no cover
+
+
+def make_query(
+    name: str,
+    qtype: str = "A",
+    *,
+    qid: int | None = None,
+    rd: bool = True,
+    cd: bool = False,
+    ad: bool = False,
+    edns: int | None = None,
+    do: bool = False,
+) -> bytes:
+    """A query as a stub would send it; ``edns`` is the advertised UDP payload (None: no OPT)."""
+    record = DNSRecord.question(name, qtype)
+    if qid is not None:
+        record.header.id = qid
+    record.header.rd = int(rd)
+    record.header.cd = int(cd)
+    record.header.ad = int(ad)
+    if edns is not None:
+        record.add_ar(EDNS0(udp_len=edns, flags="do" if do else ""))
+    return bytes(record.pack())
+
+
+def exchange(port: int, query: bytes, *, tcp: bool = False, timeout: float = 8.0) -> bytes:
+    """Send one query to 127.0.0.1:port and return the matching reply's bytes."""
+    if tcp:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+            conn.sendall(struct.pack("!H", len(query)) + query)
+            length = struct.unpack("!H", _recv_exactly(conn, 2))[0]
+            return _recv_exactly(conn, length)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(query, ("127.0.0.1", port))
+        while True:
+            reply = sock.recv(65535)
+            if reply[:2] == query[:2]:
+                return reply
+
+
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed early")
+        data += chunk
+    return data
+
+
+def ask(port: int, name: str, qtype: str = "A", *, tcp: bool = False, **options: Any) -> DNSRecord:
+    return DNSRecord.parse(exchange(port, make_query(name, qtype, **options), tcp=tcp))
+
+
+def addresses(reply: DNSRecord) -> set[str]:
+    return {str(rr.rdata) for rr in reply.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)}
+
+
+def opt_of(reply: DNSRecord) -> Any:
+    opts = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
+    assert len(opts) <= 1
+    return opts[0] if opts else None
+
+
+def exchange_many(port: int, queries: list[bytes], timeout: float = 8.0) -> list[bytes | None]:
+    """Send every query at once, each from its own socket; replies in the same order."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in queries]
+    try:
+        for sock, query in zip(sockets, queries, strict=True):
+            sock.sendto(query, ("127.0.0.1", port))
+        replies: list[bytes | None] = []
+        deadline = time.monotonic() + timeout
+        for sock in sockets:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                replies.append(sock.recv(65535))
+            except TimeoutError:
+                replies.append(None)
+        return replies
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class Dig:
+    """What ``dig`` printed, reduced to what the tests check."""
+
+    status: str
+    flags: set[str]
+    edns_flags: set[str] | None
+    answers: list[tuple[str, int, str, str]]
+    seconds: float
+    output: str
+
+
+def dig(port: int, name: str, qtype: str = "A", *options: str) -> Dig:
+    assert DIG is not None
+    started = time.monotonic()
+    done = subprocess.run(
+        [DIG, "-p", str(port), "@127.0.0.1", name, qtype, "+time=10", "+tries=1", *options],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    return parse_dig(done.stdout, seconds)
+
+
+def parse_dig(output: str, seconds: float) -> Dig:
+    status = re.search(r"status: (\w+)", output)
+    flags = re.search(r";; flags: ([a-z ]*);", output)
+    edns = re.search(r"; EDNS: version: \d+, flags: ?([a-z ]*);", output)
+    answers = []
+    section = output.split(";; ANSWER SECTION:\n", 1)
+    if len(section) == 2:
+        for line in section[1].split("\n\n", 1)[0].splitlines():
+            owner, ttl, _class, rtype, data = line.split(None, 4)
+            answers.append((owner, int(ttl), rtype, data))
+    assert status is not None and flags is not None, output
+    return Dig(
+        status=status.group(1),
+        flags=set(flags.group(1).split()),
+        edns_flags=set(edns.group(1).split()) if edns else None,
+        answers=answers,
+        seconds=seconds,
+        output=output,
+    )
+
+
+# --- real processes ------------------------------------------------------------------------
+
+
+@dataclass
+class CliAgent:
+    """``tagdns serve`` as a subprocess, listening on a kernel-chosen port."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int = 0
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def cli_agent(tmp: Path, *upstreams: str) -> Iterator[CliAgent]:
+    log = tmp / f"agent-{time.monotonic_ns()}.log"
+    command = [str(TAGDNS), "serve", "--source", str(MAPPING), "--view", "us-east-1"]
+    command += ["--listen", "127.0.0.1:0", "--cache", "none"]
+    for upstream in upstreams:
+        command += ["--upstream", upstream]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file)
+    agent = CliAgent(process, log)
+    try:
+        deadline = time.monotonic() + 20
+        while not agent.port:
+            found = re.search(r"ready: 127\.0\.0\.1:(\d+)", agent.log_text())
+            if found:
+                agent.port = int(found.group(1))
+            elif process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tagdns serve did not start: {agent.log_text()}")
+            else:
+                time.sleep(0.05)
+        yield agent
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def dnsmasq(*options: str) -> Iterator[int]:
+    """Debian's dnsmasq on a free loopback port, with no upstream of its own."""
+    port = free_port()
+    command = [str(DNSMASQ), "--no-daemon", "--no-resolv", "--no-hosts", f"--port={port}"]
+    command += ["--listen-address=127.0.0.1", "--bind-interfaces", "--user=root", *options]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                exchange(port, make_query("ready.invalid"), timeout=0.2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    assert process.stderr is not None
+                    raise RuntimeError(
+                        f"dnsmasq did not start: {process.stderr.read()!r}"
+                    ) from None
+        yield port
+    finally:
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stderr is not None:
+        process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileUpstream]:
+    with HostileUpstream() as upstream:
+        upstream.add("plain.example.test", "A", "192.0.2.1")
+        for index, mode in enumerate(
+            [Mode.SPOOF_OTHER_PORT, Mode.WRONG_ID_FIRST, Mode.WRONG_QUESTION_FIRST], start=10
+        ):
+            name = f"{mode.value}.example.test"
+            upstream.add(name, "A", f"192.0.2.{index}")
+            upstream.script(name, mode)
+        upstream.add("tc.example.test", "A", "192.0.2.20")
+        upstream.add("tc.example.test", "A", "192.0.2.21")
+        upstream.script("tc.example.test", Mode.TRUNCATE)
+        upstream.script("silent.example.test", Mode.SILENT)
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def hostile_cli(
+    hostile: HostileUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    """The real CLI agent forwarding to the hostile upstream: its port."""
+    with cli_agent(tmp_path_factory.mktemp("hostile-cli"), hostile.address) as agent:
+        yield agent.port
+
+
+# --- acceptance: the real CLI, dig, dnsmasq --------------------------------------------------
+
+
+@needs_tools
+def test_cli_forwards_through_dnsmasq_and_answers_owned_names(tmp_path: Path) -> None:
+    records = [
+        "--address=/ip-10-0-0-99.ec2.internal/10.0.0.99",
+        "--address=/www.example.org/192.0.2.80",
+        "--local=/example.org/",  # other names there: NXDOMAIN
+    ]
+    with dnsmasq(*records) as upstream, cli_agent(tmp_path, f"127.0.0.1:{upstream}") as agent:
+        forwarded = dig(agent.port, "www.example.org")
+        assert forwarded.status == "NOERROR"
+        assert [a[2:] for a in forwarded.answers] == [("A", "192.0.2.80")]
+        assert {"qr", "rd", "ra"} <= forwarded.flags and "aa" not in forwarded.flags
+
+        aws = dig(agent.port, "IP-10-0-0-99.EC2.Internal")  # AWS's own name, any case
+        assert aws.status == "NOERROR" and "aa" not in aws.flags
+        assert [a[2:] for a in aws.answers] == [("A", "10.0.0.99")]
+        assert aws.answers[0][0] == "IP-10-0-0-99.EC2.Internal."  # the client's case
+        assert "IP-10-0-0-99.EC2.Internal.\tIN\tA" in aws.output.replace("\t\t", "\t")
+
+        over_tcp = dig(agent.port, "ip-10-0-0-99.ec2.internal", "A", "+tcp")
+        assert [a[3] for a in over_tcp.answers] == ["10.0.0.99"]
+
+        owned = dig(agent.port, "api")
+        assert owned.status == "NOERROR" and "aa" in owned.flags
+        assert {a[3] for a in owned.answers} == OWNED["api"]
+
+        missing = dig(agent.port, "no-such-name.example.org")  # NXDOMAIN passed on as is
+        assert missing.status == "NXDOMAIN" and "aa" not in missing.flags
+
+
+@needs_tools
+def test_cli_ignores_forged_replies_and_returns_the_true_answer(
+    hostile: HostileUpstream, hostile_cli: int
+) -> None:
+    for index, mode in enumerate(
+        [Mode.SPOOF_OTHER_PORT, Mode.WRONG_ID_FIRST, Mode.WRONG_QUESTION_FIRST], start=10
+    ):
+        result = dig(hostile_cli, f"{mode.value}.example.test")
+        assert result.status == "NOERROR", (mode, result.output)
+        assert [a[3] for a in result.answers] == [f"192.0.2.{index}"], (mode, result.output)
+        assert POISON_V4 not in result.output
+        assert len(hostile.queries(f"{mode.value}.example.test")) == 1  # no retry was needed
+
+
+@needs_tools
+def test_cli_retries_a_truncated_upstream_reply_over_tcp(
+    hostile: HostileUpstream, hostile_cli: int
+) -> None:
+    result = dig(hostile_cli, "tc.example.test")
+    assert result.status == "NOERROR" and "tc" not in result.flags
+    assert sorted(a[3] for a in result.answers) == ["192.0.2.20", "192.0.2.21"]
+    seen = hostile.queries("tc.example.test")
+    assert [q.transport for q in seen] == ["udp", "tcp"]
+    assert seen[0].qid == seen[1].qid  # the same query, asked again over TCP
+
+
+@needs_tools
+def test_cli_silent_upstream_gives_servfail_while_owned_names_answer_at_once(
+    hostile: HostileUpstream, hostile_cli: int
+) -> None:
+    outcome: list[Dig] = []
+    waiting = threading.Thread(
+        target=lambda: outcome.append(dig(hostile_cli, "silent.example.test"))
+    )
+    waiting.start()
+    # Load the forwarder with more silent questions, then time owned names meanwhile.
+    burst = [make_query(f"n{i}.silent.example.test") for i in range(50)]
+    with contextlib.ExitStack() as stack:
+        for query in burst:
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            sock.sendto(query, ("127.0.0.1", hostile_cli))
+        time.sleep(0.3)
+        assert waiting.is_alive()  # still waiting on the silent upstream
+        owned = dig(hostile_cli, "api")
+        assert owned.seconds < 0.5, owned.seconds
+        assert {a[3] for a in owned.answers} == OWNED["api"]
+        slowest = 0.0
+        for _ in range(100):
+            started = time.monotonic()
+            reply = ask(hostile_cli, "web1.internal")
+            slowest = max(slowest, time.monotonic() - started)
+            assert reply.header.aa == 1 and reply.rr
+        assert slowest < 0.5, slowest
+    waiting.join(timeout=15)
+    [silent] = outcome
+    assert silent.status == "SERVFAIL", silent.output  # never NXDOMAIN
+    assert silent.seconds < 6.0, silent.seconds
+    asked = hostile.queries("silent.example.test")
+    assert len(asked) >= 2  # asked again after a timeout, not given up after one datagram
+    assert len({q.port for q in asked}) == len(asked)
+
+
+@needs_tools
+def test_cli_serves_a_cached_answer_after_the_upstream_stops(tmp_path: Path) -> None:
+    hosts = tmp_path / "upstream.hosts"
+    hosts.write_text("192.0.2.60 cached.example.test\n")
+    port = free_port()
+    command = [str(DNSMASQ), "--no-daemon", "--no-resolv", "--no-hosts", f"--port={port}"]
+    command += ["--listen-address=127.0.0.1", "--bind-interfaces", "--user=root"]
+    command += [f"--addn-hosts={hosts}", "--local-ttl=60"]
+    upstream = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with cli_agent(tmp_path, f"127.0.0.1:{port}") as agent:
+            first = None
+            for _ in range(50):  # dnsmasq may still be starting
+                first = dig(agent.port, "cached.example.test")
+                if first.status == "NOERROR":
+                    break
+                time.sleep(0.1)
+            assert first is not None and first.status == "NOERROR", first and first.output
+            assert [(a[1], a[3]) for a in first.answers] == [(60, "192.0.2.60")]
+
+            stop_process(upstream)
+            time.sleep(1.1)
+            again = dig(agent.port, "CACHED.example.test")
+            assert again.status == "NOERROR"
+            assert [a[3] for a in again.answers] == ["192.0.2.60"]
+            assert again.answers[0][0] == "CACHED.example.test."
+            assert 55 <= again.answers[0][1] <= 59  # counted down, not reset
+            assert "aa" not in again.flags
+
+            # Not cached and the upstream is gone (ICMP port unreachable): SERVFAIL, quickly.
+            gone = dig(agent.port, "never-asked.example.test")
+            assert gone.status == "SERVFAIL" and gone.seconds < 6.0
+    finally:
+        stop_process(upstream)
+
+
+@pytest.mark.parametrize(
+    ("listen", "upstream"),
+    [("127.0.0.1:{port}", "127.0.0.1:{port}"), ("127.0.0.53:53", "127.0.0.53")],
+)
+def test_cli_refuses_an_upstream_that_is_its_own_listen_address(listen: str, upstream: str) -> None:
+    port = free_port()
+    done = subprocess.run(
+        [
+            str(TAGDNS),
+            "serve",
+            "--source",
+            str(MAPPING),
+            "--view",
+            "us-east-1",
+            "--cache",
+            "none",
+            "--listen",
+            listen.format(port=port),
+            "--upstream",
+            upstream.format(port=port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "forwarding loop" in lines[0] and upstream.format(port=port).split(":")[0] in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+# --- logic on real sockets, in process -------------------------------------------------------
+
+
+class LoopThread:
+    """An event loop in a thread: the agent's pieces run there, the test drives clients."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def loop_thread() -> Iterator[LoopThread]:
+    runner = LoopThread()
+    yield runner
+    runner.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Served:
+    """A DnsServer with the example view and a Forwarder, on a kernel-chosen port."""
+
+    port: int
+    forwarder: Forwarder
+    cache: AnswerCache
+    clock: FakeClock = field(default_factory=FakeClock)
+
+
+@contextlib.contextmanager
+def serving(
+    loop: LoopThread,
+    *upstreams: HostileUpstream,
+    limits: ForwarderLimits = FAST,
+    cache_limits: CacheLimits | None = None,
+) -> Iterator[Served]:
+    clock = FakeClock()
+    cache = AnswerCache(cache_limits, clock=clock)
+    settings = ZoneSettings(view="us-east-1", forwarding=True)
+    zone = load_document(MAPPING.read_bytes(), settings).zone
+
+    async def start() -> tuple[DnsServer, Forwarder, Endpoint]:
+        endpoints = [parse_endpoint(u.address) for u in upstreams]
+        forwarder = Forwarder(endpoints, cache, limits)
+        server = DnsServer(
+            Responder(zone, forwarding=True),
+            allow=[ipaddress.ip_network("127.0.0.0/8")],
+            forward=forwarder.forward,
+        )
+        return server, forwarder, await server.listen(Endpoint("127.0.0.1", 0))
+
+    server, forwarder, bound = loop.run(start())
+    try:
+        yield Served(bound.port, forwarder, cache, clock)
+    finally:
+        loop.run(server.close())
+
+
+@pytest.fixture
+def upstream() -> Iterator[HostileUpstream]:
+    with HostileUpstream() as hostile_upstream:
+        yield hostile_upstream
+
+
+def test_each_upstream_query_has_a_fresh_id_and_source_port(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    names = [f"host{i}.example.test" for i in range(24)]
+    for index, name in enumerate(names):
+        upstream.add(name, "A", f"192.0.2.{index + 1}")
+    with serving(loop_thread, upstream) as served:
+        for index, name in enumerate(names):
+            assert addresses(ask(served.port, name, qid=4242)) == {f"192.0.2.{index + 1}"}
+    seen = upstream.queries()
+    assert len(seen) == len(names)
+    # The client always used ID 4242: the upstream IDs are ours, random per query.
+    assert len({q.qid for q in seen}) >= len(names) - 2
+    assert len({q.port for q in seen}) >= len(names) - 2
+    assert all(a.port != b.port for a, b in itertools.pairwise(seen))
+
+
+@pytest.mark.parametrize(
+    "mode", [Mode.SPOOF_OTHER_PORT, Mode.WRONG_ID_FIRST, Mode.WRONG_QUESTION_FIRST]
+)
+def test_forged_replies_are_ignored(
+    loop_thread: LoopThread, upstream: HostileUpstream, mode: Mode
+) -> None:
+    upstream.add("target.example.test", "A", "192.0.2.33")
+    upstream.script("target.example.test", mode)
+    upstream.delay = 0.1
+    with serving(loop_thread, upstream) as served:
+        reply = ask(served.port, "target.example.test")
+        assert RCODE.get(reply.header.rcode) == "NOERROR"
+        assert addresses(reply) == {"192.0.2.33"}
+        if mode is not Mode.SPOOF_OTHER_PORT:  # that one the kernel drops for us
+            assert served.forwarder.counters.ignored_replies >= 1
+        # Nothing forged was cached either.
+        assert addresses(ask(served.port, "target.example.test")) == {"192.0.2.33"}
+    assert len(upstream.queries("target.example.test")) == 1
+
+
+def test_truncated_reply_is_asked_again_over_tcp_and_clients_can_use_tcp(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.add("tc.example.test", "TXT", "x" * 200)
+    upstream.script("tc.example.test", Mode.TRUNCATE)
+    with serving(loop_thread, upstream) as served:
+        reply = ask(served.port, "tc.example.test", "TXT", tcp=True)
+        assert reply.header.tc == 0 and len(reply.rr) == 1
+        assert served.forwarder.counters.tcp_retries == 1
+    assert [q.transport for q in upstream.queries("tc.example.test")] == ["udp", "tcp"]
+
+
+def test_garbage_moves_on_to_the_next_upstream_and_alone_is_servfail(
+    loop_thread: LoopThread,
+) -> None:
+    with HostileUpstream(mode=Mode.GARBAGE) as junk, HostileUpstream() as good:
+        good.add("www.example.test", "A", "192.0.2.44")
+        with serving(loop_thread, junk, good) as served:
+            started = time.monotonic()
+            reply = ask(served.port, "www.example.test")
+            assert addresses(reply) == {"192.0.2.44"}
+            assert time.monotonic() - started >= FAST.attempt_timeout * 0.9
+            assert served.forwarder.counters.ignored_replies >= 3
+        with serving(loop_thread, junk) as served:
+            started = time.monotonic()
+            reply = ask(served.port, "www.example.test")
+            assert RCODE.get(reply.header.rcode) == "SERVFAIL" and not reply.rr
+            assert time.monotonic() - started < FAST.total_timeout + 0.5
+
+
+@pytest.mark.parametrize("mode", [Mode.REFUSED, Mode.SERVFAIL])
+def test_upstream_errors_move_on_at_once_and_end_in_servfail(
+    loop_thread: LoopThread, mode: Mode
+) -> None:
+    with HostileUpstream(mode=mode) as bad, HostileUpstream() as good:
+        good.add("www.example.test", "A", "192.0.2.45")
+        with serving(loop_thread, bad, good) as served:
+            started = time.monotonic()
+            assert addresses(ask(served.port, "www.example.test")) == {"192.0.2.45"}
+            assert time.monotonic() - started < FAST.attempt_timeout  # no timeout was waited
+        with serving(loop_thread, bad, bad) as served:
+            reply = ask(served.port, "www.example.test", edns=1232)
+            assert RCODE.get(reply.header.rcode) == "SERVFAIL"  # never NXDOMAIN, never REFUSED
+            assert reply.header.ra == 1 and opt_of(reply) is not None
+            assert served.forwarder.counters.servfail == 1
+        # Definitive errors are not retried in a loop: each upstream entry asked once.
+        assert len(bad.queries("www.example.test")) == 3
+
+
+def test_silent_upstream_is_retried_until_the_deadline_then_servfail(
+    loop_thread: LoopThread,
+) -> None:
+    with HostileUpstream(mode=Mode.SILENT) as silent:
+        with serving(loop_thread, silent) as served:
+            started = time.monotonic()
+            reply = ask(served.port, "quiet.example.test")
+            took = time.monotonic() - started
+            assert RCODE.get(reply.header.rcode) == "SERVFAIL"
+            assert FAST.total_timeout * 0.9 <= took < FAST.total_timeout + 0.5
+        seen = silent.queries()
+        assert len(seen) in (3, 4)  # total 0.9 s / attempt 0.3 s (timers may fire a hair early)
+        assert len({q.port for q in seen}) == len(seen)
+
+
+def test_a_lost_datagram_is_retried_instead_of_servfail(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.add("lossy.example.test", "A", "192.0.2.46")
+    upstream.script("lossy.example.test", Mode.DROP_FIRST)
+    with serving(loop_thread, upstream) as served:
+        assert addresses(ask(served.port, "lossy.example.test")) == {"192.0.2.46"}
+    assert len(upstream.queries("lossy.example.test")) == 2
+
+
+def test_identical_concurrent_questions_share_one_upstream_query(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.add("popular.example.test", "A", "192.0.2.47")
+    upstream.script("popular.example.test", Mode.SLOW)
+    upstream.delay = 0.25
+    spellings = ["popular.example.test", "POPULAR.example.test", "Popular.Example.Test"]
+    queries = [make_query(spellings[i % 3], qid=1000 + i) for i in range(12)]
+    with serving(loop_thread, upstream, limits=ForwarderLimits(1.0, 3.0)) as served:
+        replies = exchange_many(served.port, queries)
+        assert served.forwarder.counters.coalesced == 11
+    assert len(upstream.queries("popular.example.test")) == 1
+    for index, raw in enumerate(replies):
+        assert raw is not None
+        assert raw[:2] == struct.pack("!H", 1000 + index)  # each client's own ID
+        assert raw[12 : 12 + len(queries[index]) - 12] == queries[index][12:]  # its own case
+        assert addresses(DNSRecord.parse(raw)) == {"192.0.2.47"}
+
+
+def test_upstream_queries_in_flight_are_bounded(loop_thread: LoopThread) -> None:
+    limits = ForwarderLimits(attempt_timeout=1.0, total_timeout=3.0, max_in_flight=2)
+    names = [f"q{i}.example.test" for i in range(6)]
+    with HostileUpstream(mode=Mode.SLOW, delay=0.15) as slow:
+        for index, name in enumerate(names):
+            slow.add(name, "A", f"192.0.2.{index + 100}")
+        with serving(loop_thread, slow, limits=limits) as served:
+            replies = exchange_many(served.port, [make_query(name) for name in names])
+    for index, raw in enumerate(replies):
+        assert raw is not None and addresses(DNSRecord.parse(raw)) == {f"192.0.2.{index + 100}"}
+    # Each upstream query is outstanding from its arrival until its answer is sent
+    # (``delay`` later); a slot frees only when an answer comes back, so never more
+    # than two overlap, and the six questions take at least three rounds.
+    arrivals = sorted(q.at for q in slow.queries())
+    assert len(arrivals) == len(names)
+    overlap = max(sum(1 for a in arrivals if a <= t < a + slow.delay) for t in arrivals)
+    assert overlap == 2
+    assert arrivals[-1] - arrivals[0] >= 2 * slow.delay
+
+
+def test_cache_counts_ttls_down_and_replays_with_the_clients_id_and_case(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.add("ttl.example.test", "A", "192.0.2.48", ttl=300)
+    with serving(loop_thread, upstream) as served:
+        first = ask(served.port, "ttl.example.test", qid=1)
+        assert [rr.ttl for rr in first.rr] == [300]
+        served.clock.now += 100
+        query = make_query("TTL.Example.TEST", qid=2)
+        raw = exchange(served.port, query)
+        assert raw[:2] == b"\x00\x02" and raw[12 : len(query)] == query[12:]
+        again = DNSRecord.parse(raw)
+        assert [rr.ttl for rr in again.rr] == [200] and addresses(again) == {"192.0.2.48"}
+        assert again.header.aa == 0 and again.header.ra == 1
+        assert served.forwarder.counters.cache_hits == 1
+        assert len(upstream.queries("ttl.example.test")) == 1
+        served.clock.now += 201  # expired
+        assert [rr.ttl for rr in ask(served.port, "ttl.example.test").rr] == [300]
+        assert len(upstream.queries("ttl.example.test")) == 2
+
+
+def test_negative_answers_are_cached_for_the_soa_minimum(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.soa_ttl, upstream.soa_minimum = 300, 60  # RFC 2308: min(SOA TTL, minimum)
+    with serving(loop_thread, upstream) as served:
+        first = ask(served.port, "absent.example.test")
+        assert RCODE.get(first.header.rcode) == "NXDOMAIN" and first.auth
+        served.clock.now += 59
+        cached = ask(served.port, "absent.example.test")
+        assert RCODE.get(cached.header.rcode) == "NXDOMAIN"
+        assert [rr.ttl for rr in cached.auth] == [241]
+        assert len(upstream.queries("absent.example.test")) == 1
+        served.clock.now += 2
+        ask(served.port, "absent.example.test")
+        assert len(upstream.queries("absent.example.test")) == 2
+
+
+def test_cache_ttl_cap_bounds_what_clients_are_told(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.add("long.example.test", "A", "192.0.2.49", ttl=86400)
+    with serving(loop_thread, upstream, cache_limits=CacheLimits(max_ttl=50)) as served:
+        ask(served.port, "long.example.test")
+        served.clock.now += 10
+        assert [rr.ttl for rr in ask(served.port, "long.example.test").rr] == [40]
+        served.clock.now += 41
+        ask(served.port, "long.example.test")
+        assert len(upstream.queries("long.example.test")) == 2
+
+
+def test_edns_and_header_flags_are_passed_on_sensibly(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.add("flags.example.test", "A", "192.0.2.50")
+    with serving(loop_thread, upstream) as served:
+        plain = ask(served.port, "flags.example.test", rd=False)
+        assert opt_of(plain) is None  # no EDNS from the client, none back
+        assert (plain.header.aa, plain.header.ra, plain.header.rd, plain.header.ad) == (0, 1, 0, 0)
+
+        with_do = ask(served.port, "flags.example.test", edns=4096, do=True)
+        opt = opt_of(with_do)
+        assert opt is not None and opt.ttl & 0x8000 and opt.rclass == 1232
+        assert with_do.header.ad == 1 and with_do.header.aa == 0  # AD: the client asked (DO)
+
+        ad_only = ask(served.port, "flags.example.test", edns=1232, ad=True)
+        opt = opt_of(ad_only)
+        assert opt is not None and not opt.ttl & 0x8000
+        assert ad_only.header.ad == 1
+
+        no_ad = ask(served.port, "flags.example.test", edns=1232)
+        assert no_ad.header.ad == 0
+
+        checking_disabled = ask(served.port, "flags.example.test", edns=1232, cd=True)
+        assert checking_disabled.header.cd == 1
+    seen = upstream.queries("flags.example.test")
+    # DO and CD each make a separate cache entry: three upstream queries for five asks.
+    assert [(q.do, q.cd) for q in seen] == [(False, False), (True, False), (False, True)]
+    assert all(q.edns and q.payload == 1232 and q.rd for q in seen)
+
+
+def test_answers_larger_than_the_client_limit_are_truncated_over_udp_only(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    for index in range(60):
+        upstream.add("big.example.test", "A", f"192.0.2.{index + 1}")
+    with serving(loop_thread, upstream) as served:
+        udp = ask(served.port, "big.example.test")  # no EDNS: 512 bytes
+        assert udp.header.tc == 1 and not udp.rr and udp.header.aa == 0
+        tcp = ask(served.port, "big.example.test", tcp=True)
+        assert tcp.header.tc == 0 and len(tcp.rr) == 60
+        edns = ask(served.port, "big.example.test", edns=1232)
+        assert edns.header.tc == 0 and len(edns.rr) == 60
+
+
+def test_cache_is_flushed_for_names_the_view_starts_owning(
+    loop_thread: LoopThread, upstream: HostileUpstream, tmp_path: Path
+) -> None:
+    upstream.add("newbox.internal", "A", "192.0.2.51")
+    document = json.loads(MAPPING.read_text())
+    source = tmp_path / "mapping.json"
+    source.write_text(json.dumps(document))
+    plan = AgentPlan(
+        source=parse_source(str(source)),
+        settings=ZoneSettings(view="us-east-1", forwarding=True),
+        listen=(Endpoint("127.0.0.1", 0),),
+        allow=(ipaddress.ip_network("127.0.0.0/8"),),
+        upstreams=(parse_endpoint(upstream.address),),
+    )
+    agent = Agent(plan)
+    [bound] = loop_thread.run(agent.start())
+    try:
+        assert addresses(ask(bound.port, "newbox.internal")) == {"192.0.2.51"}
+        assert len(agent.cache) == 1
+
+        newbox: dict[str, object] = {
+            "az": "us-east-1a",
+            "instance_id": "i-000000000000000ff",
+            "ipv6": [],
+            "name": "newbox",
+            "private_ipv4": "10.0.9.9",
+            "public_ipv4": None,
+            "region": "us-east-1",
+        }
+        owning = dict(document, serial=document["serial"] + 1, hosts=[*document["hosts"], newbox])
+        source.write_text(json.dumps(owning))
+        loop_thread.run(agent.refresh(force=True))
+        assert agent.loaded is not None and agent.loaded.document.serial == owning["serial"]
+        assert len(agent.cache) == 0
+        owned = ask(bound.port, "newbox.internal")
+        assert addresses(owned) == {"10.0.9.9"} and owned.header.aa == 1
+
+        source.write_text(json.dumps(dict(document, serial=document["serial"] + 2)))
+        loop_thread.run(agent.refresh(force=True))
+        assert agent.loaded.document.serial == document["serial"] + 2
+        # No longer owned: asked upstream afresh, not answered from the old cache entry.
+        assert addresses(ask(bound.port, "newbox.internal")) == {"192.0.2.51"}
+        assert len(upstream.queries("newbox.internal")) == 2
+    finally:
+        assert agent.server is not None
+        loop_thread.run(agent.server.close())
+
+
+@pytest.mark.parametrize("qtype", ["HTTPS", "AAAA", "MX"])
+def test_other_types_are_forwarded_including_https(
+    loop_thread: LoopThread, upstream: HostileUpstream, qtype: str
+) -> None:
+    """HTTPS is type 65, the byte 'A': replies for it were once lowercased into 'not ours'."""
+    upstream.add("svc.example.test", "A", "192.0.2.52")
+    with serving(loop_thread, upstream) as served:
+        started = time.monotonic()
+        reply = ask(served.port, "svc.example.test", qtype, edns=1232)
+        assert time.monotonic() - started < FAST.attempt_timeout
+        assert RCODE.get(reply.header.rcode) == "NOERROR" and not reply.rr  # NODATA
+        assert [QTYPE.get(rr.rtype) for rr in reply.auth] == ["SOA"]
+        assert served.forwarder.counters.ignored_replies == 0
