@@ -140,7 +140,9 @@ class Responder:
         """A forwarded answer still in the cache, replayed without leaving the fast path."""
         if self._cache is None:
             return None
-        hit = self._cache.get(AnswerCache.key(key, variant == 2, bool(data[3] & 0x10)))
+        # The cache is keyed by the exact type and class: 65 (HTTPS) must not read as 97.
+        exact = key[:-4] + data[qend - 4 : qend]
+        hit = self._cache.get(AnswerCache.key(exact, variant == 2, bool(data[3] & 0x10)))
         if hit is None:
             return None
         answer, sections = hit

@@ -864,11 +864,6 @@ def test_other_types_are_forwarded_including_https(
         assert served.forwarder.counters.ignored_replies == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolver/core/responder.py _cached: the fast path lowercases the type bytes of "
-    "the cache key, so HTTPS (65, 'A') is looked up as type 97 ('a')",
-)
 def test_cached_answers_are_never_served_for_another_type(
     loop_thread: LoopThread, upstream: HostileUpstream
 ) -> None:
