@@ -25,6 +25,8 @@ _CLIENT_FLAGS = wire.FLAG_RD | wire.FLAG_CD
 @dataclass(frozen=True)
 class CacheLimits:
     max_entries: int = 10_000
+    max_bytes: int = 16 * 1024 * 1024
+    """Bound on the stored record bytes: a few large (TCP-sized) answers cannot crowd memory."""
     max_ttl: int = 3600
     max_negative_ttl: int = 900
 
@@ -49,6 +51,7 @@ class AnswerCache:
         self.limits = limits or CacheLimits()
         self.clock = clock
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -69,10 +72,20 @@ class AnswerCache:
         answer = capped(answer, cap)
         assert answer.lifetime is not None
         now = self.clock()
+        self._drop(key)
         self._entries[key] = _Entry(answer, now, now + answer.lifetime)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.limits.max_entries:
-            self._entries.popitem(last=False)
+        self._bytes += len(answer.sections)
+        while len(self._entries) > self.limits.max_entries or self._bytes > self.limits.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: bytes) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry.answer.sections)
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._bytes
 
     def get(self, key: bytes) -> tuple[UpstreamAnswer, bytes] | None:
         """The answer and its sections with TTLs counted down, or None if absent or expired."""
@@ -82,7 +95,7 @@ class AnswerCache:
             return None
         now = self.clock()
         if now >= entry.expires:
-            del self._entries[key]
+            self._drop(key)
             self.misses += 1
             return None
         elapsed = int(now - entry.stored)
@@ -97,11 +110,12 @@ class AnswerCache:
         """Drop entries for names a new zone owns (keys are name wire + type + class + flags)."""
         stale = [key for key in self._entries if key[:-5] in owned]
         for key in stale:
-            del self._entries[key]
+            self._drop(key)
         return len(stale)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._bytes = 0
 
 
 def render_answer(

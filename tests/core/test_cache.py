@@ -314,3 +314,35 @@ def test_rendered_replies_always_parse_and_fit(
         assert len(reply) <= limit
     if not parsed.header.tc:
         assert [rr.ttl for rr in parsed.rr] == [max(0, ttl - elapsed) for ttl in ttls]
+
+
+def test_stored_bytes_are_bounded_oldest_first() -> None:
+    """A byte cap evicts least recently used entries even when the entry cap is far away."""
+    from resolver.core.cache import AnswerCache, CacheLimits
+    from resolver.core.upstream_reply import UpstreamAnswer
+
+    def answer(size: int) -> UpstreamAnswer:
+        return UpstreamAnswer(
+            rcode=0,
+            authentic=False,
+            an=1,
+            ns=0,
+            ar=0,
+            sections=b"x" * size,
+            ttl_offsets=(),
+            ttls=(),
+            lifetime=60,
+            truncated=False,
+        )
+
+    cache = AnswerCache(CacheLimits(max_entries=100, max_bytes=1000), clock=lambda: 0.0)
+    for index in range(5):
+        cache.put(bytes([index]), answer(300))
+    assert len(cache) == 3
+    assert cache.stored_bytes == 900
+    assert cache.get(bytes([0])) is None and cache.get(bytes([1])) is None
+    assert cache.get(bytes([4])) is not None
+    cache.put(bytes([4]), answer(100))  # replacing an entry releases its old bytes
+    assert cache.stored_bytes == 700
+    cache.clear()
+    assert cache.stored_bytes == 0
