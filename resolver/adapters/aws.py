@@ -41,7 +41,7 @@ FALLBACK_REGION = "us-east-1"
 CLIENT_CONFIG = botocore.config.Config(
     retries={"mode": "standard"},
     connect_timeout=5,
-    read_timeout=30,
+    read_timeout=60,
     max_pool_connections=16,
 )
 
