@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from resolver.cli_agent import add_lookup, add_serve
+from resolver.cli_hosts import add_hosts
 from resolver.config import Config, PublishConfig, load_config, override, validate_config
 from resolver.core.document import REGION_PATTERN
 from resolver.core.summary import render_summary
@@ -133,6 +134,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
     _add_publish,
     add_serve,
     add_lookup,
+    add_hosts,
 )
 
 

@@ -38,7 +38,7 @@ from resolver.core.views import PUBLIC, CrossRegion
 log = logging.getLogger("tagdns.cli")
 
 
-def _add_source_and_view(parser: argparse.ArgumentParser) -> None:
+def add_source_and_view(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--source", help="s3://bucket/key, file:///path or a path")
     parser.add_argument("--view", help="a region, 'public' or 'auto' (instance metadata)")
@@ -50,7 +50,7 @@ def add_serve(commands: Any) -> None:
         help="run the agent: answer the view's names over DNS",
         description="Serve the view's names over DNS (UDP and TCP) and forward the rest.",
     )
-    _add_source_and_view(parser)
+    add_source_and_view(parser)
     parser.add_argument(
         "--listen", action="append", metavar="ADDR:PORT", help="listen address (repeatable)"
     )
@@ -75,11 +75,11 @@ def add_lookup(commands: Any) -> None:
         "would give for NAME (A and AAAA, or PTR for an address).",
     )
     parser.add_argument("name", help="a name, or an IPv4/IPv6 address for its PTR")
-    _add_source_and_view(parser)
+    add_source_and_view(parser)
     parser.set_defaults(handler=cmd_lookup)
 
 
-def _config_with_flags(args: argparse.Namespace) -> Config:
+def config_with_flags(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     source = override(config.source, url=args.source)
     view = override(config.view, region=args.view)
@@ -100,7 +100,7 @@ def _config_with_flags(args: argparse.Namespace) -> Config:
     return config
 
 
-def _view_label(config: Config) -> str:
+def view_label(config: Config) -> str:
     if config.view.region != AUTO:
         return config.view.region
     from resolver.adapters.imds import region_from_instance_metadata  # noqa: PLC0415
@@ -137,7 +137,7 @@ def build_plan(config: Config) -> AgentPlan:
     cache = config.source.cache_path
     return AgentPlan(
         source=parse_source(config.source.url),
-        settings=zone_settings(config, _view_label(config), forwarding=bool(upstreams)),
+        settings=zone_settings(config, view_label(config), forwarding=bool(upstreams)),
         listen=tuple(listen_endpoints(config.dns)),
         allow=tuple(allowed_networks(config.dns)),
         upstreams=tuple(upstreams),
@@ -152,7 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    plan = build_plan(_config_with_flags(args))
+    plan = build_plan(config_with_flags(args))
     agent = Agent(plan)
 
     def ready(bound: list[Any]) -> None:
@@ -174,8 +174,8 @@ def _lookup_questions(name: str) -> list[tuple[str, str]]:
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
-    config = _config_with_flags(args)
-    label = PUBLIC if config.view.region == PUBLIC else _view_label(config)
+    config = config_with_flags(args)
+    label = PUBLIC if config.view.region == PUBLIC else view_label(config)
     settings = zone_settings(config, label, forwarding=NONE not in config.dns.upstream)
     loaded = load_document(fetch(parse_source(config.source.url)), settings)
     responder = Responder(loaded.zone, forwarding=settings.forwarding)

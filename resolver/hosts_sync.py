@@ -1,0 +1,97 @@
+"""Keeping ``[hosts]`` files in sync with the agent's view.
+
+After every accepted document the agent calls ``HostsSync.apply(view)``: the
+managed block of ``[hosts] path`` is merged, the dnsmasq ``addn-hosts`` file
+``[hosts] dnsmasq_file`` is rewritten, and dnsmasq gets a SIGHUP (pid from
+``[hosts] dnsmasq_pidfile``) when its file changed. Unchanged content writes
+nothing and signals nobody. ``apply`` blocks on file I/O and a lock (up to
+LOCK_TIMEOUT seconds): call it from a worker thread in async code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resolver.adapters.dnsmasq import reload_dnsmasq
+from resolver.adapters.hosts_file import FileUpdate, update_file
+from resolver.config import HostsConfig
+from resolver.core.hosts_merge import merge_hosts, render_dnsmasq
+from resolver.core.views import View
+from resolver.errors import ConfigError, HostsFileError
+
+
+def write_hosts(path: Path, view: View) -> FileUpdate:
+    """Merge the view into the managed block of the hosts file at ``path``."""
+    return update_file(path, lambda current: merge_hosts(current, view, str(path)))
+
+
+def write_dnsmasq(path: Path, view: View) -> FileUpdate:
+    """Write the view as the whole dnsmasq addn-hosts file at ``path``."""
+    content = render_dnsmasq(view, str(path))
+    return update_file(path, lambda _current: content)
+
+
+class HostsSyncError(HostsFileError):
+    """One or more ``[hosts]`` files failed; ``changes`` lists what did succeed."""
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
+def describe(update: FileUpdate, what: str) -> str:
+    how = " in place (bind mount)" if update.method == "in place" else ""
+    if not update.changed:
+        return f"{update.path}: {what} unchanged"
+    return f"{update.path}: {what} updated{how} ({update.size} bytes)"
+
+
+class HostsSync:
+    """The ``[hosts]`` section put to work; ``enabled`` is False when it names no file."""
+
+    def __init__(self, config: HostsConfig, zone: str) -> None:
+        if config.dnsmasq_pidfile and not config.dnsmasq_file:
+            raise ConfigError("[hosts] dnsmasq_pidfile is set but dnsmasq_file is not")
+        self.hosts_path = Path(config.path) if config.path else None
+        self.dnsmasq_file = Path(config.dnsmasq_file) if config.dnsmasq_file else None
+        self.dnsmasq_pidfile = Path(config.dnsmasq_pidfile) if config.dnsmasq_pidfile else None
+        self.zone = zone
+        self._reload_pending = False
+        """dnsmasq's file changed but the signal failed: try again on the next apply."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.hosts_path is not None or self.dnsmasq_file is not None
+
+    def apply(self, view: View) -> list[str]:
+        """Bring every configured file in line with ``view``; what changed, one line each.
+
+        An empty list means nothing needed writing. Each file is tried even when
+        another fails; failures are raised together as one HostsSyncError line (a
+        HostsFileError) whose ``changes`` holds what was done all the same.
+        """
+        if view.zone != self.zone:
+            raise HostsFileError(f"view zone {view.zone!r} is not the configured {self.zone!r}")
+        changes: list[str] = []
+        errors: list[str] = []
+        if self.hosts_path is not None:
+            try:
+                update = write_hosts(self.hosts_path, view)
+                if update.changed:
+                    changes.append(describe(update, "managed block"))
+            except HostsFileError as exc:
+                errors.append(str(exc))
+        if self.dnsmasq_file is not None:
+            try:
+                update = write_dnsmasq(self.dnsmasq_file, view)
+                if update.changed:
+                    changes.append(describe(update, "dnsmasq hosts file"))
+                    self._reload_pending = self.dnsmasq_pidfile is not None
+                if self._reload_pending and self.dnsmasq_pidfile is not None:
+                    changes.append(reload_dnsmasq(self.dnsmasq_pidfile).message)
+                    self._reload_pending = False
+            except HostsFileError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise HostsSyncError("; ".join(errors), changes)
+        return changes

@@ -1,0 +1,451 @@
+"""``tagdns hosts`` and HostsSync end to end: the real console script, real files,
+a real dnsmasq answering dig, and a real bind mount in a mount namespace."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resolver.cli import main
+from resolver.config import HostsConfig
+from resolver.core.document import parse_document
+from resolver.core.views import build_view
+from resolver.errors import HostsFileError
+from resolver.hosts_sync import HostsSync
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "conf" / "example-mapping.json"
+TAGDNS = Path(sys.executable).with_name("tagdns")
+DNSMASQ = Path("/usr/sbin/dnsmasq")
+DIG = shutil.which("dig")
+UNSHARE = shutil.which("unshare")
+
+USER_LINES = (
+    b"127.0.0.1\tlocalhost\n"
+    b"# The following lines are desirable for IPv6 capable hosts\n"
+    b"::1     ip6-localhost ip6-loopback\n"
+    b"\n"
+    b"10.20.30.40 printer.office printer   # caf\xe9 (latin-1)\r\n"
+)
+STALE_BLOCK = b"# BEGIN tagdns\n# old\n10.9.9.9 gone.internal gone\n# END tagdns\n"
+USER_TAIL = b"192.168.1.5 nas\n# last line has no newline"
+
+
+def tagdns(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TAGDNS), *args], capture_output=True, text=True, timeout=30, check=False, cwd=cwd
+    )
+
+
+def example() -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads(EXAMPLE.read_text())
+    return raw
+
+
+def write_document(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def add_host(raw: dict[str, Any], name: str, address: str, serial_step: int = 1) -> None:
+    raw["hosts"].append(
+        {
+            "name": name,
+            "region": "us-east-1",
+            "instance_id": "i-0fedcba9876543210",
+            "az": "us-east-1a",
+            "private_ipv4": address,
+            "public_ipv4": None,
+            "ipv6": [],
+        }
+    )
+    raw["serial"] += serial_step
+
+
+def split_block(content: bytes) -> tuple[bytes, bytes]:
+    """(everything but the block, the block)."""
+    start = content.index(b"# BEGIN tagdns\n")
+    end = content.index(b"# END tagdns\n") + len(b"# END tagdns\n")
+    return content[:start] + content[end:], content[start:end]
+
+
+# --- the acceptance path -----------------------------------------------------------------
+
+
+def test_hosts_keeps_user_lines_replaces_the_block_then_does_nothing(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(USER_LINES + STALE_BLOCK + USER_TAIL)
+    os.chmod(hosts, 0o640)
+
+    first = tagdns("hosts", "--source", str(EXAMPLE), "--view", "us-east-1", "--output", str(hosts))
+    assert first.returncode == 0, first.stderr
+    assert "managed block updated" in first.stdout
+    content = hosts.read_bytes()
+    user, block = split_block(content)
+    assert user == USER_LINES + USER_TAIL  # every user byte, in place
+    assert content.startswith(USER_LINES + b"# BEGIN tagdns\n")
+    assert b"gone" not in block
+    assert b"10.0.1.10 web1.internal web1\n" in block  # local: private, qualified
+    assert b"10.0.2.20 web2.internal web2\n" in block
+    assert stat.S_IMODE(hosts.stat().st_mode) == 0o640
+
+    before = os.stat(hosts)
+    second = tagdns(
+        "hosts", "--source", str(EXAMPLE), "--view", "us-east-1", "--output", str(hosts)
+    )
+    assert second.returncode == 0, second.stderr
+    assert "managed block unchanged" in second.stdout
+    after = os.stat(hosts)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino,
+        before.st_mtime_ns,
+        before.st_size,
+    )
+    assert hosts.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts"]
+
+
+def test_public_view_to_stdout_has_public_addresses_only(tmp_path: Path) -> None:
+    done = tagdns("hosts", "--source", f"file://{EXAMPLE}", "--view", "public", "--output", "-")
+    assert done.returncode == 0, done.stderr
+    hosts = example()["hosts"]
+    public = {h["public_ipv4"] for h in hosts if h["public_ipv4"]} | {
+        a for h in hosts for a in h["ipv6"]
+    }
+    private = {h["private_ipv4"] for h in hosts}
+    lines = done.stdout.splitlines()
+    assert lines[0] == "# BEGIN tagdns"
+    assert lines[-1] == "# END tagdns"
+    data = [line.split() for line in lines if not line.startswith("#")]
+    assert data
+    for address, *names in data:
+        assert address in public
+        assert address not in private
+        ipaddress.ip_address(address)
+        assert names == [f"{names[1]}.internal", names[1]]
+    assert {names[1] for _, *names in data} == {h["name"] for h in hosts if h["public_ipv4"]}
+    assert "batch (i-00000000000000006: no public IPv4 address)" in done.stderr
+
+
+def test_hostile_document_leaves_the_file_untouched(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(USER_LINES + STALE_BLOCK)
+    before = (hosts.read_bytes(), os.stat(hosts).st_mtime_ns)
+    raw = example()
+    raw["hosts"][0]["name"] = "evil\n127.0.0.1 bank.example.com"
+    hostile = write_document(tmp_path / "hostile.json", raw)
+    done = tagdns("hosts", "--source", str(hostile), "--view", "public", "--output", str(hosts))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"tagdns: {hostile}: hosts[0].name: ")
+    assert line.endswith("nothing written")
+    assert (hosts.read_bytes(), os.stat(hosts).st_mtime_ns) == before
+
+
+@pytest.mark.parametrize(
+    ("existing", "output", "code", "message"),
+    [
+        (None, "absent/hosts", 1, r"^tagdns: \S+/absent/hosts: directory \S+ does not exist$"),
+        (
+            b"x\n# BEGIN tagdns\n# BEGIN tagdns\n# END tagdns\n",
+            "hosts",
+            1,
+            r"^tagdns: \S+/hosts: line 3: a second '# BEGIN tagdns'",
+        ),
+    ],
+    ids=["missing-directory", "broken-markers"],
+)
+def test_bad_targets_are_one_line_errors(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    existing: bytes | None,
+    output: str,
+    code: int,
+    message: str,
+) -> None:
+    target = tmp_path / output
+    if existing is not None:
+        target.write_bytes(existing)
+    args = ["hosts", "--source", str(EXAMPLE), "--view", "public", "--output", str(target)]
+    assert main(args) == code
+    errors = [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+    assert len(errors) == 1
+    assert re.match(message, errors[0]), errors[0]
+    if existing is not None:
+        assert target.read_bytes() == existing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "xml"], "invalid choice: 'xml'"),
+        (["--view", "eu-north-1"], "view region 'eu-north-1' is not among"),
+        (["--view", "mars"], "[view] region 'mars' is not a region, public or auto"),
+        (["--source", "ftp://x/y"], "only s3://, file:// and plain paths"),
+    ],
+)
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["hosts", "--source", str(EXAMPLE), *args]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert message in line
+
+
+# --- dnsmasq -----------------------------------------------------------------------------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dig(port: int, name: str, qtype: str = "A") -> list[str]:
+    assert DIG is not None
+    done = subprocess.run(
+        [DIG, "@127.0.0.1", "-p", str(port), "+short", "+time=1", "+tries=2", name, qtype],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return sorted(done.stdout.split())
+
+
+def wait_for(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def dnsmasq(hosts_file: Path, pidfile: Path) -> Iterator[int]:
+    """dnsmasq in the foreground, reading only ``hosts_file``; yields its port.
+
+    --keep-in-foreground rather than --no-daemon: only the former writes the pidfile.
+    """
+    port = free_udp_port()
+    log = pidfile.with_suffix(".log")
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                str(DNSMASQ),
+                "--keep-in-foreground",
+                "--log-facility=-",
+                "--no-resolv",
+                "--no-hosts",
+                f"--addn-hosts={hosts_file}",
+                f"--port={port}",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--user=root",
+                f"--pid-file={pidfile}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(process.pid))
+        yield port
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+needs_dnsmasq = pytest.mark.skipif(
+    not DNSMASQ.exists() or DIG is None, reason="needs /usr/sbin/dnsmasq and dig"
+)
+
+
+@needs_dnsmasq
+def test_dnsmasq_answers_from_the_dnsmasq_format_and_reloads(tmp_path: Path) -> None:
+    feed = tmp_path / "dnsmasq.hosts"
+    pidfile = tmp_path / "dnsmasq.pid"
+    config = tmp_path / "tagdns.toml"
+    config.write_text(
+        f'[source]\nurl = "{EXAMPLE}"\n[view]\nregion = "us-east-1"\n'
+        f'[hosts]\ndnsmasq_file = "{feed}"\ndnsmasq_pidfile = "{pidfile}"\n'
+    )
+    first = tagdns("hosts", "--config", str(config), "--format", "dnsmasq")
+    assert first.returncode == 0, first.stderr
+    assert "dnsmasq is not running" in first.stdout
+    with dnsmasq(feed, pidfile) as port:
+        assert dig(port, "web1.internal") == ["10.0.1.10"]
+        assert dig(port, "web1") == ["10.0.1.10"]
+        assert dig(port, "api.internal") == ["10.0.1.10", "10.0.2.21"]
+        assert dig(port, "api.internal", "AAAA") == ["2600:1f18:1::10"]
+
+        raw = example()
+        add_host(raw, "newbox", "10.0.7.7")
+        document = write_document(tmp_path / "mapping.json", raw)
+        second = tagdns(
+            "hosts", "--config", str(config), "--source", str(document), "--format", "dnsmasq"
+        )
+        assert second.returncode == 0, second.stderr
+        assert "sent SIGHUP to dnsmasq" in second.stdout
+        wait_for(lambda: dig(port, "newbox.internal") == ["10.0.7.7"])
+        assert dig(port, "web1.internal") == ["10.0.1.10"]
+
+        # Same names, new serial: nothing written, nobody signalled.
+        raw["serial"] += 1
+        write_document(document, raw)
+        third = tagdns(
+            "hosts", "--config", str(config), "--source", str(document), "--format", "dnsmasq"
+        )
+        assert third.returncode == 0, third.stderr
+        assert "unchanged" in third.stdout
+        assert "SIGHUP" not in third.stdout
+
+
+@needs_dnsmasq
+def test_hosts_sync_keeps_both_files_and_dnsmasq_in_step(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(USER_LINES)
+    feed = tmp_path / "dnsmasq.hosts"
+    pidfile = tmp_path / "dnsmasq.pid"
+    sync = HostsSync(
+        HostsConfig(path=str(hosts), dnsmasq_file=str(feed), dnsmasq_pidfile=str(pidfile)),
+        "internal",
+    )
+    raw = example()
+    view = build_view(parse_document(json.dumps(raw).encode()), "us-east-1", "internal")
+    changes = sync.apply(view)
+    assert [c.split(":")[0] for c in changes[:2]] == [str(hosts), str(feed)]
+    assert "dnsmasq is not running" in changes[2]
+    assert sync.apply(view) == []
+    with dnsmasq(feed, pidfile) as port:
+        add_host(raw, "added", "10.0.8.8")
+        newer = build_view(parse_document(json.dumps(raw).encode()), "us-east-1", "internal")
+        changes = sync.apply(newer)
+        assert len(changes) == 3
+        assert changes[2].startswith("sent SIGHUP to dnsmasq")
+        wait_for(lambda: dig(port, "added.internal") == ["10.0.8.8"])
+        assert b"10.0.8.8 added.internal added\n" in hosts.read_bytes()
+        assert hosts.read_bytes().startswith(USER_LINES)
+
+    # A failing file is reported as one line; the other file is still written.
+    hosts.write_bytes(b"# END tagdns\n")
+    add_host(raw, "later", "10.0.9.9")
+    latest = build_view(parse_document(json.dumps(raw).encode()), "us-east-1", "internal")
+    with pytest.raises(HostsFileError, match=rf"^{hosts}: line 1: no '# BEGIN tagdns'") as caught:
+        sync.apply(latest)
+    assert "\n" not in str(caught.value)
+    assert b"10.0.9.9 later.internal later\n" in feed.read_bytes()
+
+
+# --- bind mounts (containers) ------------------------------------------------------------
+
+
+def unshare_works() -> bool:
+    if UNSHARE is None or os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        [UNSHARE, "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+needs_unshare = pytest.mark.skipif(
+    not unshare_works(), reason="unshare --mount is refused here (needs root and CAP_SYS_ADMIN)"
+)
+
+
+def in_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``sh -c script`` with positional ``args`` in a private mount namespace."""
+    assert UNSHARE is not None
+    return subprocess.run(
+        [UNSHARE, "--mount", "--propagation", "private", "sh", "-euc", script, "sh", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@needs_unshare
+def test_bind_mounted_hosts_file_is_updated_in_place(tmp_path: Path) -> None:
+    """As /etc/hosts in a container: rename over a mount point fails with EBUSY."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    target = etc / "hosts"
+    target.write_bytes(b"# the image's own file\n")
+    mounted = tmp_path / "runtime-hosts"
+    mounted.write_bytes(USER_LINES)
+    os.chmod(mounted, 0o604)
+    inode = os.stat(mounted).st_ino
+    done = in_mount_namespace(
+        'mount --bind "$1" "$2" && exec "$3" hosts --source "$4" --view us-east-1 --output "$2"',
+        str(mounted),
+        str(target),
+        str(TAGDNS),
+        str(EXAMPLE),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "updated in place (bind mount)" in done.stdout
+    content = mounted.read_bytes()
+    assert content.startswith(USER_LINES + b"# BEGIN tagdns\n")
+    assert b"10.0.1.10 web1.internal web1\n" in content
+    assert os.stat(mounted).st_ino == inode
+    assert stat.S_IMODE(os.stat(mounted).st_mode) == 0o604
+    assert target.read_bytes() == b"# the image's own file\n"  # the mount point itself
+    assert sorted(p.name for p in etc.iterdir()) == ["hosts"]  # no temp file left
+
+
+@needs_unshare
+def test_read_only_root_with_a_writable_bind_mounted_hosts_file(tmp_path: Path) -> None:
+    """docker run --read-only: the directory is read-only (EROFS), the file is not."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "hosts").write_bytes(b"")
+    mounted = tmp_path / "runtime-hosts"
+    mounted.write_bytes(USER_LINES)
+    done = in_mount_namespace(
+        'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && '
+        'mount --bind "$2" "$1/hosts" && '
+        'exec "$3" hosts --source "$4" --view public --output "$1/hosts"',
+        str(etc),
+        str(mounted),
+        str(TAGDNS),
+        str(EXAMPLE),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "in place" in done.stdout
+    assert mounted.read_bytes().startswith(USER_LINES + b"# BEGIN tagdns\n")
+
+
+@needs_unshare
+def test_read_only_bind_mount_is_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "hosts"
+    target.write_bytes(USER_LINES)
+    done = in_mount_namespace(
+        'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && '
+        'exec "$2" hosts --source "$3" --view public --output "$1"',
+        str(target),
+        str(TAGDNS),
+        str(EXAMPLE),
+    )
+    assert done.returncode == 1
+    assert f"tagdns: {target}: not writable: read-only file system" in done.stderr.splitlines()
+    assert target.read_bytes() == USER_LINES
