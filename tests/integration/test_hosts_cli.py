@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import plistlib
 import re
 import shutil
 import socket
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from resolver.cli import main
-from resolver.config import HostsConfig
+from resolver.config import HostsConfig, load_config
 from resolver.core.document import parse_document
 from resolver.core.views import build_view
 from resolver.errors import HostsFileError
@@ -449,3 +450,77 @@ def test_read_only_bind_mount_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"tagdns: {target}: not writable: read-only file system" in done.stderr.splitlines()
     assert target.read_bytes() == USER_LINES
+
+
+# --- the shipped configuration -----------------------------------------------------------
+
+LAPTOP = REPO / "conf" / "laptop"
+
+
+@pytest.mark.skipif(not DNSMASQ.exists(), reason="needs /usr/sbin/dnsmasq")
+def test_dnsmasq_snippet_passes_dnsmasq_syntax_check() -> None:
+    done = subprocess.run(
+        [str(DNSMASQ), "--test", f"--conf-file={REPO / 'conf' / 'dnsmasq-tagdns.conf'}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "syntax check OK" in done.stderr
+
+
+def test_laptop_files_agree_on_the_agent_address() -> None:
+    """resolved's DNS=, macOS's resolver file, the unit, the plist and laptop.toml."""
+    config = load_config(LAPTOP / "laptop.toml")
+    assert config.view.region == "public"
+    assert config.dns.listen == ("127.0.0.1:10053",)
+    resolved = (LAPTOP / "tagdns.conf").read_text()
+    assert "\nDNS=127.0.0.1:10053\n" in resolved
+    assert "\nDomains=~internal\n" in resolved
+    macos = (LAPTOP / "resolver-internal").read_text().splitlines()
+    assert [line for line in macos if not line.startswith("#")] == [
+        "nameserver 127.0.0.1",
+        "port 10053",
+    ]
+    unit = (LAPTOP / "tagdns-laptop.service").read_text()
+    assert "--view public" in unit
+    assert "--listen 127.0.0.1:10053" in unit
+    with (LAPTOP / "com.example.tagdns.plist").open("rb") as handle:
+        arguments = plistlib.load(handle)["ProgramArguments"]
+    assert arguments[1:2] == ["serve"]
+    assert arguments[arguments.index("--listen") + 1] == "127.0.0.1:10053"
+    assert arguments[arguments.index("--view") + 1] == "public"
+
+
+@pytest.mark.skipif(DIG is None, reason="needs dig")
+def test_laptop_agent_answers_public_addresses(tmp_path: Path) -> None:
+    """conf/laptop/laptop.toml as shipped, on a free port, with the example document."""
+    port = free_udp_port()
+    log = tmp_path / "agent.log"
+    with log.open("wb") as log_file:
+        agent = subprocess.Popen(
+            [
+                str(TAGDNS),
+                "serve",
+                "--config",
+                str(LAPTOP / "laptop.toml"),
+                "--source",
+                str(EXAMPLE),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--cache",
+                "none",
+                "--metrics",
+                "none",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        wait_for(lambda: dig(port, "web1.internal") == ["54.12.0.10"], timeout=10)
+        assert dig(port, "web1") == ["54.12.0.10"]
+        assert dig(port, "batch.internal") == []  # no public address: not on laptops
+    finally:
+        agent.terminate()
+        agent.wait(5)
