@@ -2,8 +2,9 @@
 
 ``main`` owns the contract with the shell: one line on stderr and exit code 1
 for runtime failures, 2 for usage or configuration mistakes, 130 on Ctrl-C, and
-never a traceback. A subcommand is a ``(parser, handler)`` pair registered in
-``COMMANDS``; its handler returns the exit code and prints its own output.
+never a traceback. A subcommand is an ``add_*`` function listed in ``COMMANDS``:
+it adds its parser and sets ``handler``, which prints its own output and
+returns the exit code.
 """
 
 from __future__ import annotations
