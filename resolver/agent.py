@@ -16,7 +16,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.sources import DocumentSource, open_source
+from resolver.config import HostsConfig
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
@@ -33,7 +34,8 @@ from resolver.core.source_url import FileLocation, SourceLocation
 from resolver.core.status import AgentStatus
 from resolver.core.views import View
 from resolver.core.zone import CompiledZone, compile_zone
-from resolver.errors import TagdnsError
+from resolver.errors import HostsFileError, TagdnsError
+from resolver.hosts_sync import HostsSync
 
 log = logging.getLogger("tagdns.agent")
 
@@ -55,6 +57,8 @@ class AgentPlan:
     poll_interval: float = 30.0
     watch: bool = True
     """Watch a file source for changes (besides polling it)."""
+    hosts: HostsConfig = field(default_factory=HostsConfig)
+    """Files to keep in sync with the view ([hosts]); all empty: none."""
 
 
 def fetch(source: SourceLocation) -> bytes:
@@ -75,6 +79,7 @@ class Agent:
         self.last_known_good = (
             LastKnownGood(plan.cache_path, str(plan.source)) if plan.cache_path else None
         )
+        self.hosts_sync = HostsSync(plan.hosts, plan.settings.zone)
         self.loaded: LoadedZone | None = None
         self.loaded_from: str | None = None
         self.server: DnsServer | None = None
@@ -186,12 +191,23 @@ class Agent:
             return True
         self.counts["accepted"] += 1
         self._install(loaded, origin)
+        await self._sync_files(loaded)
         if not from_cache and self.last_known_good is not None:
             try:
                 await asyncio.to_thread(self.last_known_good.save, data)
             except TagdnsError as exc:
                 log.warning("%s", exc)
         return True
+
+    async def _sync_files(self, loaded: LoadedZone) -> None:
+        """Bring the [hosts] files in line with the view; a failure never stops serving."""
+        if not self.hosts_sync.enabled:
+            return
+        try:
+            for line in await asyncio.to_thread(self.hosts_sync.apply, loaded.view):
+                log.info("%s", line)
+        except HostsFileError as exc:
+            log.error("%s", exc)
 
     async def load_cached(self) -> None:
         """Serve the last-known-good copy, if any, before the source answers."""
@@ -287,16 +303,26 @@ class Agent:
     async def run(self, on_ready: Callable[[list[Endpoint]], None] | None = None) -> None:
         """Serve until SIGTERM or SIGINT; SIGHUP fetches now."""
         self._loop = loop = asyncio.get_running_loop()
-        bound = await self.start()
-        loop.add_signal_handler(signal.SIGTERM, self.stop)
-        loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.refresh(force=True)))
         watcher = None
         if self.plan.watch and isinstance(self.plan.source, FileLocation):
             from resolver.adapters.file_watch import FileWatcher  # noqa: PLC0415
 
+            # Watch before the first fetch, so a change made meanwhile is not missed.
             watcher = FileWatcher(self.plan.source.path, self._file_changed)
-            watcher.start()
+            try:
+                watcher.start()
+            except OSError as exc:
+                log.warning("not watching %s (%s): polling only", self.plan.source, exc)
+                watcher = None
+        try:
+            bound = await self.start()
+        except BaseException:
+            if watcher is not None:
+                watcher.stop()
+            raise
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.refresh(force=True)))
         self._spawn(self._poll())
         if on_ready is not None:
             on_ready(bound)

@@ -143,6 +143,7 @@ def build_plan(config: Config) -> AgentPlan:
         upstreams=tuple(upstreams),
         cache_path=None if cache in ("", NONE) else Path(cache),
         poll_interval=config.source.poll_interval,
+        hosts=config.hosts,
     )
 
 
