@@ -342,6 +342,11 @@ def process_named(name: str, directory: Path) -> Iterator[subprocess.Popen[bytes
     program = directory / name
     shutil.copy("/bin/sleep", program)
     process = subprocess.Popen([str(program), "30"])
+    comm = Path(f"/proc/{process.pid}/comm")
+    deadline = time.monotonic() + 5
+    # Until the child has exec'd, its comm is still the parent's ("pytest").
+    while comm.read_text().strip() != name and time.monotonic() < deadline:
+        time.sleep(0.005)
     try:
         yield process
     finally:
