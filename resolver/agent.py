@@ -89,6 +89,8 @@ class Agent:
         self.marker: str | None = None
         self.marker_refused = False
         """The object at ``marker`` was refused: a 304 for it is no recovery."""
+        self.refusal: str | None = None
+        """Why the object at ``marker`` was refused (already logged once)."""
         self.last_error: str | None = None
         self.last_fetch_ok: float | None = None
         self.last_change: float | None = None
@@ -149,7 +151,7 @@ class Agent:
 
     # -- loading -------------------------------------------------------------------------
 
-    def _install(self, loaded: LoadedZone, origin: str) -> None:
+    def _install(self, loaded: LoadedZone, origin: str, seconds: float = 0.0) -> None:
         previous = self.loaded.document.serial if self.loaded else None
         self.loaded = loaded
         self.loaded_from = origin
@@ -168,17 +170,19 @@ class Agent:
                 omission.reason,
             )
         log.info(
-            "serving serial %d (was %s) from %s: %d names in view %s",
+            "serving serial %d (was %s) from %s: %d names in view %s (loaded in %.3f s)",
             loaded.zone.serial,
             previous if previous is not None else "none",
             origin,
             loaded.zone.names,
             loaded.view.label,
+            seconds,
         )
 
     async def _consider(self, data: bytes, origin: str, *, from_cache: bool = False) -> bool:
         """Validate and compile off the serving path, then install; False if refused."""
         current = self.loaded.document if self.loaded else None
+        started = time.perf_counter()
         try:
             loaded = await asyncio.to_thread(
                 load_document, data, self.plan.settings, current, force=from_cache
@@ -188,9 +192,11 @@ class Agent:
             self._report(f"{origin}: refused: {exc}")
             return False
         if current is not None and loaded.document == current:
+            if not from_cache:
+                self.loaded_from = origin  # the source confirms the cached copy
             return True
         self.counts["accepted"] += 1
-        self._install(loaded, origin)
+        self._install(loaded, origin, time.perf_counter() - started)
         await self._sync_files(loaded)
         if not from_cache and self.last_known_good is not None:
             try:
@@ -234,14 +240,16 @@ class Agent:
             self.last_fetch_ok = time.time()
             if fetched is None:
                 self.counts["not_modified"] += 1
-                if self.last_error is not None and self.last_error.startswith(
-                    str(self.plan.source) + ":"
-                ):
-                    return  # still the refused document: it was reported once
+                if self.marker_refused:
+                    self.last_error = self.refusal  # still the refused document: reported once
+                    return
                 self._recovered()
                 return
             self.marker = fetched.marker
-            if await self._consider(fetched.data, str(self.plan.source)):
+            accepted = await self._consider(fetched.data, str(self.plan.source))
+            self.marker_refused = not accepted
+            self.refusal = None if accepted else self.last_error
+            if accepted:
                 self._recovered()
 
     # -- serving -------------------------------------------------------------------------
@@ -283,7 +291,10 @@ class Agent:
         while True:
             interval = self.plan.poll_interval
             await asyncio.sleep(interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception as exc:  # a bug in one refresh must not end polling for good
+                self._report(f"refresh failed: {type(exc).__name__}: {exc}")
 
     def _file_changed(self) -> None:
         """From watchdog's thread: debounce bursts of events into one refresh."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+_NOT_CHANGES = frozenset({"opened", "closed_no_write"})
+
 
 class _TargetHandler(FileSystemEventHandler):
     def __init__(self, target: str, on_change: Callable[[], None]) -> None:
@@ -20,7 +22,8 @@ class _TargetHandler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
-        if self.target in paths and event.event_type != "opened":
+        # Opening and closing without a write (the agent's own read among them) is no change.
+        if self.target in paths and event.event_type not in _NOT_CHANGES:
             self.on_change()
 
 

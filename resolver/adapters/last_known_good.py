@@ -39,11 +39,19 @@ class LastKnownGood:
         """Write the copy atomically; SourceError (one line) when the disk refuses."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.sidecar.exists() or self.sidecar.read_text(encoding="utf-8").strip() != (
-                self.source
-            ):
+            if self._recorded_source() == self.source:
+                write_atomically(self.path, data)
+            else:
+                # Unlabel first, label last: a crash in between leaves a copy that is
+                # refused at the next start, never another source's data under this name.
+                self.sidecar.unlink(missing_ok=True)
+                write_atomically(self.path, data)
                 write_atomically(self.sidecar, (self.source + "\n").encode("utf-8"))
-            write_atomically(self.path, data)
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise SourceError(f"cache {self.path}: cannot write: {reason}") from None
+        except OSError as exc:
+            raise SourceError(f"cache {self.path}: cannot write: {exc.strerror or exc}") from None
+
+    def _recorded_source(self) -> str | None:
+        try:
+            return self.sidecar.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None

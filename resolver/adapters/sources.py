@@ -2,14 +2,21 @@
 
 Both answer ``fetch(marker)`` with the new bytes and their marker, or None when
 nothing changed since ``marker``: a 304 from S3 (If-None-Match, no download), or
-the same inode, size and mtime for a file. The agent keeps the marker of the
-last object it fetched, accepted or not, so a refused document is not
-downloaded again on every poll.
+the same device, inode, size, mtime and ctime for a file. The agent keeps the
+marker of the last object it fetched, accepted or not, so a refused document is
+not downloaded again on every poll.
+
+File timestamps are only as fine as the kernel's clock tick, so two same-sized
+writes in place within one tick look identical to ``stat``. As git does with
+its index, a file changed less than ``RACY_WINDOW_NS`` ago is read again and
+compared by content hash, so such a write is never mistaken for "unchanged".
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,6 +31,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _NOT_MODIFIED = frozenset({"304", "NotModified"})
+RACY_WINDOW_NS = 2_000_000_000
+"""A file changed more recently than this is compared by content, not by ``stat``."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,17 @@ class FileSource:
             raise SourceError(f"{path}: no such file") from None
         except OSError as exc:
             raise SourceError(f"{path}: {exc.strerror or exc}") from None
-        current = f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
-        if current == marker:
+        identity = (
+            f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+        )
+        changed_ns = max(stat.st_mtime_ns, stat.st_ctime_ns)
+        racy = time.time_ns() - changed_ns < RACY_WINDOW_NS
+        if marker is not None and marker.startswith(identity + "#") and not racy:
             return None
         data = read_document_file(path)
+        current = f"{identity}#{hashlib.sha256(data).hexdigest()}"
+        if current == marker:
+            return None  # read again because the stamp was too recent to trust: same bytes
         self.bytes_downloaded += len(data)
         return Fetched(data, current)
 

@@ -1,0 +1,567 @@
+"""The agent's lifecycle in process, with a scripted source for exact sequencing.
+
+The source is a fake ``DocumentSource`` (the Protocol of resolver.adapters.sources):
+each ``fetch(marker)`` pops the next scripted reply. Everything else is real: the
+reload pipeline, the last-known-good copy on disk, the DNS server on a loopback
+port, queried over UDP.
+
+Covers: the cached copy served (over DNS) before the first fetch; stale serial and
+shrink refused with the old answers kept; each problem logged once per distinct
+document or error, not per poll; recovery; status fields; an unreadable cache,
+a cache of another source, an unwritable cache directory; jittered polling that
+outlives a failing refresh; every query answered, by the old or the new zone,
+while zones are swapped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from resolver.adapters.last_known_good import LastKnownGood
+from resolver.adapters.sources import Fetched
+from resolver.agent import Agent, AgentPlan
+from resolver.core.document import HostEntry, make_document
+from resolver.core.endpoints import Endpoint
+from resolver.core.pipeline import ZoneSettings
+from resolver.core.source_url import FileLocation
+from resolver.errors import SourceError
+
+SOURCE = "/srv/tagdns/mapping.json"
+REGION = "us-east-1"
+NAMES = ("api", "db", "web1", "web2")
+GENERATED_AT = "2026-01-02T03:04:05Z"
+
+Reply = bytes | Exception | None
+
+
+def address(variant: int, index: int) -> str:
+    return f"10.{variant}.{index // 250}.{index % 250 + 1}"
+
+
+def document(
+    serial: int,
+    names: tuple[str, ...] = NAMES,
+    *,
+    variant: int = 1,
+    generated_at: str = GENERATED_AT,
+) -> bytes:
+    """A one-region document; ``variant`` picks the addresses (name i: address(variant, i))."""
+    hosts = [
+        HostEntry(
+            name=name,
+            region=REGION,
+            instance_id=f"i-{index + 1:017x}",
+            az=f"{REGION}a",
+            private_ipv4=address(variant, index),
+            public_ipv4=None,
+        )
+        for index, name in enumerate(names)
+    ]
+    return make_document(
+        serial=serial, generated_at=generated_at, tag_key="dns", regions=[REGION], hosts=hosts
+    ).to_bytes()
+
+
+class FakeSource:
+    """Replies in order: bytes (a new object), None (not modified) or an exception."""
+
+    def __init__(self, *replies: Reply, on_fetch: Callable[[], None] | None = None) -> None:
+        self.location = FileLocation(SOURCE)
+        self.replies = list(replies)
+        self.markers: list[str | None] = []
+        self.bytes_downloaded = 0
+        self.on_fetch = on_fetch
+
+    def fetch(self, marker: str | None) -> Fetched | None:
+        self.markers.append(marker)
+        if self.on_fetch is not None:
+            self.on_fetch()
+        reply = self.replies.pop(0) if self.replies else None
+        if isinstance(reply, Exception):
+            raise reply
+        if reply is None:
+            return None
+        self.bytes_downloaded += len(reply)
+        return Fetched(reply, hashlib.sha256(reply).hexdigest()[:16])
+
+
+def make_agent(source: FakeSource, cache: Path | None = None, poll: float = 30.0) -> Agent:
+    plan = AgentPlan(
+        source=source.location,
+        settings=ZoneSettings(view=REGION),
+        listen=(Endpoint("127.0.0.1", 0),),
+        allow=(ipaddress.ip_network("127.0.0.0/8"),),
+        cache_path=cache,
+        poll_interval=poll,
+    )
+    return Agent(plan, source)
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+def ask(port: int, name: str, timeout: float = 2.0) -> tuple[str, list[str]] | None:
+    """One UDP query for A; (rcode, addresses), or None when no reply came."""
+    query = DNSRecord.question(name, "A")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(query.pack(), ("127.0.0.1", port))
+        try:
+            data = sock.recv(65535)
+        except TimeoutError:
+            return None
+    reply = DNSRecord.parse(data)
+    assert reply.header.id == query.header.id
+    answers = sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
+    return RCODE.get(reply.header.rcode), answers
+
+
+async def answers(agent: Agent, name: str) -> list[str]:
+    reply = await asyncio.to_thread(ask, agent.bound[0].port, name)
+    assert reply is not None, f"no reply for {name}"
+    return reply[1]
+
+
+async def close(agent: Agent) -> None:
+    if agent.server is not None:
+        await agent.server.close()
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- last-known-good first --------------------------------------------------------------------
+
+
+def test_cached_copy_is_answered_over_dns_before_the_first_fetch(tmp_path: Path) -> None:
+    cache = tmp_path / "mapping.json"
+    LastKnownGood(cache, SOURCE).save(document(5, variant=1))
+    seen_during_fetch: list[tuple[str, list[str]] | None] = []
+    agent: Agent
+
+    def during_fetch() -> None:  # runs in the fetch thread while the loop serves
+        seen_during_fetch.append(ask(agent.bound[0].port, "web1"))
+
+    source = FakeSource(document(6, variant=2), on_fetch=during_fetch)
+    agent = make_agent(source, cache)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            assert seen_during_fetch == [("NOERROR", [address(1, 2)])]
+            assert await answers(agent, "web1") == [address(2, 2)]
+            status = agent.status()
+            assert (status.serial, status.loaded_from) == (6, SOURCE)
+        finally:
+            await close(agent)
+
+    run(scenario)
+    assert cache.read_bytes() == document(6, variant=2)
+
+
+def test_source_confirming_the_cache_is_reported_as_the_source(tmp_path: Path) -> None:
+    cache = tmp_path / "mapping.json"
+    LastKnownGood(cache, SOURCE).save(document(5))
+    agent = make_agent(FakeSource(document(5)), cache)
+
+    async def scenario() -> None:
+        await agent.load_cached()
+        assert agent.status().loaded_from == f"cache {cache}"
+        await agent.refresh(force=True)
+        assert agent.status().loaded_from == SOURCE
+        assert agent.status().accepted == 1  # the cache; the same document again is no change
+
+    run(scenario)
+
+
+# -- guards -------------------------------------------------------------------------------------
+
+
+def test_stale_serial_and_shrink_are_refused_and_old_answers_stay(tmp_path: Path) -> None:
+    cache = tmp_path / "mapping.json"
+    source = FakeSource(
+        document(10),
+        document(9, variant=2),
+        document(11, ("web1",), variant=2),
+        None,
+    )
+    agent = make_agent(source, cache)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            assert await answers(agent, "web1") == [address(1, 2)]
+
+            await agent.refresh()
+            status = agent.status()
+            assert status.serial == 10
+            assert status.last_error == (
+                f"{SOURCE}: refused: serial 9 is older than the serial 10 in force"
+            )
+            assert await answers(agent, "web1") == [address(1, 2)]
+
+            await agent.refresh()
+            status = agent.status()
+            assert status.serial == 10
+            assert status.last_error is not None
+            assert "loses 3 of 4 names (75%), more than the 50% allowed" in status.last_error
+            assert await answers(agent, "db") == [address(1, 1)]
+
+            await agent.refresh()  # not modified: still the refused object
+            assert agent.status().last_error == status.last_error
+            assert agent.status().rejected == 2
+            assert agent.status().accepted == 1
+        finally:
+            await close(agent)
+
+    run(scenario)
+    assert cache.read_bytes() == document(10)  # refused documents never reach the cache
+
+
+def test_refused_document_is_logged_once_per_distinct_document(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="tagdns")
+    truncated = b'{"schema": 1, "serial": 11, "hos'
+    source = FakeSource(
+        document(10),
+        truncated,
+        None,
+        None,
+        None,
+        None,
+        None,
+        truncated,  # the same bytes again (a forced fetch)
+        document(8),  # a different refusal
+        None,
+        None,
+        SourceError(f"{SOURCE}: permission denied"),
+        SourceError(f"{SOURCE}: permission denied"),
+        SourceError(f"{SOURCE}: permission denied"),
+        document(12, variant=2),
+        None,
+    )
+    agent = make_agent(source)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            for _ in range(6):
+                await agent.refresh()
+            await agent.refresh(force=True)
+            for _ in range(8):
+                await agent.refresh()
+            assert await answers(agent, "web1") == [address(2, 2)]
+        finally:
+            await close(agent)
+
+    run(scenario)
+    assert errors(caplog) == [
+        f"keeping serial 10: {SOURCE}: refused: document is not valid JSON: "
+        "Unterminated string starting at at line 1 column 29",
+        f"keeping serial 10: {SOURCE}: refused: serial 8 is older than the serial 10 in force",
+        f"keeping serial 10: {SOURCE}: permission denied",
+    ]
+    recovered = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recovered")]
+    assert recovered == [f"recovered: {SOURCE}"]
+    # Conditional fetches carry the marker of the last object, accepted or refused.
+    assert source.markers[2] == hashlib.sha256(truncated).hexdigest()[:16]
+
+
+def test_unchanged_object_after_fetch_errors_is_a_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """S3 answering 500s, then 304 for the object in force: the error is over."""
+    caplog.set_level(logging.INFO, logger="tagdns")
+    source = FakeSource(
+        document(10),
+        SourceError(f"{SOURCE}: InternalError: try again"),
+        SourceError(f"{SOURCE}: InternalError: try again"),
+        None,
+    )
+    agent = make_agent(source)
+
+    async def scenario() -> None:
+        await agent.refresh(force=True)
+        await agent.refresh()
+        await agent.refresh()
+        assert agent.status().last_error == f"{SOURCE}: InternalError: try again"
+        await agent.refresh()
+        assert agent.status().last_error is None
+
+    run(scenario)
+    assert errors(caplog) == [f"keeping serial 10: {SOURCE}: InternalError: try again"]
+    assert f"recovered: {SOURCE}" in caplog.messages
+
+
+def test_refused_object_stays_the_reported_problem_after_a_transient_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="tagdns")
+    source = FakeSource(
+        document(10),
+        document(9),
+        SourceError(f"{SOURCE}: timed out"),
+        None,  # the refused object, unchanged
+        None,
+    )
+    agent = make_agent(source)
+
+    async def scenario() -> None:
+        await agent.refresh(force=True)
+        for _ in range(4):
+            await agent.refresh()
+        assert agent.status().last_error == (
+            f"{SOURCE}: refused: serial 9 is older than the serial 10 in force"
+        )
+
+    run(scenario)
+    assert len(errors(caplog)) == 2
+    assert not any(m.startswith("recovered") for m in caplog.messages)
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+def test_status_fields() -> None:
+    data = document(42, generated_at="2026-01-02T03:04:05Z")
+    source = FakeSource(data, None, SourceError(f"{SOURCE}: no such file"))
+    agent = make_agent(source)
+
+    async def scenario() -> None:
+        empty = agent.status()
+        assert (empty.serial, empty.names, empty.loaded_from, empty.last_fetch_ok) == (
+            None,
+            0,
+            None,
+            None,
+        )
+        assert empty.data_age(time.time()) is None
+
+        before = time.time()
+        await agent.refresh(force=True)
+        await agent.refresh()
+        status = agent.status()
+        assert status.source == SOURCE
+        assert status.view == REGION
+        assert status.serial == 42
+        assert status.generated_at == "2026-01-02T03:04:05Z"
+        assert status.names == len(NAMES)
+        assert status.loaded_from == SOURCE
+        assert status.last_fetch_ok is not None
+        assert status.last_fetch_ok >= before
+        assert status.last_change is not None
+        assert status.last_change >= before
+        assert status.last_error is None
+        assert (status.fetches, status.not_modified, status.accepted, status.rejected) == (
+            2,
+            1,
+            1,
+            0,
+        )
+        assert status.fetch_errors == 0
+        assert status.bytes_downloaded == len(data)
+        age = status.data_age(1767323045.0 + 60)  # 2026-01-02T03:04:05Z plus a minute
+        assert age == pytest.approx(60.0)
+
+        await agent.refresh()
+        failed = agent.status()
+        assert failed.last_error == f"{SOURCE}: no such file"
+        assert failed.fetch_errors == 1
+        assert failed.last_fetch_ok == status.last_fetch_ok  # the last success, not the attempt
+        assert failed.serial == 42
+
+    run(scenario)
+
+
+# -- the cache on disk --------------------------------------------------------------------------
+
+
+def test_unreadable_cache_file_falls_through_to_the_source(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tagdns")
+    cache = tmp_path / "mapping.json"
+    LastKnownGood(cache, SOURCE).save(document(5))
+    cache.write_bytes(document(5)[:100])  # truncated on disk
+    agent = make_agent(FakeSource(document(6)), cache)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            assert await answers(agent, "web1") == [address(1, 2)]
+            assert agent.status().last_error is None
+        finally:
+            await close(agent)
+
+    run(scenario)
+    assert len(errors(caplog)) == 1
+    assert errors(caplog)[0].startswith(
+        f"keeping serial none: cache {cache}: refused: document is not valid JSON"
+    )
+    assert cache.read_bytes() == document(6)  # replaced by the good copy
+
+
+def test_cache_path_that_is_a_directory_warns_and_serving_continues(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tagdns")
+    cache = tmp_path / "mapping.json"
+    LastKnownGood(cache, SOURCE).save(document(5))
+    cache.unlink()
+    cache.mkdir()
+    agent = make_agent(FakeSource(document(6)), cache)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            assert await answers(agent, "web1") == [address(1, 2)]
+        finally:
+            await close(agent)
+
+    run(scenario)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings[0] == f"not using the cached copy: cache {cache}: is a directory"
+    assert warnings[1].startswith(f"cache {cache}: cannot write: ")
+
+
+def test_cache_of_another_source_is_not_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tagdns")
+    cache = tmp_path / "mapping.json"
+    LastKnownGood(cache, "s3://other-bucket/mapping.json").save(document(99, variant=9))
+    loaded_at_fetch: list[int | None] = []
+    agent: Agent
+
+    def during_fetch() -> None:
+        loaded_at_fetch.append(agent.status().serial)
+
+    agent = make_agent(FakeSource(SourceError(f"{SOURCE}: no such file"), document(3)), cache)
+    agent.source.on_fetch = during_fetch  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            reply = await asyncio.to_thread(ask, agent.bound[0].port, "web1")
+            assert reply == ("REFUSED", [])  # nothing served: not another source's names
+            await agent.refresh()
+            assert await answers(agent, "web1") == [address(1, 2)]
+        finally:
+            await close(agent)
+
+    run(scenario)
+    assert loaded_at_fetch == [None, None]
+    assert (
+        f"not using the cached copy: cache {cache}: made for source "
+        f"'s3://other-bucket/mapping.json', not '{SOURCE}'"
+    ) in caplog.messages
+    assert LastKnownGood(cache, SOURCE).load() == document(3)
+
+
+def test_unwritable_cache_directory_warns_and_serving_continues(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tagdns")
+    blocker = tmp_path / "state"
+    blocker.write_bytes(b"a file where the cache directory should be")
+    cache = blocker / "mapping.json"
+    agent = make_agent(FakeSource(document(1), document(2, variant=2)), cache)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            assert await answers(agent, "web1") == [address(1, 2)]
+            await agent.refresh()
+            assert await answers(agent, "web1") == [address(2, 2)]
+            assert agent.status().last_error is None
+        finally:
+            await close(agent)
+
+    run(scenario)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert all(w.startswith(f"cache {cache}: cannot write: ") for w in warnings)
+    assert errors(caplog) == []
+
+
+# -- polling ------------------------------------------------------------------------------------
+
+
+def test_polls_are_jittered_and_outlive_a_failing_refresh(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tagdns")
+    source = FakeSource(document(1), RuntimeError("bug"), RuntimeError("bug"), None, None)
+    agent = make_agent(source, poll=30.0)
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) > 40:
+            raise asyncio.CancelledError
+        await real_sleep(0)
+
+    async def scenario() -> None:
+        await agent.refresh(force=True)
+        monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+        with pytest.raises(asyncio.CancelledError):
+            await agent._poll()
+
+    run(scenario)
+    assert all(27.0 <= delay <= 33.0 for delay in delays)
+    assert len(set(delays)) > 1
+    assert len(source.markers) == 41  # the poll went on after the failures
+    assert errors(caplog) == ["keeping serial 1: refresh failed: RuntimeError: bug"]
+
+
+# -- swaps under load ---------------------------------------------------------------------------
+
+
+def test_every_query_during_swaps_is_answered_by_the_old_or_the_new_zone() -> None:
+    names = tuple(f"host-{i:04d}" for i in range(3000))
+    probes = [(names[i], i) for i in (0, 1, 1499, 2999)]
+    documents = [document(serial, names, variant=serial % 2 + 1) for serial in range(1, 6)]
+    agent = make_agent(FakeSource(*documents))
+    stop = threading.Event()
+    replies: list[tuple[int, tuple[str, list[str]] | None]] = []
+
+    def client(port: int) -> None:
+        while not stop.is_set():
+            for name, index in probes:
+                replies.append((index, ask(port, name)))
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            load = asyncio.ensure_future(asyncio.to_thread(client, agent.bound[0].port))
+            for _ in range(4):
+                await agent.refresh()
+            stop.set()
+            await load
+            assert agent.status().serial == 5
+        finally:
+            await close(agent)
+
+    run(scenario)
+    assert replies
+    for index, reply in replies:
+        assert reply is not None, "a query went unanswered during a swap"
+        rcode, found = reply
+        assert rcode == "NOERROR"
+        assert found in ([address(1, index)], [address(2, index)])
