@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -32,6 +33,19 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files a killed writer of ``path`` left behind (its only writer calls this).
+
+    They are named as ``write_atomically`` makes them; anything else is left alone.
+    """
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[A-Za-z0-9_]{8}\.tmp\Z")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if pattern.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def write_in_place(path: Path, data: bytes) -> None:

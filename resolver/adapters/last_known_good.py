@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resolver.adapters.atomic_file import write_atomically
+from resolver.adapters.atomic_file import remove_stale_temps, write_atomically
 from resolver.adapters.file_source import read_document_file
 from resolver.errors import SourceError
 
@@ -39,6 +39,10 @@ class LastKnownGood:
         """Write the copy atomically; SourceError (one line) when the disk refuses."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A kill -9 mid-write leaves a document-sized temp file; without this,
+            # a crash loop would fill the disk with them.
+            remove_stale_temps(self.path)
+            remove_stale_temps(self.sidecar)
             if self._recorded_source() == self.source:
                 write_atomically(self.path, data)
             else:

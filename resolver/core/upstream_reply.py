@@ -104,8 +104,10 @@ def _read_sections(
         if end > len(reply):
             raise MalformedReply("record runs past the end")
         if rtype == wire.TYPE_OPT and index >= an + ns:
-            position = end
-            continue  # the upstream's OPT is hop-by-hop: clients get ours
+            # The upstream's OPT is hop-by-hop: clients get ours. Records after it
+            # (additional data, optional) go too: cutting the OPT out from between
+            # records would leave their compression pointers aimed at the wrong bytes.
+            break
         record = reply[start:end]
         if ttl > _MAX_TTL:  # RFC 2181 section 8: a TTL with the top bit set means zero
             ttl = 0
