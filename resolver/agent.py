@@ -18,17 +18,20 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resolver.adapters.dns_server import DnsServer, Network
 from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
 from resolver.adapters.last_known_good import LastKnownGood
+from resolver.adapters.logging_setup import set_query_logging
 from resolver.adapters.sources import DocumentSource, open_source
+from resolver.adapters.systemd_notify import SystemdNotifier
 from resolver.config import HostsConfig
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
+from resolver.core.query_stats import QueryStats
 from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation, SourceLocation
 from resolver.core.status import AgentStatus
@@ -36,6 +39,9 @@ from resolver.core.views import View
 from resolver.core.zone import CompiledZone, compile_zone
 from resolver.errors import HostsFileError, TagdnsError
 from resolver.hosts_sync import HostsSync
+
+if TYPE_CHECKING:
+    from resolver.adapters.metrics import MetricsServer
 
 log = logging.getLogger("tagdns.agent")
 
@@ -59,6 +65,10 @@ class AgentPlan:
     """Watch a file source for changes (besides polling it)."""
     hosts: HostsConfig = field(default_factory=HostsConfig)
     """Files to keep in sync with the view ([hosts]); all empty: none."""
+    metrics: Endpoint | None = None
+    """Where to serve Prometheus metrics; None: nowhere."""
+    log_queries: bool = False
+    """Log every reply (client, name, type, rcode); SIGUSR1 toggles it while running."""
 
 
 def fetch(source: SourceLocation) -> bytes:
@@ -73,8 +83,18 @@ def fetch(source: SourceLocation) -> bytes:
 class Agent:
     """Serves the last accepted zone; every refresh swaps in a new one or keeps the old."""
 
-    def __init__(self, plan: AgentPlan, source: DocumentSource | None = None) -> None:
+    def __init__(
+        self,
+        plan: AgentPlan,
+        source: DocumentSource | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
         self.plan = plan
+        self.notifier = notifier or SystemdNotifier()
+        self._ready_sent = False
+        self.stats = QueryStats()
+        """Queries by type and replies by RCODE, shared by every Responder installed."""
+        self.metrics: MetricsServer | None = None
         self.source = source or open_source(plan.source)
         self.last_known_good = (
             LastKnownGood(plan.cache_path, str(plan.source)) if plan.cache_path else None
@@ -124,7 +144,9 @@ class Agent:
         )
 
     def _responder(self, zone: CompiledZone) -> Responder:
-        return Responder(zone, forwarding=bool(self.plan.upstreams), cache=self.cache)
+        return Responder(
+            zone, forwarding=bool(self.plan.upstreams), cache=self.cache, stats=self.stats
+        )
 
     def _empty_zone(self) -> CompiledZone:
         settings = self.plan.settings
@@ -143,11 +165,33 @@ class Agent:
             serial = self.loaded.document.serial if self.loaded else "none"
             log.error("keeping serial %s: %s", serial, message)
         self.last_error = message
+        self._notify_systemd()
 
     def _recovered(self) -> None:
         if self.last_error is not None:
             log.info("recovered: %s", self.plan.source)
         self.last_error = None
+        self._notify_systemd()
+
+    def _notify_systemd(self) -> None:
+        """READY=1 once listening with a zone to serve, then STATUS on every change.
+
+        Called once listening, and after each fetch (``_report``/``_recovered``), so a
+        new document is announced with the error it cleared already gone.
+        """
+        if not self.notifier.enabled or not self.bound:
+            return
+        if self.loaded is None:
+            self.notifier.status(f"listening, no mapping yet: {self.last_error or 'fetching'}")
+            return
+        zone = self.loaded.zone
+        status = f"serving serial {zone.serial} ({zone.names} names, view {self.loaded.view.label})"
+        if self.last_error:
+            status += f"; keeping it: {self.last_error}"
+        if self._ready_sent:
+            self.notifier.status(status)
+        else:
+            self._ready_sent = self.notifier.ready(status)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -264,6 +308,7 @@ class Agent:
             forward = self.forwarder.forward
             log.info("forwarding to %s", ", ".join(str(u) for u in self.plan.upstreams))
         self.server = DnsServer(self._responder(zone), allow=self.plan.allow, forward=forward)
+        self.set_query_logging(self.plan.log_queries)
         try:
             for endpoint in self.plan.listen:
                 self.bound.append(await self.server.listen(endpoint))
@@ -272,6 +317,8 @@ class Agent:
             raise TagdnsError(f"cannot listen on {endpoint}: {exc.strerror or exc}") from None
         for endpoint in self.bound:
             log.info("listening on %s (UDP and TCP)", endpoint)
+        self._start_metrics()
+        self._notify_systemd()
         await self.refresh(force=True)
         if self.loaded is None:
             log.error(
@@ -281,6 +328,34 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _start_metrics(self) -> None:
+        """Serve metrics if asked; a taken port costs the metrics, never the DNS service."""
+        if self.plan.metrics is None:
+            return
+        # Imported here: commands that never serve metrics do not load prometheus_client.
+        from resolver.adapters.metrics import start_metrics_server  # noqa: PLC0415
+
+        try:
+            self.metrics = start_metrics_server(self, self.plan.metrics)
+        except OSError as exc:
+            log.warning(
+                "no metrics: cannot listen on %s: %s (DNS is served all the same)",
+                self.plan.metrics,
+                exc.strerror or exc,
+            )
+            return
+        log.info("metrics at %s", self.metrics.url)
+
+    def set_query_logging(self, enabled: bool) -> None:
+        set_query_logging(enabled)
+        if self.server is not None:
+            self.server.set_query_logging(enabled)
+
+    def _toggle_query_logging(self) -> None:
+        enabled = not (self.server is not None and self.server.log_queries)
+        self.set_query_logging(enabled)
+        log.warning("query logging %s (SIGUSR1 toggles it)", "on" if enabled else "off")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -334,13 +409,15 @@ class Agent:
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.refresh(force=True)))
+        loop.add_signal_handler(signal.SIGUSR1, self._toggle_query_logging)
         self._spawn(self._poll())
         if on_ready is not None:
             on_ready(bound)
         try:
             await self._stop.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self.notifier.stopping()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
             if watcher is not None:
                 watcher.stop()
@@ -348,6 +425,8 @@ class Agent:
                 task.cancel()
             if self.server is not None:
                 await self.server.close()
+            if self.metrics is not None:
+                await asyncio.to_thread(self.metrics.close)
             log.info("stopped")
 
 

@@ -19,6 +19,7 @@ from typing import NoReturn, TextIO
 
 from resolver.cli_agent import add_lookup, add_serve
 from resolver.cli_hosts import add_hosts
+from resolver.cli_node import add_check, add_status
 from resolver.config import Config, PublishConfig, load_config, override, validate_config
 from resolver.core.document import REGION_PATTERN
 from resolver.core.summary import render_summary
@@ -136,6 +137,8 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
     add_serve,
     add_lookup,
     add_hosts,
+    add_check,
+    add_status,
 )
 
 

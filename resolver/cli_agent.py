@@ -11,12 +11,12 @@ import argparse
 import dataclasses
 import ipaddress
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from resolver.adapters.logging_setup import FORMATS, LEVELS, setup_logging
 from resolver.agent import Agent, AgentPlan, fetch, run_event_loop
 from resolver.config import (
     AUTO,
@@ -28,7 +28,7 @@ from resolver.config import (
     override,
     validate_config,
 )
-from resolver.core.endpoints import Endpoint
+from resolver.core.endpoints import Endpoint, parse_endpoint
 from resolver.core.pipeline import ZoneSettings, load_document
 from resolver.core.responder import Question, Responder
 from resolver.core.source_url import parse_source
@@ -44,13 +44,8 @@ def add_source_and_view(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", help="a region, 'public' or 'auto' (instance metadata)")
 
 
-def add_serve(commands: Any) -> None:
-    parser = commands.add_parser(
-        "serve",
-        help="run the agent: answer the view's names over DNS",
-        description="Serve the view's names over DNS (UDP and TCP) and forward the rest.",
-    )
-    add_source_and_view(parser)
+def add_serving_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``serve`` that decide where it listens and forwards (shared with check)."""
     parser.add_argument(
         "--listen", action="append", metavar="ADDR:PORT", help="listen address (repeatable)"
     )
@@ -61,9 +56,32 @@ def add_serve(commands: Any) -> None:
         help="upstream resolver (repeatable); 'none' refuses names not owned",
     )
     parser.add_argument("--cache", metavar="PATH|none", help="last-known-good copy of the document")
+
+
+def add_serve(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the agent: answer the view's names over DNS",
+        description="Serve the view's names over DNS (UDP and TCP) and forward the rest. "
+        "SIGHUP fetches the source now, SIGUSR1 toggles query logging, SIGTERM stops.",
+    )
+    add_source_and_view(parser)
+    add_serving_flags(parser)
     parser.add_argument("--poll", type=float, metavar="SECONDS", help="source poll interval")
-    parser.add_argument("--metrics", metavar="ADDR:PORT", help="Prometheus metrics address")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT|none",
+        help="Prometheus metrics address (default: [metrics] listen, 127.0.0.1:9153)",
+    )
+    parser.add_argument("--log-level", default="info", choices=LEVELS, help="default: info")
+    parser.add_argument(
+        "--log-format", default="text", choices=FORMATS, help="text, or one JSON object per line"
+    )
+    parser.add_argument(
+        "--log-queries",
+        action="store_true",
+        help="log every query (client, name, type, rcode); off by default",
+    )
     parser.set_defaults(handler=cmd_serve)
 
 
@@ -108,7 +126,15 @@ def view_label(config: Config) -> str:
     return region_from_instance_metadata()
 
 
-def _upstreams(config: Config) -> list[Endpoint]:
+def metrics_endpoint(config: Config) -> Endpoint | None:
+    """[metrics] listen as an endpoint; None when it is "" or "none"."""
+    if config.metrics.listen in ("", NONE):
+        return None
+    return parse_endpoint(config.metrics.listen, what="[metrics] listen")
+
+
+def upstreams_for(config: Config) -> list[Endpoint]:
+    """The upstreams ``serve`` would use (``auto`` reads resolv.conf); ConfigError on a loop."""
     from resolver.adapters.system_resolvers import read_resolv_confs, running_on_ec2  # noqa: PLC0415
 
     return choose_upstreams(
@@ -133,7 +159,7 @@ def zone_settings(config: Config, label: str, *, forwarding: bool) -> ZoneSettin
 
 
 def build_plan(config: Config) -> AgentPlan:
-    upstreams = _upstreams(config)
+    upstreams = upstreams_for(config)
     cache = config.source.cache_path
     return AgentPlan(
         source=parse_source(config.source.url),
@@ -144,16 +170,13 @@ def build_plan(config: Config) -> AgentPlan:
         cache_path=None if cache in ("", NONE) else Path(cache),
         poll_interval=config.source.poll_interval,
         hosts=config.hosts,
+        metrics=metrics_endpoint(config),
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    plan = build_plan(config_with_flags(args))
+    setup_logging(args.log_level, args.log_format)
+    plan = dataclasses.replace(build_plan(config_with_flags(args)), log_queries=args.log_queries)
     agent = Agent(plan)
 
     def ready(bound: list[Any]) -> None:

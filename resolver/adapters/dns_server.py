@@ -20,9 +20,11 @@ from typing import cast
 
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
+from resolver.core.query_stats import describe_reply
 from resolver.core.responder import Question, Responder, error_reply, servfail
 
 log = logging.getLogger("tagdns.server")
+query_log = logging.getLogger("tagdns.query")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Forward = Callable[[Question, bool], Awaitable[bytes | None]]
@@ -77,6 +79,9 @@ class DnsServer:
         self._tcp_servers: list[asyncio.Server] = []
         self.udp_pending = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._udp_protocols: list[_UdpProtocol] = []
+        self.log_queries = False
+        """Log every reply sent (client, name, type, rcode); see ``set_query_logging``."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -85,7 +90,7 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         attempts = 20 if endpoint.port == 0 else 1
         for attempt in range(attempts):
-            transport, _ = await loop.create_datagram_endpoint(
+            transport, udp = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self), local_addr=(endpoint.host, endpoint.port)
             )
             port = transport.get_extra_info("sockname")[1]
@@ -99,6 +104,8 @@ class DnsServer:
                     raise
                 continue
             self._udp_transports.append(transport)
+            self._udp_protocols.append(udp)
+            udp.set_logging(self.log_queries)
             self._tcp_servers.append(server)
             return Endpoint(endpoint.host, port)
         raise OSError(f"could not bind {endpoint}")  # pragma: no cover
@@ -116,7 +123,18 @@ class DnsServer:
         for server in self._tcp_servers:
             await server.wait_closed()
         self._udp_transports.clear()
+        self._udp_protocols.clear()
         self._tcp_servers.clear()
+
+    def set_query_logging(self, enabled: bool) -> None:
+        """Turn query logging on or off, at no cost per query while it is off.
+
+        UDP replies go through a logging wrapper of the transport only while it is
+        on; TCP replies check this flag (TCP is not the path that needs every cycle).
+        """
+        self.log_queries = enabled
+        for protocol in self._udp_protocols:
+            protocol.set_logging(enabled)
 
     # -- shared helpers --------------------------------------------------------------------
 
@@ -155,13 +173,16 @@ class DnsServer:
         if self.forward is None:  # pragma: no cover - Responder only forwards when we can
             return None
         try:
-            return await self.forward(question, udp)
+            reply = await self.forward(question, udp)
         except asyncio.CancelledError:
             raise
         except Exception:
             self.counters.internal_errors += 1
             log.exception("internal error forwarding a query")
-            return error_reply(question, wire.SERVFAIL, ra=True)
+            reply = error_reply(question, wire.SERVFAIL, ra=True)
+        if reply is not None:
+            self.responder.stats.count_reply(reply)
+        return reply
 
     # -- TCP connection bookkeeping --------------------------------------------------------
 
@@ -185,14 +206,64 @@ class DnsServer:
         return len(self._tcp)
 
 
+def log_reply(client: tuple[str, int] | None, transport: str, reply: bytes) -> None:
+    """One query-log line: client, transport, name, type, rcode."""
+    name, qtype, rcode = describe_reply(reply)
+    peer = str(Endpoint(client[0], client[1])) if client else "?"
+    query_log.info(
+        "query %s %s %s %s %s",
+        peer,
+        transport,
+        name,
+        qtype,
+        rcode,
+        extra={
+            "fields": {
+                "client": peer,
+                "transport": transport,
+                "name": name,
+                "type": qtype,
+                "rcode": rcode,
+            }
+        },
+    )
+
+
+class _LoggingUdpTransport:
+    """Stands in for a UDP transport while query logging is on: logs, then sends."""
+
+    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+        self._transport = transport
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        log_reply(addr, "udp", data)
+        self._transport.sendto(data, addr)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
+        self._raw_transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance check here.
-        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.transport = self._raw_transport = cast(asyncio.DatagramTransport, transport)
+
+    def set_logging(self, enabled: bool) -> None:
+        """Swap the logging wrapper in or out: the hot path itself never tests a flag."""
+        raw = self._raw_transport
+        if raw is None:
+            return
+        self.transport = (
+            cast(asyncio.DatagramTransport, _LoggingUdpTransport(raw)) if enabled else raw
+        )
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         server = self.server
@@ -309,6 +380,8 @@ class _TcpProtocol(asyncio.Protocol):
 
     def _send(self, reply: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            if self.server.log_queries:
+                log_reply(self.transport.get_extra_info("peername"), "tcp", reply)
             self.transport.write(struct.pack("!H", len(reply)) + reply)
 
     def pause_writing(self) -> None:

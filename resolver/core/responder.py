@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
+from resolver.core.query_stats import QTYPE_OTHER, QueryStats
 from resolver.core.zone import CompiledZone, Prepared, prepared_heads
 
 log = logging.getLogger("tagdns.responder")
@@ -73,24 +74,34 @@ class Responder:
     """
 
     def __init__(
-        self, zone: CompiledZone, *, forwarding: bool, cache: AnswerCache | None = None
+        self,
+        zone: CompiledZone,
+        *,
+        forwarding: bool,
+        cache: AnswerCache | None = None,
+        stats: QueryStats | None = None,
     ) -> None:
         self.zone = zone
         self.forwarding = forwarding
         self._answers = zone.answers
         self._nodata = zone.nodata
         self._cache = cache if forwarding else None
+        self.stats = stats if stats is not None else QueryStats()
+        """Shared by every Responder of an agent, so the counts outlive a zone swap."""
+        self._fast_owned = self.stats.fast_owned
 
     def respond(self, data: bytes, *, udp: bool = True) -> bytes | Question | None:
         """Reply to one DNS message; never raises for any input (SERVFAIL instead)."""
         try:
             reply = self._fast(data, udp)
             if reply is not None:
-                return reply
-            return self._slow(data, udp)
+                return reply  # the fast path did its own (cheaper) accounting
+            slow = self._slow(data, udp)
         except Exception:  # the error policy: any internal error is SERVFAIL, logged
             log.exception("internal error answering a query (%d bytes): SERVFAIL", len(data))
-            return servfail(data)
+            slow = servfail(data)
+        self.stats.count(data, slow)
+        return slow
 
     def _fast(self, data: bytes, udp: bool) -> bytes | None:
         """Owned names in the common query shape; None means 'use the slow path'."""
@@ -122,6 +133,11 @@ class Responder:
                 prepared = self._nodata.get(key[:-4])
             if prepared is None:
                 return self._cached(data, key, qend, variant, limit if udp else None)
+            self.stats.count_owned(data[qend - 4], data[qend - 3])
+        else:
+            # One increment is the whole accounting: an owned answer is NOERROR with AA,
+            # and a zone-indexed type (A, AAAA, PTR, SOA) is below 256.
+            self._fast_owned[data[qend - 3]] += 1
         reply = (
             data[:2]
             + prepared.heads[(data[2] & 1) << 1 | (variant > 0)]
@@ -146,7 +162,7 @@ class Responder:
         if hit is None:
             return None
         answer, sections = hit
-        return render_answer(
+        reply = render_answer(
             answer,
             sections,
             qid=data[:2],
@@ -155,6 +171,10 @@ class Responder:
             variant=variant,
             limit=limit,
         )
+        stats = self.stats
+        stats.qtypes[QTYPE_OTHER if data[qend - 4] else data[qend - 3]] += 1
+        stats.count_reply(reply)
+        return reply
 
     def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
         parsed = parse_query(data)

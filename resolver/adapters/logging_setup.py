@@ -1,0 +1,131 @@
+"""Logging for the agent: one line per event, as text or as one JSON object per line.
+
+Text lines are ``TIME LEVEL LOGGER: message``. When stderr is journald's stream
+(systemd sets ``JOURNAL_STREAM`` to its device and inode) the time is left to the
+journal and each line starts with its syslog priority (``<3>`` for errors), so
+``journalctl -p warning -u tagdns`` filters by level. Newlines in a message and
+tracebacks are folded into the same line: one event never spans two lines, and a
+value quoted from a hostile document cannot forge a second log line.
+
+Query logging (``--log-queries``) goes to the ``tagdns.query`` logger at INFO,
+whatever ``--log-level`` says.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+QUERY_LOGGER = "tagdns.query"
+_QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "watchdog", "asyncio")
+_SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+FIELDS_ATTRIBUTE = "fields"
+"""``extra={"fields": {...}}`` on a log call: structured values for the JSON format."""
+
+
+def one_line(text: str) -> str:
+    """Fold every kind of line break into `` | ``, so that one event is one line."""
+    return " | ".join(text.splitlines()) if text else text
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    if record.exc_info:
+        return formatter.formatException(record.exc_info)
+    if record.exc_text:
+        return record.exc_text
+    return None
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, *, journal: bool = False) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        exception = _exception_text(self, record)
+        if exception:
+            message = f"{message} | {exception.strip()}"
+        message = one_line(message)
+        if self.journal:
+            priority = _SYSLOG_PRIORITY.get(record.levelno, 6)
+            return f"<{priority}>{record.levelname} {record.name}: {message}"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        return f"{stamp},{int(record.msecs):03d} {record.levelname} {record.name}: {message}"
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", ...fields, "exception"}``, one object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = time.gmtime(record.created)
+        event: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", created) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, FIELDS_ATTRIBUTE, None)
+        if isinstance(fields, Mapping):
+            for key, value in fields.items():
+                event.setdefault(str(key), value)
+        exception = _exception_text(self, record)
+        if exception:
+            event["exception"] = exception
+        return json.dumps(event, ensure_ascii=False, default=str)
+
+
+def _journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether ``stream`` is the journald stream systemd connected us to."""
+    value = environ.get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        stat = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.st_dev == int(device) and stat.st_ino == int(inode)
+
+
+def setup_logging(
+    level: str = "info",
+    log_format: str = "text",
+    *,
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> logging.Handler:
+    """Install the one handler on the root logger; returns it (tests remove it again)."""
+    stream = stream or sys.stderr
+    environ = os.environ if environ is None else environ
+    handler = logging.StreamHandler(stream)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter(journal=_journal_stream(stream, environ)))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return handler
+
+
+def set_query_logging(enabled: bool) -> None:
+    """Query lines are INFO on their own logger, shown even under ``--log-level warning``."""
+    logging.getLogger(QUERY_LOGGER).setLevel(logging.INFO if enabled else logging.WARNING)

@@ -1,0 +1,242 @@
+"""``tagdns check`` and ``tagdns status``: is this node ready, and how is its agent doing.
+
+``check`` reads the same configuration and flags as ``serve`` (the same code
+builds them) and prints one ``ok:`` or ``FAIL:`` line per check: the document
+from the source, the cache directory, each listen address (and who holds it:
+systemd-resolved gets the fix to apply), the upstreams (loops through ourselves)
+and the metrics address. It exits 0 only when every check passed, 1 otherwise,
+2 when the configuration itself is invalid.
+
+``status`` scrapes a running agent's metrics endpoint and prints a short summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from resolver.adapters.preflight import (
+    directory_problem,
+    port_holders,
+    read_resolved_configs,
+    try_bind,
+)
+from resolver.agent import fetch
+from resolver.cli_agent import (
+    add_serving_flags,
+    add_source_and_view,
+    config_with_flags,
+    metrics_endpoint,
+    upstreams_for,
+    view_label,
+    zone_settings,
+)
+from resolver.config import DEFAULT_CONFIG_PATH, NONE, Config, load_config
+from resolver.core.document import parse_document
+from resolver.core.endpoints import Endpoint, parse_endpoint
+from resolver.core.pipeline import load_document
+from resolver.core.preflight import (
+    RESOLVED_STUBS,
+    CheckResult,
+    fail,
+    listen_verdict,
+    ok,
+    resolved_dns_servers,
+    upstream_verdicts,
+)
+from resolver.core.source_url import parse_source
+from resolver.core.status_text import Samples, is_tagdns, render_status, serving
+from resolver.errors import ConfigError, TagdnsError
+
+DEFAULT_METRICS = "127.0.0.1:9153"
+SCRAPE_TIMEOUT = 5.0
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def add_check(commands: Any) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="validate the configuration and document; preflight this node",
+        description="Validate the configuration and the current document, then check this "
+        "node: cache directory writable, listen addresses free (or held by the running "
+        "agent), no upstream leading back to the agent, metrics address free. One ok:/FAIL: "
+        "line per check; exit 0 only when all pass, 1 when one fails, 2 for an invalid "
+        "configuration.",
+    )
+    add_source_and_view(parser)
+    add_serving_flags(parser)
+    parser.add_argument("--metrics", metavar="ADDR:PORT|none", help="metrics address to check")
+    parser.set_defaults(handler=cmd_check)
+
+
+def _config_origin(args: argparse.Namespace) -> str:
+    if args.config is not None:
+        return str(args.config)
+    return str(DEFAULT_CONFIG_PATH) if DEFAULT_CONFIG_PATH.exists() else "defaults (no file)"
+
+
+def _check_document(config: Config, label: str | None) -> CheckResult:
+    source = parse_source(config.source.url)
+    try:
+        data = fetch(source)
+    except TagdnsError as exc:
+        return fail(f"source {source}: {exc}")
+    try:
+        if label is None:
+            document = parse_document(data)
+            return ok(
+                f"document from {source}: serial {document.serial}, "
+                f"{len(document.hosts)} entries (view not checked)"
+            )
+        settings = zone_settings(config, label, forwarding=NONE not in config.dns.upstream)
+        loaded = load_document(data, settings)
+    except TagdnsError as exc:
+        return fail(f"document from {source}: {exc}")
+    left_out = f", {len(loaded.view.omitted)} left out" if loaded.view.omitted else ""
+    return ok(
+        f"document from {source}: serial {loaded.zone.serial} generated "
+        f"{loaded.document.generated_at}, {loaded.zone.names} names in view "
+        f"{loaded.view.label}{left_out}"
+    )
+
+
+def _check_cache(config: Config) -> CheckResult:
+    cache = config.source.cache_path
+    if cache in ("", NONE):
+        return ok("cache: disabled (no last-known-good copy across restarts)")
+    problem = directory_problem(Path(cache))
+    if problem is not None:
+        return fail(f"cache {cache}: {problem}")
+    return ok(f"cache {cache}: directory writable")
+
+
+def _check_address(endpoint: Endpoint, what: str, protocols: tuple[str, ...]) -> CheckResult:
+    if endpoint.port == 0:
+        return ok(f"{what} {endpoint}: any free port")
+    errors = try_bind(endpoint)
+    errors = {protocol: errors[protocol] for protocol in protocols}
+    in_use = any(e is not None and e[0] == errno.EADDRINUSE for e in errors.values())
+    holders = port_holders(endpoint, protocols=protocols) if in_use else []
+    return listen_verdict(endpoint, errors, holders, what=what)
+
+
+def _check_upstreams(config: Config, listen: list[Endpoint]) -> list[CheckResult]:
+    try:
+        upstreams = upstreams_for(config)
+    except ConfigError as exc:
+        return [fail(str(exc))]
+    if not upstreams:
+        return [ok("upstream: none (names not owned are refused)")]
+    stubs = {u: port_holders(u, protocols=("udp",)) for u in upstreams if u in RESOLVED_STUBS}
+    servers = resolved_dns_servers(read_resolved_configs()) if stubs else []
+    return upstream_verdicts(upstreams, listen, servers, stubs)
+
+
+def run_checks(args: argparse.Namespace) -> list[CheckResult]:
+    """Every check, printed as it completes (a slow source shows where the time goes)."""
+    config = config_with_flags(args)  # an invalid configuration: ConfigError, exit 2
+    results: list[CheckResult] = []
+
+    def report(result: CheckResult) -> None:
+        results.append(result)
+        print(result.line(), flush=True)
+
+    report(ok(f"config {_config_origin(args)}"))
+    label: str | None
+    try:
+        label = view_label(config)
+    except TagdnsError as exc:
+        label = None
+        report(fail(f"view: {exc}"))
+    report(_check_document(config, label))
+    report(_check_cache(config))
+    listen = [parse_endpoint(text, what="[dns] listen") for text in config.dns.listen]
+    for endpoint in listen:
+        report(_check_address(endpoint, "listen", ("udp", "tcp")))
+    for result in _check_upstreams(config, listen):
+        report(result)
+    metrics = metrics_endpoint(config)
+    if metrics is None:
+        report(ok("metrics: off (tagdns status needs them)"))
+    else:
+        report(_check_address(metrics, "metrics", ("tcp",)))
+    return results
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    results = run_checks(args)
+    return 0 if all(result.ok for result in results) else 1
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def add_status(commands: Any) -> None:
+    parser = commands.add_parser(
+        "status",
+        help="summarise a running agent: serial, data age, source, errors, counters",
+        description="Read a running agent's metrics endpoint and print a short summary. "
+        "Exit 0 when it serves a document, 1 when it serves none yet or does not answer.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML configuration file ([metrics] listen)")
+    parser.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help=f"the agent's metrics address (default: [metrics] listen, {DEFAULT_METRICS})",
+    )
+    parser.set_defaults(handler=cmd_status)
+
+
+def _metrics_address(args: argparse.Namespace) -> Endpoint:
+    if args.metrics is not None:
+        return parse_endpoint(args.metrics, what="--metrics")
+    listen = load_config(args.config).metrics.listen
+    if listen in ("", NONE):
+        raise ConfigError(
+            "[metrics] listen is off, so the agent has no metrics to read; pass --metrics ADDR:PORT"
+        )
+    return parse_endpoint(listen, what="[metrics] listen")
+
+
+def scrape(url: str, timeout: float = SCRAPE_TIMEOUT) -> Samples:
+    """The endpoint's samples as name -> [(labels, value)]; TagdnsError when unreachable."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - http only
+            text = reply.read(16 * 1024 * 1024).decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        raise TagdnsError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = getattr(exc.reason, "strerror", None) or exc.reason
+        raise TagdnsError(f"no agent answering at {url}: {reason}") from None
+    except (OSError, ValueError) as exc:
+        raise TagdnsError(f"no agent answering at {url}: {exc}") from None
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise TagdnsError(f"{url}: not Prometheus metrics ({exc})") from None
+    return samples
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    endpoint = _metrics_address(args)
+    url = f"http://{endpoint}/metrics"
+    samples = scrape(url)
+    if not is_tagdns(samples):
+        raise TagdnsError(f"{url}: not a tagdns agent (no tagdns_info metric)")
+    for line in render_status(samples, str(endpoint), time.time()):
+        print(line)
+    sys.stdout.flush()
+    return 0 if serving(samples) else 1

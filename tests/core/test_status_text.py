@@ -1,0 +1,118 @@
+"""``tagdns status``: the summary of a running agent's metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from resolver.core.status_text import Samples, human_duration, is_tagdns, render_status, serving
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-5, "0 s"),
+        (0, "0 s"),
+        (59.9, "59 s"),
+        (60, "1 min"),
+        (62, "1 min 2 s"),
+        (3600, "1 h"),
+        (3720, "1 h 2 min"),
+        (86400, "1 d"),
+        (90000, "1 d 1 h"),
+        (400 * 86400, "400 d"),
+    ],
+)
+def test_human_duration(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+def _samples(**extra: list[tuple[dict[str, str], float]]) -> Samples:
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {
+        "tagdns_info": [
+            (
+                {
+                    "source": "s3://fleet-config/dns/mapping.json",
+                    "view": "us-east-1",
+                    "loaded_from": "cache /var/lib/tagdns/mapping.json",
+                },
+                1.0,
+            )
+        ],
+        "tagdns_serving_serial": [({}, 1764076800.0)],
+        "tagdns_names": [({}, 5.0)],
+        "tagdns_data_generated_timestamp_seconds": [({}, NOW - 7200)],
+        "tagdns_data_age_seconds": [({}, 7200.0)],
+        "tagdns_last_fetch_success_timestamp_seconds": [({}, NOW - 12)],
+        "tagdns_source_fetches_total": [({}, 40.0)],
+        "tagdns_source_not_modified_total": [({}, 38.0)],
+        "tagdns_source_errors_total": [({}, 1.0)],
+        "tagdns_reloads_total": [({"result": "accepted"}, 1.0), ({"result": "rejected"}, 0.0)],
+        "tagdns_queries_total": [({"transport": "udp"}, 120.0), ({"transport": "tcp"}, 3.0)],
+        "tagdns_query_types_total": [({"type": "A"}, 100.0), ({"type": "AAAA"}, 23.0)],
+        "tagdns_responses_total": [({"rcode": "NOERROR"}, 110.0), ({"rcode": "NXDOMAIN"}, 13.0)],
+        "tagdns_answers_total": [
+            ({"source": "owned"}, 90.0),
+            ({"source": "cached"}, 10.0),
+            ({"source": "forwarded"}, 23.0),
+        ],
+        "tagdns_upstream_errors_total": [({"upstream": "10.0.0.2:53"}, 2.0)],
+        "tagdns_upstream_timeouts_total": [({}, 1.0)],
+        "tagdns_forward_servfail_total": [({}, 0.0)],
+    }
+    samples.update(extra)
+    return samples
+
+
+def test_render_serving_agent() -> None:
+    lines = render_status(_samples(), "127.0.0.1:9153", NOW)
+    assert lines == [
+        "tagdns agent at 127.0.0.1:9153",
+        "  serving:    serial 1764076800, 5 names, view us-east-1",
+        "  data:       generated 2027-01-15 06:00:00 UTC, 2 h old",
+        "  source:     s3://fleet-config/dns/mapping.json "
+        "(data from cache /var/lib/tagdns/mapping.json)",
+        "  last fetch: 12 s ago; 40 fetches, 38 not modified, 1 accepted, 0 rejected, 1 failed",
+        "  last error: none",
+        "  queries:    123 (UDP 120, TCP 3): owned 90, cached 10, forwarded 23",
+        "  types:      A 100, AAAA 23",
+        "  replies:    NOERROR 110, NXDOMAIN 13",
+        "  upstream:   2 errors (10.0.0.2:53 2), 1 timeouts, 0 SERVFAIL to clients",
+    ]
+    assert is_tagdns(_samples())
+    assert serving(_samples())
+
+
+def test_render_agent_without_data_and_with_an_error() -> None:
+    samples = dict(_samples())
+    for name in (
+        "tagdns_serving_serial",
+        "tagdns_data_generated_timestamp_seconds",
+        "tagdns_data_age_seconds",
+        "tagdns_last_fetch_success_timestamp_seconds",
+        "tagdns_upstream_errors_total",
+    ):
+        del samples[name]
+    samples["tagdns_last_error_info"] = [({"error": "s3://x/y: access denied"}, 1.0)]
+    samples["tagdns_info"] = [({"source": "s3://x/y", "view": "eu-west-1", "loaded_from": ""}, 1)]
+    lines = render_status(samples, "[::1]:9153", NOW)
+    assert lines[1] == "  serving:    nothing yet (no document accepted), view eu-west-1"
+    assert lines[2] == "  source:     s3://x/y (data from nowhere yet)"
+    assert lines[3].startswith("  last fetch: never;")
+    assert lines[4] == "  last error: s3://x/y: access denied"
+    assert lines[-1] == "  upstream:   none (names not owned are refused)"
+    assert not serving(samples)
+
+
+def test_many_types_are_cut_short() -> None:
+    types = [({"type": f"TYPE{n}"}, float(100 - n)) for n in range(10)]
+    lines = render_status(_samples(tagdns_query_types_total=types), "x", NOW)
+    assert (
+        "  types:      TYPE0 100, TYPE1 99, TYPE2 98, TYPE3 97, TYPE4 96, TYPE5 95 and 4 more"
+        in (lines)
+    )
+
+
+def test_not_tagdns() -> None:
+    assert not is_tagdns({"process_cpu_seconds_total": [({}, 1.0)]})

@@ -1,0 +1,396 @@
+"""``tagdns check`` and ``tagdns status`` from the command line, on real sockets and files.
+
+Each check prints one ``ok:``/``FAIL:`` line; the exit code is 0 only when all
+pass, 1 when one fails, 2 for an invalid configuration (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from resolver.adapters.preflight import directory_problem, port_holders, try_bind
+from resolver.cli import main
+from resolver.core.endpoints import Endpoint
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "conf" / "example-mapping.json"
+TAGDNS = str(Path(sys.executable).with_name("tagdns"))
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (at the time of asking)."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port")
+
+
+def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:
+    code = main(["check", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def base_args(tmp_path: Path, listen: int | None = None, metrics: int | None = None) -> list[str]:
+    return [
+        "--source",
+        str(EXAMPLE),
+        "--view",
+        "us-east-1",
+        "--listen",
+        f"127.0.0.1:{listen or free_port()}",
+        "--upstream",
+        "none",
+        "--cache",
+        str(tmp_path / "state" / "mapping.json"),
+        "--metrics",
+        f"127.0.0.1:{metrics or free_port()}",
+    ]
+
+
+def failures(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("FAIL:")]
+
+
+def test_all_checks_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines, err = check(capsys, *base_args(tmp_path))
+    assert code == 0, lines
+    assert err == ""
+    assert all(line.startswith("ok: ") for line in lines)
+    assert lines[0] == "ok: config defaults (no file)" or lines[0].startswith("ok: config /")
+    assert lines[1] == (
+        f"ok: document from {EXAMPLE}: serial 1764076800 generated 2025-11-25T13:20:00Z, "
+        "5 names in view us-east-1, 1 left out"
+    )
+    assert lines[2] == f"ok: cache {tmp_path / 'state' / 'mapping.json'}: directory writable"
+    assert any(line.endswith(": free (UDP and TCP)") for line in lines)
+    assert "ok: upstream: none (names not owned are refused)" in lines
+    assert any(line.startswith("ok: metrics 127.0.0.1:") and "free (TCP)" in line for line in lines)
+    assert not (tmp_path / "state").exists()  # check changes nothing
+
+
+def test_listen_address_taken_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        code, lines, _ = check(capsys, *base_args(tmp_path, listen=port))
+    assert code == 1
+    assert len(failures(lines)) == 1
+    line = failures(lines)[0]
+    assert line.startswith(f"FAIL: listen 127.0.0.1:{port}: UDP port in use by ")
+    assert f"(pid {os.getpid()})" in line
+
+
+def test_metrics_address_taken_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, lines, _ = check(capsys, *base_args(tmp_path, metrics=port))
+    assert code == 1
+    assert failures(lines) == [
+        line
+        for line in lines
+        if line.startswith(f"FAIL: metrics 127.0.0.1:{port}: TCP port in use")
+    ]
+    assert len(failures(lines)) == 1
+
+
+def test_port_zero_and_metrics_off_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = base_args(tmp_path)
+    args[args.index("--listen") + 1] = "127.0.0.1:0"
+    args[args.index("--metrics") + 1] = "none"
+    code, lines, _ = check(capsys, *args, "--cache", "none")
+    assert code == 0
+    assert "ok: listen 127.0.0.1:0: any free port" in lines
+    assert "ok: metrics: off (tagdns status needs them)" in lines
+    assert "ok: cache: disabled (no last-known-good copy across restarts)" in lines
+
+
+def test_unreachable_source_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere.json"
+    args = base_args(tmp_path)
+    args[args.index("--source") + 1] = str(missing)
+    code, lines, _ = check(capsys, *args)
+    assert code == 1
+    assert failures(lines) == [f"FAIL: source {missing}: {missing}: no such file"]
+
+
+def test_invalid_document_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": 1, "serial": "x"}')
+    args = base_args(tmp_path)
+    args[args.index("--source") + 1] = str(bad)
+    code, lines, _ = check(capsys, *args)
+    assert code == 1
+    (line,) = failures(lines)
+    assert line.startswith(f"FAIL: document from {bad}: ")
+
+
+def test_view_auto_off_ec2_fails_but_still_parses_the_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    args = base_args(tmp_path)
+    args[args.index("--view") + 1] = "auto"
+    code, lines, _ = check(capsys, *args)
+    assert code == 1
+    (line,) = failures(lines)
+    assert line.startswith("FAIL: view: view region 'auto': instance metadata did not answer")
+    assert f"ok: document from {EXAMPLE}: serial 1764076800, 46 entries (view not checked)" in lines
+
+
+def test_upstream_pointing_at_ourselves_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    args = base_args(tmp_path, listen=port)
+    args[args.index("--upstream") + 1] = f"127.0.0.1:{port}"
+    code, lines, _ = check(capsys, *args)
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: upstream 127.0.0.1:{port} is this agent's own listen address (a forwarding loop)"
+    ]
+
+
+def test_cache_under_a_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    args = base_args(tmp_path)
+    args[args.index("--cache") + 1] = str(blocker / "sub" / "mapping.json")
+    code, lines, _ = check(capsys, *args)
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: cache {blocker / 'sub' / 'mapping.json'}: {blocker} is not a directory"
+    ]
+
+
+@pytest.fixture
+def read_only_directory(tmp_path: Path) -> Iterator[Path]:
+    """A read-only tmpfs (EROFS even for root); skipped where mounting is not allowed."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_cache_directory_not_writable_fails(
+    tmp_path: Path, read_only_directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = base_args(tmp_path)
+    args[args.index("--cache") + 1] = str(read_only_directory / "mapping.json")
+    code, lines, _ = check(capsys, *args)
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: cache {read_only_directory / 'mapping.json'}: {read_only_directory} is not "
+        "writable: Read-only file system"
+    ]
+
+
+def test_missing_cache_directory_under_a_read_only_one_fails(read_only_directory: Path) -> None:
+    problem = directory_problem(read_only_directory / "sub" / "mapping.json")
+    assert problem == (
+        f"{read_only_directory / 'sub'} does not exist and {read_only_directory} is not "
+        "writable to create it"
+    )
+
+
+def test_missing_cache_directory_needs_a_writable_parent(tmp_path: Path) -> None:
+    assert directory_problem(tmp_path / "new" / "deeper" / "mapping.json") is None
+    assert directory_problem(Path("/proc/self/tagdns/mapping.json")) is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--listen", "localhost:53"], "'localhost' is not an IP address"),
+        (["--upstream", "none", "--upstream", "auto"], "'none' must stand alone"),
+        (["--view", "mars-north-9x"], "is not a region"),
+        (["--config", "/nonexistent/tagdns.toml"], "/nonexistent/tagdns.toml: no such file"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+    ids=["listen-hostname", "upstream-none-mixed", "view", "config-missing", "unknown-flag"],
+)
+def test_invalid_configuration_exits_2_with_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, err = check(capsys, "--source", str(EXAMPLE), *argv)
+    assert code == 2
+    assert lines == []
+    assert expected in err
+    assert len(err.splitlines()) == 1
+
+
+def test_invalid_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tagdns.toml"
+    config.write_text("[dns]\nlisten = ['127.0.0.53:53']\nbogus = 1\n")
+    code, lines, err = check(capsys, "--config", str(config))
+    assert code == 2
+    assert lines == []
+    assert err.strip() == f"tagdns: {config}: unknown key 'bogus' in [dns]"
+
+
+# -- the probes themselves --------------------------------------------------------------------
+
+
+def test_try_bind_and_port_holders_find_this_process() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        endpoint = Endpoint("127.0.0.1", holder.getsockname()[1])
+        result = try_bind(endpoint)
+        holders = port_holders(endpoint, protocols=("tcp",))
+    assert result["tcp"] is not None
+    assert [h.pid for h in holders] == [os.getpid()]
+    assert try_bind(endpoint) == {"udp": None, "tcp": None}
+
+
+def test_try_bind_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as holder:
+        try:
+            holder.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        endpoint = Endpoint("::1", holder.getsockname()[1])
+        assert try_bind(endpoint)["udp"] is not None
+        assert [h.pid for h in port_holders(endpoint, protocols=("udp",))] == [os.getpid()]
+
+
+# -- tagdns status, without an agent ---------------------------------------------------------
+
+
+def status(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["status", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_status_of_a_stopped_agent_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    code, out, err = status(capsys, "--metrics", f"127.0.0.1:{port}")
+    assert code == 1
+    assert out == ""
+    assert err == (
+        f"tagdns: no agent answering at http://127.0.0.1:{port}/metrics: Connection refused\n"
+    )
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    body = b""
+    code = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.code)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[http.server.HTTPServer, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "expected"),
+    [
+        (200, b"node_load1 0.5\n", "not a tagdns agent (no tagdns_info metric)"),
+        (200, b"<html>\n<body>hello</body>\n", "not Prometheus metrics"),
+        (404, b"nothing here", "HTTP 404"),
+    ],
+    ids=["other-exporter", "html", "404"],
+)
+def test_status_of_something_else_is_one_line_and_exit_1(
+    http_server: tuple[http.server.HTTPServer, type[_Handler]],
+    code: int,
+    body: bytes,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, handler = http_server
+    handler.code, handler.body = code, body
+    exit_code, out, err = status(capsys, "--metrics", f"127.0.0.1:{server.server_address[1]}")
+    assert exit_code == 1
+    assert out == ""
+    assert expected in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "expected"),
+    [
+        (["--metrics", "localhost:9153"], None, "--metrics 'localhost:9153'"),
+        (["--metrics", "127.0.0.1"], None, "expected ADDR:PORT"),
+        ([], '[metrics]\nlisten = "none"\n', "[metrics] listen is off"),
+    ],
+    ids=["hostname", "no-port", "metrics-off"],
+)
+def test_status_usage_errors_exit_2(
+    tmp_path: Path,
+    argv: list[str],
+    config: str | None,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if config is not None:
+        path = tmp_path / "tagdns.toml"
+        path.write_text(config)
+        argv = [*argv, "--config", str(path)]
+    code, out, err = status(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert expected in err
+    assert len(err.splitlines()) == 1
+
+
+def test_status_reads_the_address_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    path = tmp_path / "tagdns.toml"
+    path.write_text(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    code, _, err = status(capsys, "--config", str(path))
+    assert code == 1
+    assert f"http://127.0.0.1:{port}/metrics" in err
