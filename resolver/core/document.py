@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from resolver.core.addresses import address_sort_key, canonical_ipv4, canonical_ipv6
+from resolver.core.addresses import (
+    address_sort_key,
+    canonical_ipv4,
+    canonical_ipv6,
+    is_canonical_ipv4,
+)
 from resolver.core.names import validate_name
 from resolver.errors import DocumentError, InvalidName
 
@@ -240,51 +245,98 @@ def _hosts(raw: object, regions: frozenset[str]) -> list[HostEntry]:
     hosts: list[HostEntry] = []
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(_expect_list(raw, "hosts")):
-        where = f"hosts[{i}]"
-        obj = _expect_object(item, where, _HOST_FIELDS)
-        name_raw = obj["name"]
-        if not isinstance(name_raw, str):
-            raise DocumentError(f"{where}.name: expected a string")
         try:
-            name = validate_name(name_raw)
-        except InvalidName as exc:
-            raise DocumentError(f"{where}.name: {name_raw!r} {exc}") from None
-        if name != name_raw:
-            raise DocumentError(f"{where}.name: {name_raw!r} is not in normal form")
-        region = _region(obj["region"], f"{where}.region")
-        if region not in regions:
-            raise DocumentError(f"{where}.region: {region!r} is not among the scanned regions")
-        instance_id = obj["instance_id"]
-        if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
-            raise DocumentError(f"{where}.instance_id: {instance_id!r} is not an instance id")
-        az = obj["az"]
-        if not isinstance(az, str) or not AZ_PATTERN.match(az):
-            raise DocumentError(f"{where}.az: {az!r} is not an availability zone")
-        private_ipv4 = canonical_ipv4(obj["private_ipv4"], f"{where}.private_ipv4")
-        public_raw = obj["public_ipv4"]
-        public_ipv4 = (
-            None if public_raw is None else canonical_ipv4(public_raw, f"{where}.public_ipv4")
-        )
-        ipv6 = [
-            canonical_ipv6(address, f"{where}.ipv6[{j}]")
-            for j, address in enumerate(_expect_list(obj["ipv6"], f"{where}.ipv6"))
-        ]
-        key = (name, instance_id)
+            host = _host(item, regions)
+        except _BadField as bad:
+            raise DocumentError(f"hosts[{i}]{bad.field}: {bad}") from None
+        key = (host.name, host.instance_id)
         if key in seen:
-            raise DocumentError(f"{where}: name {name!r} listed twice for {instance_id}")
-        seen.add(key)
-        hosts.append(
-            HostEntry(
-                name=name,
-                region=region,
-                instance_id=instance_id,
-                az=az,
-                private_ipv4=private_ipv4,
-                public_ipv4=public_ipv4,
-                ipv6=tuple(sorted(set(ipv6), key=address_sort_key)),
+            raise DocumentError(
+                f"hosts[{i}]: name {host.name!r} listed twice for {host.instance_id}"
             )
-        )
+        seen.add(key)
+        hosts.append(host)
     return hosts
+
+
+class _BadField(ValueError):
+    """A field of one host entry is wrong; ``_hosts`` adds which entry.
+
+    Building ``hosts[12345].private_ipv4`` for every field of every host costs
+    more than validating it, so the location is only spelled out on failure.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _host(item: object, regions: frozenset[str]) -> HostEntry:
+    if type(item) is not dict or item.keys() != _HOST_FIELDS:
+        try:
+            _expect_object(item, "", _HOST_FIELDS)
+        except DocumentError as exc:
+            raise _BadField("", str(exc).removeprefix(": ")) from None
+    obj: dict[str, Any] = item  # type: ignore[assignment]
+    name = obj["name"]
+    if not isinstance(name, str):
+        raise _BadField(".name", "expected a string")
+    try:
+        normal = validate_name(name)
+    except InvalidName as exc:
+        raise _BadField(".name", f"{name!r} {exc}") from None
+    if normal != name:
+        raise _BadField(".name", f"{name!r} is not in normal form")
+    region = obj["region"]
+    if region not in regions:
+        _region_or_bad(region)
+        raise _BadField(".region", f"{region!r} is not among the scanned regions")
+    instance_id = obj["instance_id"]
+    if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
+        raise _BadField(".instance_id", f"{instance_id!r} is not an instance id")
+    az = obj["az"]
+    if not isinstance(az, str) or not AZ_PATTERN.match(az):
+        raise _BadField(".az", f"{az!r} is not an availability zone")
+    private_ipv4 = _ipv4(obj["private_ipv4"], ".private_ipv4")
+    public_raw = obj["public_ipv4"]
+    public_ipv4 = None if public_raw is None else _ipv4(public_raw, ".public_ipv4")
+    ipv6_raw = obj["ipv6"]
+    if not isinstance(ipv6_raw, list):
+        raise _BadField(".ipv6", f"expected a list, got {type(ipv6_raw).__name__}")
+    ipv6: tuple[str, ...] = ()
+    if ipv6_raw:
+        addresses = []
+        for j, address in enumerate(ipv6_raw):
+            try:
+                addresses.append(canonical_ipv6(address, ""))
+            except DocumentError as exc:
+                raise _BadField(f".ipv6[{j}]", str(exc).removeprefix(": ")) from None
+        ipv6 = tuple(sorted(set(addresses), key=address_sort_key))
+    return HostEntry(
+        name=name,
+        region=region,
+        instance_id=instance_id,
+        az=az,
+        private_ipv4=private_ipv4,
+        public_ipv4=public_ipv4,
+        ipv6=ipv6,
+    )
+
+
+def _region_or_bad(raw: object) -> None:
+    try:
+        _region(raw, "")
+    except DocumentError as exc:
+        raise _BadField(".region", str(exc).removeprefix(": ")) from None
+
+
+def _ipv4(value: object, field: str) -> str:
+    if type(value) is str and is_canonical_ipv4(value):
+        return value
+    try:
+        return canonical_ipv4(value, "")
+    except DocumentError as exc:
+        raise _BadField(field, str(exc).removeprefix(": ")) from None
 
 
 def _rejected(raw: object) -> list[Rejection]:

@@ -66,7 +66,10 @@ class View:
 
 
 def _sorted_unique(addresses: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted(set(addresses), key=address_sort_key))
+    unique = set(addresses)
+    if len(unique) < 2:  # most names have one address: nothing to order
+        return tuple(unique)
+    return tuple(sorted(unique, key=address_sort_key))
 
 
 def _group_by_name(hosts: Iterable[HostEntry]) -> dict[str, list[HostEntry]]:

@@ -51,16 +51,13 @@ POINTER_TO_QNAME = b"\xc0\x0c"
 """A compression pointer to the question name, which always starts at offset 12."""
 
 
+_LENGTH_BYTES = [bytes((length,)) for length in range(256)]
+
+
 def encode_name(name: str) -> bytes:
     """Wire form of a dotted name (no trailing dot needed); labels must be valid already."""
-    out = bytearray()
-    for label in name.rstrip(".").split("."):
-        if label:
-            raw = label.encode("ascii")
-            out.append(len(raw))
-            out += raw
-    out.append(0)
-    return bytes(out)
+    labels = name.rstrip(".").encode("ascii").split(b".")
+    return b"".join([_LENGTH_BYTES[len(label)] + label for label in labels if label]) + b"\x00"
 
 
 def pointer(offset: int) -> bytes:
@@ -92,3 +89,7 @@ def soa_rdata(zone: str, serial: int, negative_ttl: int) -> bytes:
     return (
         mname + rname + struct.pack("!IIIII", serial & 0xFFFFFFFF, 3600, 600, 86400, negative_ttl)
     )
+
+
+OPT_PLAIN = opt_record(do=False)
+OPT_DO = opt_record(do=True)

@@ -9,13 +9,19 @@ serving path; the result is immutable and swapped in whole.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
 from resolver.core import wire
+from resolver.core.addresses import (
+    ipv4_packed,
+    ipv4_reverse_name,
+    ipv6_packed,
+    ipv6_reverse_name,
+    is_canonical_ipv4,
+)
 from resolver.core.views import View, ViewRecord
 
 SOA_QUESTION_SUFFIX = struct.pack("!HH", wire.TYPE_SOA, wire.CLASS_IN)
@@ -76,18 +82,20 @@ def prepare(rcode: int, answers: list[bytes], authority: list[bytes], *, ra: boo
     sections = b"".join(answers) + b"".join(authority)
     return Prepared(
         heads=prepared_heads(rcode, len(answers), len(authority), aa=True, ra=ra),
-        bodies=(
-            sections,
-            sections + wire.opt_record(do=False),
-            sections + wire.opt_record(do=True),
-        ),
+        bodies=(sections, sections + wire.OPT_PLAIN, sections + wire.OPT_DO),
     )
 
 
 def _address_record(address: str, ttl: int) -> bytes:
-    parsed = ipaddress.ip_address(address)
-    rtype = wire.TYPE_A if parsed.version == 4 else wire.TYPE_AAAA
-    return wire.resource_record(wire.POINTER_TO_QNAME, rtype, ttl, parsed.packed)
+    if is_canonical_ipv4(address):
+        return wire.resource_record(wire.POINTER_TO_QNAME, wire.TYPE_A, ttl, ipv4_packed(address))
+    return wire.resource_record(wire.POINTER_TO_QNAME, wire.TYPE_AAAA, ttl, ipv6_packed(address))
+
+
+def _reverse_name(address: str) -> str:
+    if is_canonical_ipv4(address):
+        return ipv4_reverse_name(address)
+    return ipv6_reverse_name(address)
 
 
 def _key(name_wire: bytes, rtype: int) -> bytes:
@@ -107,6 +115,7 @@ class _ZoneBuilder:
         self.answers: dict[bytes, Prepared] = {}
         self.nodata: dict[bytes, Prepared] = {}
         self.nodata_self = self._nodata(wire.POINTER_TO_QNAME)
+        self._nodata_by_apex_offset: dict[int, Prepared] = {}
 
     def _soa_record(self, owner: bytes) -> bytes:
         return wire.resource_record(owner, wire.TYPE_SOA, self.negative_ttl, self.soa)
@@ -115,10 +124,15 @@ class _ZoneBuilder:
         return prepare(wire.NOERROR, [], [self._soa_record(soa_owner)], ra=self.ra)
 
     def _nodata_under_zone(self, name_wire: bytes) -> Prepared:
-        # The SOA owner is the zone apex: the tail of the question name.
-        return self._nodata(wire.pointer(wire.HEADER_LEN + len(name_wire) - len(self.zone_wire)))
+        # The SOA owner is the zone apex: the tail of the question name. Names of the
+        # same length share one reply, so a zone holds a few dozen of these, not one a name.
+        offset = wire.HEADER_LEN + len(name_wire) - len(self.zone_wire)
+        reply = self._nodata_by_apex_offset.get(offset)
+        if reply is None:
+            reply = self._nodata_by_apex_offset[offset] = self._nodata(wire.pointer(offset))
+        return reply
 
-    def qualified_wire(self, record: ViewRecord) -> bytes | None:
+    def qualified_wire(self, record: ViewRecord, bare_wire: bytes) -> bytes | None:
         """``name.<zone>`` in wire form, or None when not qualified or too long for DNS.
 
         Names are checked at 253 octets before the suffix is added, so a long name
@@ -127,14 +141,15 @@ class _ZoneBuilder:
         """
         if not record.qualified:
             return None
-        name_wire = wire.encode_name(f"{record.name}.{self.view.zone}")
+        # The bare name's wire form minus its root label, then the zone's.
+        name_wire = bare_wire[:-1] + self.zone_wire
         return name_wire if len(name_wire) <= wire.MAX_NAME else None
 
     def add_records(self) -> None:
         for record in self.view.records:
             owners = [wire.encode_name(record.name)]
             self.nodata[owners[0]] = self.nodata_self
-            qualified = self.qualified_wire(record)
+            qualified = self.qualified_wire(record, owners[0])
             if qualified is not None:
                 owners.append(qualified)
                 self.nodata[qualified] = self._nodata_under_zone(qualified)
@@ -151,7 +166,7 @@ class _ZoneBuilder:
         ptr = wire.resource_record(wire.POINTER_TO_QNAME, wire.TYPE_PTR, self.ttl, target)
         reply = prepare(wire.NOERROR, [ptr], [], ra=self.ra)
         for address in addresses:
-            reverse_wire = wire.encode_name(ipaddress.ip_address(address).reverse_pointer)
+            reverse_wire = wire.encode_name(_reverse_name(address))
             # Records come sorted by name: the first name to claim an address keeps it.
             self.answers.setdefault(_key(reverse_wire, wire.TYPE_PTR), reply)
             self.nodata.setdefault(reverse_wire, self.nodata_self)
@@ -165,7 +180,7 @@ class _ZoneBuilder:
         self.nodata[self.zone_wire] = self.nodata_self
         for record in self.view.records:
             labels = record.name.split(".")
-            qualified = self.qualified_wire(record) is not None
+            qualified = self.qualified_wire(record, wire.encode_name(record.name)) is not None
             for start in range(1, len(labels) if qualified else 0):
                 parent = wire.encode_name(".".join(labels[start:]) + "." + self.view.zone)
                 if parent not in self.nodata:

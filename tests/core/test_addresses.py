@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from resolver.core.addresses import address_sort_key, canonical_ipv4, canonical_ipv6
 from resolver.errors import DocumentError
@@ -75,3 +77,35 @@ def test_address_order_is_numeric_v4_before_v6() -> None:
         "2600::9",
         "2600::10",
     ]
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1))
+def test_fast_ipv6_path_agrees_with_ipaddress(value: int) -> None:
+    """The hand-written IPv6 parse and format must say exactly what ipaddress says."""
+    import ipaddress
+
+    from resolver.core.addresses import format_ipv6, ipv6_reverse_name, ipv6_value
+
+    address = ipaddress.IPv6Address(value)
+    assert format_ipv6(value) == address.compressed
+    assert ipv6_value(address.compressed) == value
+    assert ipv6_value(address.exploded) == value
+    assert ipv6_reverse_name(address.compressed) == address.reverse_pointer
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["::1::", "1:2:3:4:5:6:7:8:9", "1::2::3", ":::", "12345::", "g::1", "::ffff:1.2.3.4",
+     "+1::", "1_0::", " 1::", "1:2:3:4:5:6:7::8", "ABCD::1"],
+)  # fmt: skip
+def test_fast_ipv6_parse_never_accepts_what_ipaddress_refuses(text: str) -> None:
+    import ipaddress
+
+    from resolver.core.addresses import ipv6_value
+
+    try:
+        expected: int | None = int(ipaddress.IPv6Address(text))
+    except ValueError:
+        expected = None
+    value = ipv6_value(text)
+    assert value is None or value == expected
