@@ -68,11 +68,18 @@ def _under(name: str, suffix: str) -> bool:
     return name == suffix or name.endswith("." + suffix)
 
 
+_AWS_DOTTED = tuple("." + namespace for namespace in _AWS_NAMESPACES)
+
+
+def _under_aws(name: str) -> bool:
+    return name in _AWS_NAMESPACES or name.endswith(_AWS_DOTTED)
+
+
 def zone_conflict(name: str, zone: str) -> str | None:
     """Why a valid ``name`` cannot be served with ``zone``, or None when it can."""
     if _under(name, zone):
         return f"ends in the zone suffix {zone!r}"
-    if any(_under(name, aws) or _under(f"{name}.{zone}", aws) for aws in _AWS_NAMESPACES):
+    if _under_aws(name) or _under_aws(f"{name}.{zone}"):
         return _AWS_CONFLICT
     return None
 
@@ -100,7 +107,7 @@ def validate_name(raw: str, zone: str | None = None) -> str:
         conflict = zone_conflict(name, zone)
         if conflict is not None:
             raise InvalidName(conflict)
-    elif any(_under(name, aws) for aws in _AWS_NAMESPACES):
+    elif _under_aws(name):
         raise InvalidName(_AWS_CONFLICT)
     return name
 
