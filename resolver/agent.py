@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
@@ -25,6 +26,7 @@ from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.logging_setup import set_query_logging
+from resolver.adapters.memory import release_free_memory
 from resolver.adapters.sources import DocumentSource, open_source
 from resolver.adapters.systemd_notify import SystemdNotifier
 from resolver.config import HostsConfig
@@ -205,13 +207,17 @@ class Agent:
         if self.server is not None:
             # One attribute assignment: a query sees the old zone or the new, never a mix.
             self.server.responder = self._responder(loaded.zone)
-        for omission in loaded.view.omitted:
+        omitted = loaded.view.omitted
+        if omitted:
+            # One line, not one per instance: a large fleet would flood the log each reload.
+            shown = "; ".join(f"{o.name} ({o.instance_id}): {o.reason}" for o in omitted[:3])
+            more = f"; and {len(omitted) - 3} more" if len(omitted) > 3 else ""
             log.warning(
-                "left out of view %s: %s (%s): %s",
+                "left out of view %s: %d instances: %s%s",
                 loaded.view.label,
-                omission.name,
-                omission.instance_id,
-                omission.reason,
+                len(omitted),
+                shown,
+                more,
             )
         log.info(
             "serving serial %d (was %s) from %s: %d names in view %s (loaded in %.3f s)",
@@ -242,6 +248,8 @@ class Agent:
         self.counts["accepted"] += 1
         self._install(loaded, origin, time.perf_counter() - started)
         await self._sync_files(loaded)
+        del loaded
+        self._release_view_records()
         if not from_cache and self.last_known_good is not None:
             try:
                 await asyncio.to_thread(self.last_known_good.save, data)
@@ -259,6 +267,16 @@ class Agent:
         except HostsFileError as exc:
             log.error("%s", exc)
 
+    def _release_view_records(self) -> None:
+        """Keep the view's label and omissions, not its records: the zone holds the answers.
+
+        The records are only needed to compile and to write [hosts] files, both done
+        by now; at 100,000 names they are megabytes better given back.
+        """
+        if self.loaded is not None and self.loaded.view.records:
+            view = dataclasses.replace(self.loaded.view, records=())
+            self.loaded = dataclasses.replace(self.loaded, view=view)
+
     async def load_cached(self) -> None:
         """Serve the last-known-good copy, if any, before the source answers."""
         if self.last_known_good is None:
@@ -270,6 +288,8 @@ class Agent:
             return
         if data is not None:
             await self._consider(data, f"cache {self.plan.cache_path}", from_cache=True)
+            del data
+            await asyncio.to_thread(release_free_memory)
 
     async def refresh(self, *, force: bool = False) -> None:
         """Fetch the source (conditionally unless ``force``) and consider what came."""
@@ -290,11 +310,15 @@ class Agent:
                 self._recovered()
                 return
             self.marker = fetched.marker
-            accepted = await self._consider(fetched.data, str(self.plan.source))
+            data = fetched.data
+            del fetched
+            accepted = await self._consider(data, str(self.plan.source))
+            del data  # so the trim below can give the document's bytes back too
             self.marker_refused = not accepted
             self.refusal = None if accepted else self.last_error
             if accepted:
                 self._recovered()
+                await asyncio.to_thread(release_free_memory)
 
     # -- serving -------------------------------------------------------------------------
 

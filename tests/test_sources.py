@@ -23,7 +23,8 @@ import pytest
 from resolver.adapters import sources
 from resolver.adapters.atomic_file import write_atomically
 from resolver.adapters.last_known_good import LastKnownGood
-from resolver.adapters.sources import FileSource, S3Source
+from resolver.adapters.s3_source import S3Source
+from resolver.adapters.sources import FileSource
 from resolver.core.source_url import FileLocation, S3Location
 from resolver.errors import SourceError
 

@@ -20,17 +20,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from botocore.exceptions import ClientError
-
-from resolver.adapters.aws import AWS_ERRORS, describe_error, error_code
-from resolver.adapters.file_source import MAX_DOCUMENT_BYTES, read_document_file
-from resolver.core.source_url import FileLocation, S3Location, SourceLocation
+from resolver.adapters.file_source import read_document_file
+from resolver.core.source_url import FileLocation, SourceLocation
 from resolver.errors import SourceError
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from resolver.adapters.s3_source import S3Source
 
-_NOT_MODIFIED = frozenset({"304", "NotModified"})
 RACY_WINDOW_NS = 2_000_000_000
 """A file changed more recently than this is compared by content, not by ``stat``."""
 
@@ -79,48 +75,15 @@ class FileSource:
         return Fetched(data, current)
 
 
-class S3Source:
-    def __init__(self, location: S3Location, client: S3Client) -> None:
-        self.location = location
-        self.client = client
-        self.bytes_downloaded = 0
-
-    def fetch(self, marker: str | None) -> Fetched | None:
-        bucket, key = self.location.bucket, self.location.key
-        try:
-            if marker is None:
-                response = self.client.get_object(Bucket=bucket, Key=key)
-            else:
-                response = self.client.get_object(Bucket=bucket, Key=key, IfNoneMatch=marker)
-            if response.get("ContentLength", 0) > MAX_DOCUMENT_BYTES:
-                raise SourceError(f"{self.location}: larger than {MAX_DOCUMENT_BYTES} bytes")
-            data = response["Body"].read()
-        except ClientError as exc:
-            if error_code(exc) in _NOT_MODIFIED:
-                return None
-            raise SourceError(f"{self.location}: {_describe(exc)}") from None
-        except AWS_ERRORS as exc:
-            raise SourceError(f"{self.location}: {_describe(exc)}") from None
-        self.bytes_downloaded += len(data)
-        return Fetched(data, str(response.get("ETag", "")))
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        if code in ("NoSuchKey", "404"):
-            return "no such object"
-        if code in ("AccessDenied", "403"):
-            return "access denied (check the node's IAM policy: s3:GetObject on this key)"
-        if code == "NoSuchBucket":
-            return "no such bucket"
-    return describe_error(exc)
-
-
 def open_source(location: SourceLocation) -> DocumentSource:
-    """The source for a location; S3 clients come from boto3's normal configuration."""
+    """The source for a location; S3 clients come from boto3's normal configuration.
+
+    boto3 is imported only for S3 sources: it is a quarter of the agent's memory
+    on a node that reads a file.
+    """
     if isinstance(location, FileLocation):
         return FileSource(location)
-    from resolver.adapters.aws import make_session, s3_client  # noqa: PLC0415
+    from resolver.adapters.s3_source import open_s3_source  # noqa: PLC0415
 
-    return S3Source(location, s3_client(make_session()))
+    source: S3Source = open_s3_source(location)
+    return source

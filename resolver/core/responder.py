@@ -27,6 +27,7 @@ _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00"
 _OPT_PREFIX = b"\x00\x00\x29"
 """Root owner name and TYPE=OPT: how every EDNS query's additional section begins."""
 _CLASS_IN = b"\x00\x01"
+_OPT_BY_VARIANT = wire.OPT_BY_VARIANT
 _TYPE_ANY = b"\x00\xff"
 _MAX_NAME_WIRE = wire.MAX_NAME
 _RR_FIXED = struct.Struct("!HHIH")
@@ -142,7 +143,8 @@ class Responder:
             data[:2]
             + prepared.heads[(data[2] & 1) << 1 | (variant > 0)]
             + data[wire.HEADER_LEN : qend]
-            + prepared.bodies[variant]
+            + prepared.body
+            + _OPT_BY_VARIANT[variant]
         )
         if udp and len(reply) > limit:
             return truncated(
@@ -215,24 +217,16 @@ class Responder:
         if not found:
             return None
         count = sum(struct.unpack("!H", p.heads[0][4:6])[0] for p in found)
-        sections = b"".join(p.bodies[0] for p in found)
+        sections = b"".join(p.body for p in found)
         heads = prepared_heads(wire.NOERROR, count, 0, aa=True, ra=self.zone.recursion_available)
-        return finish(q, Prepared(heads, _with_opt_variants(sections)), udp=udp)
+        return finish(q, Prepared(heads, sections), udp=udp)
 
     def _nxdomain(self, q: Question, udp: bool) -> bytes:
         zone = self.zone
         apex = wire.pointer(wire.HEADER_LEN + len(q.qname_wire) - len(zone.zone_wire))
         soa = wire.resource_record(apex, wire.TYPE_SOA, zone.negative_ttl, zone.soa_rdata)
         heads = prepared_heads(wire.NXDOMAIN, 0, 1, aa=True, ra=zone.recursion_available)
-        return finish(q, Prepared(heads, _with_opt_variants(soa)), udp=udp)
-
-
-def _with_opt_variants(sections: bytes) -> tuple[bytes, bytes, bytes]:
-    return (
-        sections,
-        sections + wire.opt_record(do=False),
-        sections + wire.opt_record(do=True),
-    )
+        return finish(q, Prepared(heads, soa), udp=udp)
 
 
 def _under(name_wire: bytes, zone_wire: bytes) -> bool:
@@ -261,7 +255,13 @@ def finish(q: Question, prepared: Prepared, *, udp: bool) -> bytes:
     """Assemble a prepared reply for a parsed question; TC when it exceeds the UDP limit."""
     variant = _variant(q)
     rd = 1 if q.rd else 0
-    reply = q.qid + prepared.heads[rd << 1 | (variant > 0)] + q.question + prepared.bodies[variant]
+    reply = (
+        q.qid
+        + prepared.heads[rd << 1 | (variant > 0)]
+        + q.question
+        + prepared.body
+        + _OPT_BY_VARIANT[variant]
+    )
     if udp and len(reply) > q.udp_limit():
         return truncated(q.qid, rd, q.question, variant, ra=_ra(prepared))
     return reply

@@ -27,7 +27,7 @@ class CrossRegion(Enum):
     PRIVATE = "private"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ViewRecord:
     """One name of a view and every address it answers with."""
 
@@ -38,7 +38,7 @@ class ViewRecord:
     """True when the name also answers as ``name.<zone>`` (and owns its reverse names)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Omission:
     """An instance left out of a view because it lacks the address the view needs."""
 

@@ -93,3 +93,5 @@ def soa_rdata(zone: str, serial: int, negative_ttl: int) -> bytes:
 
 OPT_PLAIN = opt_record(do=False)
 OPT_DO = opt_record(do=True)
+OPT_BY_VARIANT = (b"", OPT_PLAIN, OPT_DO)
+"""What follows a reply's sections: nothing without EDNS, our OPT, or our OPT with DO."""

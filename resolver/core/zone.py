@@ -31,12 +31,14 @@ SOA_QUESTION_SUFFIX = struct.pack("!HH", wire.TYPE_SOA, wire.CLASS_IN)
 class Prepared:
     """A reply minus the client's ID and question.
 
-    ``heads`` holds flags and counts, indexed by ``rd << 1 | edns``; ``bodies``
-    holds the sections after the question: plain, with OPT, with OPT and DO set.
+    ``heads`` holds flags and counts, indexed by ``rd << 1 | edns``; ``body`` holds
+    the sections after the question. Our OPT record, when the client used EDNS,
+    is appended at reply time (``wire.OPT_BY_VARIANT``): storing three variants
+    of every body would triple the zone's largest part for one concatenation.
     """
 
     heads: tuple[bytes, bytes, bytes, bytes]
-    bodies: tuple[bytes, bytes, bytes]
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,10 @@ def prepared_heads(
 
 
 def prepare(rcode: int, answers: list[bytes], authority: list[bytes], *, ra: bool) -> Prepared:
-    """A Prepared reply with the given sections and its three EDNS variants."""
-    sections = b"".join(answers) + b"".join(authority)
+    """A Prepared reply with the given answer and authority sections."""
     return Prepared(
         heads=prepared_heads(rcode, len(answers), len(authority), aa=True, ra=ra),
-        bodies=(sections, sections + wire.OPT_PLAIN, sections + wire.OPT_DO),
+        body=b"".join(answers) + b"".join(authority),
     )
 
 

@@ -154,7 +154,7 @@ def test_headers_are_shared_between_zones() -> None:
 )
 def test_reverse_names_point_at_the_first_qualified_name(address: str, owner: str) -> None:
     prepared = ZONE.answers[key(reverse(address), PTR)]
-    body = prepared.bodies[0]
+    body = prepared.body
     # Owner pointer (2) + TYPE, CLASS, TTL, RDLENGTH (10), then the uncompressed target.
     assert body[:2] == wire.POINTER_TO_QNAME
     rtype, rclass, ttl, rdlength = struct.unpack("!HHIH", body[2:12])
@@ -168,11 +168,10 @@ def test_ipv6_reverse_name_is_the_full_nibble_form() -> None:
     assert key(name, PTR) in ZONE.answers
 
 
-def test_prepared_variants_carry_opt_and_do() -> None:
+def test_prepared_heads_and_the_opt_appended_per_variant() -> None:
     prepared = ZONE.answers[key("web1", A)]
-    plain, with_opt, with_do = prepared.bodies
-    assert with_opt == plain + wire.opt_record(do=False)
-    assert with_do == plain + wire.opt_record(do=True)
+    assert (b"", wire.opt_record(do=False), wire.opt_record(do=True)) == wire.OPT_BY_VARIANT
+    assert not prepared.body.endswith(wire.OPT_PLAIN)
     for index, head in enumerate(prepared.heads):
         flags, qd, an, ns, ar = struct.unpack("!HHHHH", head)
         assert flags & wire.FLAG_QR and flags & wire.FLAG_AA
