@@ -30,6 +30,7 @@ from pathlib import Path
 
 import boto3
 
+from devsupport.net import free_port
 from resolver.adapters.ec2_scan import DEFAULT_MAX_WORKERS
 from resolver.publisher import PublishOptions, publish
 
@@ -67,12 +68,6 @@ class Scenario:
     region_count: int
     runs: list[Run]
     note: str
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_moto(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -31,7 +31,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ from pathlib import Path
 from types import FrameType
 
 import boto3
+
+from devsupport.net import free_port
 
 BIN = Path(sys.executable).parent  # the virtualenv's bin: tagdns and moto_server live here
 TAGDNS = BIN / "tagdns"
@@ -131,20 +132,6 @@ class Processes:
         for background in self.started:
             tail = "\n".join(background.log_text().splitlines()[-lines:])
             say(f"\n--- {background.name} log (last {lines} lines)\n{indent(tail)}")
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (dnsmasq listens on both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
 
 
 def wait_for(what: str, ready: Callable[[], bool], background: Background) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from devsupport.net import free_port
 from resolver.adapters.preflight import directory_problem, port_holders, try_bind
 from resolver.cli import main
 from resolver.core.endpoints import Endpoint
@@ -24,21 +25,6 @@ from resolver.core.endpoints import Endpoint
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "conf" / "example-mapping.json"
 TAGDNS = str(Path(sys.executable).with_name("tagdns"))
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (at the time of asking)."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free port")
 
 
 def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:

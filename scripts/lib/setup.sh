@@ -4,6 +4,8 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
+# Benchmarks, the demo and the fuzzers import the repository's devsupport helpers.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 # ensure_venv EXTRAS: create .venv and install the project with the given extras
 # ("" for runtime only, "dev" for the test tools); reinstalls when pyproject.toml changes.

@@ -14,7 +14,6 @@ The ``aws_env`` dict holds the environment a subprocess (the console script) nee
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+
+from devsupport.net import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -53,12 +54,6 @@ _AWS_VARIABLES_CLEARED = (
     "AWS_REGION",
     "AWS_RETRY_MODE",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

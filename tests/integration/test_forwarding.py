@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
+from devsupport.net import free_port
 from resolver.adapters.dns_server import DnsServer
 from resolver.adapters.forwarder import Forwarder, ForwarderLimits
 from resolver.agent import Agent, AgentPlan
@@ -58,21 +59,6 @@ needs_tools = pytest.mark.skipif(
 
 
 # --- talking DNS ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise OSError("no free port")  # pragma: no cover
 
 
 def make_query(

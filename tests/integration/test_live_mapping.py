@@ -34,12 +34,12 @@ import boto3
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from devsupport.net import free_port
 from resolver.core.document import HostEntry, make_document
 from tests.integration.conftest import (
     MOTO_SERVER,
     MotoServer,
     _wait_until_answering,
-    free_port,
 )
 from tests.integration.dns_helpers import TAGDNS
 

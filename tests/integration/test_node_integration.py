@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from dnslib import DNSRecord
 
+from devsupport.net import free_port
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,20 +52,6 @@ def wait_for(predicate: object, timeout: float = TIMEOUT) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free port")
 
 
 class NodeAgent:

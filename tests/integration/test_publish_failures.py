@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
+from devsupport.net import free_port
 from resolver.adapters.ec2_scan import scan_regions
 from resolver.cli import main
 from resolver.errors import AwsError
-from tests.integration.conftest import Fleet, free_port, object_versions
+from tests.integration.conftest import Fleet, object_versions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
