@@ -893,7 +893,14 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup = min(60.0, args.duration * 0.2)
     args.sample_interval = min(args.sample_interval, max(1.0, args.duration / 20))
     result = evaluate(args, asyncio.run(soak(args)))
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--record",)]
+    given = list(argv if argv is not None else sys.argv[1:])
+    shown: list[str] = []
+    while given:  # the run's own command, without where its outputs went
+        arg = given.pop(0)
+        if arg == "--json":
+            given = given[1:]
+        elif arg not in ("--record", "--keep", "--quiet") and not arg.startswith("--json="):
+            shown.append(arg)
     text = table(result, " ".join(["scripts/soak", *shown]).strip())
     print(text)
     if args.json is not None:

@@ -222,7 +222,7 @@ def replay(target_name: str, files: list[str]) -> int:
 def table(results: list[Stats], command: str) -> str:
     rows = [
         "| target | function under test | engine | seeds | executions | seconds | exec/s "
-        "| unhandled exceptions |",
+        "| failures |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     functions = {
@@ -241,7 +241,8 @@ def table(results: list[Stats], command: str) -> str:
     today = datetime.date.today().isoformat()
     return (
         "\n".join(rows)
-        + f"\n\nTotal: **{total:,} inputs, {crashes} unhandled exceptions**. "
+        + f"\n\nTotal: **{total:,} inputs, {crashes} failures** (a failure is an unhandled "
+        + "exception or a broken oracle; each input is saved in `fuzz/crashers/`). "
         + f"Reproduce: `{command}`\n\nMeasured: {today}, {os.cpu_count()} cores (shared), "
         + f"Python {platform.python_version()}.\n"
     )
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(stats)
         print(
             f"{name}: {stats.executions:,} executions in {stats.seconds:.1f} s "
-            f"({stats.rate:,.0f}/s), {len(stats.crashes)} unhandled exceptions",
+            f"({stats.rate:,.0f}/s), {len(stats.crashes)} failures",
             flush=True,
         )
     command = "scripts/fuzz" + "".join(f" {a}" for a in argv if a not in ("--record",))

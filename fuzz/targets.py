@@ -70,25 +70,35 @@ class InternalError(AssertionError):
 
 
 class _Collector(logging.Handler):
+    """Keeps tagdns's error records while a check runs (and nothing otherwise).
+
+    Attached once, never detached, and propagation is left alone: importing this
+    module (pytest collects it) must not change what other tests' caplog sees.
+    """
+
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)
         self.records: list[logging.LogRecord] = []
+        self.active = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        if self.active:
+            self.records.append(record)
 
 
 _COLLECTOR = _Collector()
-_TAGDNS_LOG = logging.getLogger("tagdns")
-_TAGDNS_LOG.addHandler(_COLLECTOR)
-_TAGDNS_LOG.propagate = False
+logging.getLogger("tagdns").addHandler(_COLLECTOR)
 
 
 @contextlib.contextmanager
 def no_errors_logged() -> Iterator[None]:
     """Fail when tagdns logs an error meanwhile (its catch-all handlers log, then SERVFAIL)."""
     _COLLECTOR.records.clear()
-    yield
+    _COLLECTOR.active = True
+    try:
+        yield
+    finally:
+        _COLLECTOR.active = False
     if _COLLECTOR.records:
         record = _COLLECTOR.records[0]
         detail = ""
