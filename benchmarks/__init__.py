@@ -1,0 +1,1 @@
+"""Benchmarks of tagdns, run with scripts/bench (see docs/performance.md)."""
