@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from devsupport.net import free_port
 from resolver.core.document import HostEntry, MappingDocument, make_document
 from resolver.core.hosts_text import render_hosts
 from resolver.core.pipeline import ZoneSettings, load_document
@@ -149,21 +150,6 @@ def tool(name: str) -> str:
     if found is None:
         raise SystemExit(f"bench dns: {name} not found (scripts/lib/setup.sh installs it)")
     return found
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (bound to 0, then released)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port: int = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise SystemExit("bench dns: no free port")
 
 
 def dns_query(name: str, qtype: int = 1, qid: int = 0x4242) -> bytes:

@@ -49,6 +49,7 @@ from pathlib import Path
 
 from dnslib import QTYPE, DNSRecord
 
+from devsupport.net import free_port
 from resolver.core.document import HostEntry, document_from_json, make_document
 from resolver.core.views import build_view
 from resolver.core.zone import compile_zone
@@ -135,12 +136,6 @@ def tool(name: str) -> str:
     if found is None:
         raise SystemExit(f"bench reload: {name} not found (scripts/test installs it)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Agent:
