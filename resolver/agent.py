@@ -413,10 +413,14 @@ class Agent:
     async def run(self, on_ready: Callable[[list[Endpoint]], None] | None = None) -> None:
         """Serve until SIGTERM or SIGINT; SIGHUP fetches now."""
         self._loop = loop = asyncio.get_running_loop()
-        # SIGHUP's default action ends the process, and the listeners answer (and READY=1
-        # may be sent) before the first fetch returns, which can take minutes against S3:
-        # a reload sent meanwhile must fetch, not kill.
+        # Every handler goes in before start(): the listeners answer, and READY=1 may be
+        # sent, before the first fetch returns (minutes, against a failing S3). Until then
+        # SIGHUP's and SIGTERM's default actions would end the process without a clean stop.
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.refresh(force=True)))
+        loop.add_signal_handler(signal.SIGUSR1, self._toggle_query_logging)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         watcher = None
         if self.plan.watch and isinstance(self.plan.source, FileLocation):
             from resolver.adapters.file_watch import FileWatcher  # noqa: PLC0415
@@ -431,13 +435,11 @@ class Agent:
         try:
             bound = await self.start()
         except BaseException:
-            loop.remove_signal_handler(signal.SIGHUP)
+            for sig in handled:
+                loop.remove_signal_handler(sig)
             if watcher is not None:
                 watcher.stop()
             raise
-        loop.add_signal_handler(signal.SIGTERM, self.stop)
-        loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGUSR1, self._toggle_query_logging)
         self._spawn(self._poll())
         if on_ready is not None:
             on_ready(bound)
@@ -445,7 +447,7 @@ class Agent:
             await self._stop.wait()
         finally:
             self.notifier.stopping()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            for sig in handled:
                 loop.remove_signal_handler(sig)
             if watcher is not None:
                 watcher.stop()
