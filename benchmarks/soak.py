@@ -497,6 +497,10 @@ class Sample:
     threads: int
     cpu_s: float
     tasks: float | None = None
+    load1: float = 0.0
+    """The machine's 1-minute load average (other work on shared cores)."""
+    driver_stall_s: float = 0.0
+    """Longest the soak's own event loop was late since the last sample."""
 
 
 def sample(pid: int, started: float, metrics: str | None) -> Sample:
@@ -514,7 +518,18 @@ def sample(pid: int, started: float, metrics: str | None) -> Sample:
             with urllib.request.urlopen(metrics, timeout=1) as reply:  # noqa: S310
                 found = _METRIC_TASKS.search(reply.read().decode())
                 tasks = float(found.group(1)) if found else None
-    return Sample(round(time.monotonic() - started, 1), rss, fds, threads, round(cpu, 2), tasks)
+    load1 = float(Path("/proc/loadavg").read_text().split()[0])
+    return Sample(
+        round(time.monotonic() - started, 1), rss, fds, threads, round(cpu, 2), tasks, load1
+    )
+
+
+async def watch_stalls(until: float, worst: list[float]) -> None:
+    """How late the soak's own loop wakes: a stalled driver cannot tell a slow agent."""
+    while time.monotonic() < until:
+        before = time.monotonic()
+        await asyncio.sleep(0.1)
+        worst[0] = max(worst[0], time.monotonic() - before - 0.1)
 
 
 def _free_port() -> int:
@@ -615,6 +630,8 @@ class Result:
     threads_start: int
     threads_end: int
     cpu_s: float
+    load_max: float
+    driver_stall_max_s: float
     tracebacks: int
     alive: bool
     failures: list[str]
@@ -698,22 +715,27 @@ async def drive(
     checker = Checker(port, args.timeline, args.check_qps, random.Random(seed + 1))  # noqa: S311
     hostile_sent = [0]
     rng = random.Random(seed + 2)  # noqa: S311
+    stall = [0.0]
     load = [
         asyncio.ensure_future(checker.run(until)),
         asyncio.ensure_future(hostile(port, args.hostile_pps, until, rng, hostile_sent)),
+        asyncio.ensure_future(watch_stalls(until, stall)),
     ]
     next_sample = started + args.sample_interval
     while time.monotonic() < until:
         await asyncio.sleep(min(0.5, max(0.0, next_sample - time.monotonic())))
         if time.monotonic() >= next_sample:
             samples.append(sample(agent.pid, started, metrics))
+            samples[-1].driver_stall_s, stall[0] = round(stall[0], 3), 0.0
             next_sample += args.sample_interval
             if not args.quiet:
                 last, tally = samples[-1], checker.tally
                 print(
                     f"t={last.t:6.1f}s rss={last.rss_kb} kB fds={last.fds} "
                     f"threads={last.threads} checked={tally.checked} "
-                    f"wrong={tally.wrong} stale={tally.stale}",
+                    f"wrong={tally.wrong} stale={tally.stale} "
+                    f"unanswered={tally.unanswered_owned}/{tally.unanswered_forwarded} "
+                    f"load={last.load1} stall={last.driver_stall_s}s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -823,6 +845,8 @@ def evaluate(args: argparse.Namespace, run: Run) -> Result:
         threads_start=samples[1].threads if len(samples) > 1 else baseline.threads,
         threads_end=samples[-1].threads,
         cpu_s=samples[-1].cpu_s,
+        load_max=max(s.load1 for s in samples),
+        driver_stall_max_s=max(s.driver_stall_s for s in samples),
         tracebacks=tracebacks,
         alive=run.alive,
         failures=[message for failed, message in checks if failed],
@@ -856,6 +880,8 @@ def table(result: Result, command: str) -> str:
         f"{result.fds_end} | end = baseline |",
         f"| threads after warm-up → end | {result.threads_start} → {result.threads_end} | |",
         f"| agent CPU | {result.cpu_s:.0f} s | |",
+        f"| machine load (1 min, max) / longest stall of the soak's own loop | "
+        f"{result.load_max:.1f} / {result.driver_stall_max_s:.2f} s | |",
         f"| tracebacks in the agent's log | {result.tracebacks} | 0 |",
     ]
     verdict = "**passed**" if result.passed else "**FAILED**: " + "; ".join(result.failures)
