@@ -11,6 +11,8 @@ nothing on disk is ever half-written, and the agent recovers by itself.
   the old copy stays whole and no temp file is left; written once space is back.
 - 200 SIGHUPs in a burst, the source changed mid-burst: no query unanswered or
   wrong, none slower than 1 s; the agent ends on the new document.
+- SIGHUPs while the first S3 fetch is still running: the agent survives, serves
+  the document and stops cleanly.
 - ``kill -9`` of the agent while it writes its cache and hosts file: each file is
   the old or the new content, byte for byte; a restart converges.
 - ``kill -9`` of the agent's own writers, in a loop: the same over many kills,
