@@ -48,7 +48,7 @@ pytestmark = pytest.mark.integration
 REGION = "us-east-1"
 NAMES = ("api", "db", "web1", "web2")
 KEY = "dns/mapping.json"
-SERVED_WITHIN = 5.0  # the bound for a change to be served
+SERVED_WITHIN = 5.0  # the promised bound for a changed file or object to be served
 _READY = re.compile(r"ready: 127\.0\.0\.1:(\d+)")
 
 
