@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from devsupport.net import free_port
+from devsupport.report import revision, write_marked_section
 from resolver.core.document import HostEntry, MappingDocument, make_document
 from resolver.core.hosts_text import render_hosts
 from resolver.core.pipeline import ZoneSettings, load_document
@@ -613,26 +614,6 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace what is between the dns markers, keeping everything else byte for byte."""
-    section = f"{BEGIN_MARKER}\n{body}{END_MARKER}"
-    if path.exists():
-        text = path.read_text()
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = f"{DOC_TITLE}\n{DOC_INTRO}"
-    begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + section + text[end + len(END_MARKER) :]
-    elif begin >= 0 or end >= 0:
-        raise SystemExit(f"bench dns: {path} has only one of the dns markers")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
-
-
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -784,24 +765,6 @@ def query_file_for(work: Path, names: int) -> Path:
     return path
 
 
-def revision() -> str:
-    """The commit measured, and whether the engine had uncommitted changes."""
-    git = shutil.which("git")
-    if git is None:
-        return "an unknown revision"
-
-    def output(*command: str) -> str:
-        done = subprocess.run(
-            [git, *command], cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    head = output("rev-parse", "--short", "HEAD")
-    dirty = output("status", "--porcelain", "--", "resolver")
-    suffix = " (with uncommitted changes in resolver/)" if dirty else ""
-    return f"commit `{head or 'unknown'}`{suffix}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--names", type=int, default=1000)
@@ -827,7 +790,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = report.markdown()
     print(body)
     if not args.no_write:
-        write_section(PERFORMANCE_DOC, body)
+        write_marked_section(
+            PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, body, new_file=DOC_TITLE + DOC_INTRO
+        )
         print(f"written to {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
-import os
 import re
 import secrets
 import socket
@@ -39,11 +38,11 @@ from benchmarks.dns import (
     Server,
     dns_query,
     dnsperf,
-    revision,
     running,
     tool,
 )
 from devsupport.net import free_port
+from devsupport.report import revision, write_marked_section
 
 BEGIN_MARKER = "<!-- bench:forward:begin -->"
 END_MARKER = "<!-- bench:forward:end -->"
@@ -340,22 +339,6 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace what is between the forward markers (re-read now), keeping the rest as is."""
-    section = f"{BEGIN_MARKER}\n{body}{END_MARKER}"
-    text = path.read_text()
-    begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + section + text[end + len(END_MARKER) :]
-    elif begin >= 0 or end >= 0:
-        raise SystemExit(f"bench forward: {path} has only one of the forward markers")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    temp = path.with_name(f".{path.name}.forward.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
-
-
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -440,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = run(args).markdown()
     print(body)
     if not args.no_write:
-        write_section(PERFORMANCE_DOC, body)
+        write_marked_section(PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, body)
         print(f"written to {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

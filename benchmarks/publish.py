@@ -31,6 +31,7 @@ from pathlib import Path
 import boto3
 
 from devsupport.net import free_port
+from devsupport.report import write_marked_section
 from resolver.adapters.ec2_scan import DEFAULT_MAX_WORKERS
 from resolver.publisher import PublishOptions, publish
 
@@ -226,21 +227,6 @@ def render_table(scenarios: list[Scenario], args: argparse.Namespace) -> str:
     )
 
 
-def write_section(table: str, path: Path = PERFORMANCE_DOC) -> None:
-    """Replace the text between the markers; everything outside them is kept as is."""
-    block = f"{BEGIN}\n{table}\n{END}"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{DOC_HEADER}\n## Publish: concurrent region scan\n\n{block}\n")
-        return
-    text = path.read_text()
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        start, end = text.index(BEGIN), text.index(END) + len(END)
-        path.write_text(text[:start] + block + text[end:])
-    else:
-        path.write_text(text.rstrip("\n") + f"\n\n## Publish: concurrent region scan\n\n{block}\n")
-
-
 def run_modes(regions: tuple[str, ...], repeat: int, tag: str) -> list[Run]:
     # One untimed run first: moto builds each region's backend on first use, a
     # one-off cost that would otherwise land on whichever mode runs first.
@@ -338,7 +324,14 @@ def main() -> int:
     table = render_table(scenarios, args)
     print(table)
     if not args.no_write:
-        write_section(table)
+        write_marked_section(
+            PERFORMANCE_DOC,
+            BEGIN,
+            END,
+            table + "\n",
+            heading="## Publish: concurrent region scan\n\n",
+            new_file=DOC_HEADER + "\n",
+        )
         print(f"bench publish: wrote {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

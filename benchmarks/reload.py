@@ -50,6 +50,7 @@ from pathlib import Path
 from dnslib import QTYPE, DNSRecord
 
 from devsupport.net import free_port
+from devsupport.report import revision, write_marked_section
 from resolver.core.document import HostEntry, document_from_json, make_document
 from resolver.core.views import build_view
 from resolver.core.zone import compile_zone
@@ -450,23 +451,6 @@ def measure_polls(args: argparse.Namespace, work: Path) -> PollResult:
 # -- report -----------------------------------------------------------------------------------
 
 
-def revision() -> str:
-    git = shutil.which("git")
-    if git is None:
-        return "an unknown revision"
-
-    def output(*command: str) -> str:
-        done = subprocess.run(
-            [git, *command], cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    head = output("rev-parse", "--short", "HEAD")
-    dirty = output("status", "--porcelain", "--", "resolver")
-    suffix = " (uncommitted changes in resolver/)" if dirty else ""
-    return f"commit `{head or 'unknown'}`{suffix}"
-
-
 def verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -555,18 +539,6 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace what is between the reload markers (added at the end if absent)."""
-    section = f"{BEGIN_MARKER}\n{body}{END_MARKER}"
-    text = path.read_text() if path.exists() else "# Performance\n"
-    begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + section + text[end + len(END_MARKER) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench reload", description=__doc__)
     parser.add_argument("--names", type=int, default=100_000)
@@ -594,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(args, start_load, reloads, polls, stages, load_before)
     print(text)
     if not args.no_write:
-        write_section(PERFORMANCE_DOC, text)
+        write_marked_section(PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, text)
         print(f"bench reload: wrote {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
