@@ -32,11 +32,11 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.sources import Fetched
 from resolver.agent import Agent, AgentPlan
-from resolver.core.document import HostEntry, make_document
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings
 from resolver.core.source_url import FileLocation
 from resolver.errors import SourceError
+from tests.documents import one_region_document
 
 SOURCE = "/srv/tagdns/mapping.json"
 REGION = "us-east-1"
@@ -58,20 +58,9 @@ def document(
     generated_at: str = GENERATED_AT,
 ) -> bytes:
     """A one-region document; ``variant`` picks the addresses (name i: address(variant, i))."""
-    hosts = [
-        HostEntry(
-            name=name,
-            region=REGION,
-            instance_id=f"i-{index + 1:017x}",
-            az=f"{REGION}a",
-            private_ipv4=address(variant, index),
-            public_ipv4=None,
-        )
-        for index, name in enumerate(names)
-    ]
-    return make_document(
-        serial=serial, generated_at=generated_at, tag_key="dns", regions=[REGION], hosts=hosts
-    ).to_bytes()
+    return one_region_document(
+        serial, names, lambda index: address(variant, index), generated_at=generated_at
+    )
 
 
 class FakeSource:

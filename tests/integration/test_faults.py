@@ -50,10 +50,11 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.config import HostsConfig
-from resolver.core.document import HostEntry, make_document, parse_document
+from resolver.core.document import parse_document
 from resolver.core.hosts_merge import merge_hosts
 from resolver.core.views import View, build_view
 from resolver.hosts_sync import HostsSync
+from tests.documents import one_region_document
 from tests.integration.conftest import MotoServer
 from tests.integration.dns_helpers import TAGDNS
 from tests.integration.hostile_upstream import POISON_V4, HostileUpstream, Mode
@@ -79,24 +80,7 @@ def address(variant: int, index: int) -> str:
 def document(serial: int, variant: int, filler: int = 0) -> bytes:
     """web1, api, db, then ``filler`` more names; addresses depend on ``variant``."""
     names = ["web1", "api", "db", *(f"n{i:05d}" for i in range(filler))]
-    hosts = [
-        HostEntry(
-            name=name,
-            region=REGION,
-            instance_id=f"i-{index + 1:017x}",
-            az=f"{REGION}a",
-            private_ipv4=address(variant, index),
-            public_ipv4=None,
-        )
-        for index, name in enumerate(names)
-    ]
-    return make_document(
-        serial=serial,
-        generated_at="2026-01-02T03:04:05Z",
-        tag_key="dns",
-        regions=[REGION],
-        hosts=hosts,
-    ).to_bytes()
+    return one_region_document(serial, names, lambda index: address(variant, index))
 
 
 def hosts_for(data: bytes) -> bytes:

@@ -35,7 +35,7 @@ import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from devsupport.net import free_port
-from resolver.core.document import HostEntry, make_document
+from tests.documents import one_region_document
 from tests.integration.conftest import (
     MOTO_SERVER,
     MotoServer,
@@ -57,24 +57,7 @@ def address(variant: int, index: int) -> str:
 
 
 def document(serial: int, names: tuple[str, ...] = NAMES, *, variant: int = 1) -> bytes:
-    hosts = [
-        HostEntry(
-            name=name,
-            region=REGION,
-            instance_id=f"i-{index + 1:017x}",
-            az=f"{REGION}a",
-            private_ipv4=address(variant, index),
-            public_ipv4=None,
-        )
-        for index, name in enumerate(names)
-    ]
-    return make_document(
-        serial=serial,
-        generated_at="2026-01-02T03:04:05Z",
-        tag_key="dns",
-        regions=[REGION],
-        hosts=hosts,
-    ).to_bytes()
+    return one_region_document(serial, names, lambda index: address(variant, index))
 
 
 WEB1 = NAMES.index("web1")
