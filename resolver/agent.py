@@ -38,7 +38,7 @@ from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation, SourceLocation
 from resolver.core.status import AgentStatus
 from resolver.core.views import View
-from resolver.core.zone import CompiledZone, compile_zone
+from resolver.core.zone import CompiledZone, OwnedNames, compile_zone
 from resolver.errors import HostsFileError, TagdnsError
 from resolver.hosts_sync import HostsSync
 
@@ -203,7 +203,7 @@ class Agent:
         self.loaded_from = origin
         self.last_change = time.time()
         # Names the view now owns must not be answered from forwarded data any more.
-        self.cache.flush_names(loaded.zone.nodata)
+        self.cache.flush_names(OwnedNames(loaded.zone))
         if self.server is not None:
             # One attribute assignment: a query sees the old zone or the new, never a mix.
             self.server.responder = self._responder(loaded.zone)

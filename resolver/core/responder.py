@@ -85,7 +85,7 @@ class Responder:
         self.zone = zone
         self.forwarding = forwarding
         self._answers = zone.answers
-        self._nodata = zone.nodata
+        self._nodata_for = zone.nodata_for
         self._cache = cache if forwarding else None
         self.stats = stats if stats is not None else QueryStats()
         """Shared by every Responder of an agent, so the counts outlive a zone swap."""
@@ -131,7 +131,7 @@ class Responder:
         prepared = self._answers.get(key)
         if prepared is None:
             if data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] != _TYPE_ANY:
-                prepared = self._nodata.get(key[:-4])
+                prepared = self._nodata_for(key[:-4])
             if prepared is None:
                 return self._cached(data, key, qend, variant, limit if udp else None)
             self.stats.count_owned(data[qend - 4], data[qend - 3])
@@ -196,7 +196,7 @@ class Responder:
                 if reply is not None:
                     return reply
             if prepared is None:
-                prepared = self._nodata.get(q.qname_wire)
+                prepared = self._nodata_for(q.qname_wire)
         if prepared is not None:
             return finish(q, prepared, udp=udp)
         name = q.qname_wire

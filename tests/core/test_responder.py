@@ -772,7 +772,7 @@ class _Exploding(Mapping[bytes, Prepared]):
 
 def test_internal_error_is_servfail_with_the_question(caplog: pytest.LogCaptureFixture) -> None:
     zone = PLAIN.zone
-    broken = CompiledZone(**{**zone.__dict__, "answers": _Exploding(), "nodata": _Exploding()})
+    broken = CompiledZone(**{**zone.__dict__, "answers": _Exploding(), "structural": _Exploding()})
     for data in (query("WeB1"), query("example.com", edns=opt(do=True))):
         reply = check_echo(data, Responder(broken, forwarding=False).respond(data, udp=True))
         assert reply.header.rcode == SERVFAIL

@@ -16,7 +16,7 @@ from resolver.core.document import HostEntry, MappingDocument, make_document
 from resolver.core.pipeline import ZoneSettings, compile_document
 from resolver.core.responder import Responder
 from resolver.core.views import CrossRegion, build_view
-from resolver.core.zone import CompiledZone, compile_zone, prepared_heads
+from resolver.core.zone import CompiledZone, OwnedNames, compile_zone, prepared_heads
 from tests.core import strategies
 from tests.core.dns_helpers import (
     AWAY,
@@ -91,26 +91,53 @@ def test_answer_keys_absent(name: str, rtype: int, why: str) -> None:
     assert key(name, rtype) not in ZONE.answers, why
 
 
-def test_nodata_index_holds_every_owned_name_and_nothing_else() -> None:
-    expected = {
-        name_wire(name) for name in ("api", "web1", "web2", "cache", "blue.svc", "db", "pool")
-    }
-    expected |= {
-        name_wire(f"{name}.internal")
-        for name in ("api", "web1", "web2", "cache", "blue.svc", "pool")
-    }
-    local = ["10.0.1.10", "10.0.2.21", "10.0.2.20", "10.0.4.7", "2600:1f18:1::10"]
-    local += ["2600:1f18:1::47", *(f"10.0.3.{i}" for i in range(1, 41))]
-    local += [f"10.0.5.{i}" for i in range(1, 11)]
-    expected |= {name_wire(reverse(address)) for address in local}
-    assert set(ZONE.nodata) == expected
+OWNED = [
+    *("api", "web1", "web2", "cache", "blue.svc", "db", "pool"),
+    *(f"{name}.internal" for name in ("api", "web1", "web2", "cache", "blue.svc", "pool")),
+    *(
+        reverse(address)
+        for address in (
+            *("10.0.1.10", "10.0.2.21", "10.0.2.20", "10.0.4.7", "2600:1f18:1::10"),
+            "2600:1f18:1::47",
+            *(f"10.0.3.{i}" for i in range(1, 41)),
+            *(f"10.0.5.{i}" for i in range(1, 11)),
+        )
+    ),
+]
+NOT_OWNED = [
+    *("batch", "db.internal", "svc.internal", "internal", "svc", "web1.internal.internal"),
+    *("web", "eb1", "ec2.internal", reverse("34.240.0.5"), reverse("10.1.1.5")),
+    reverse("54.12.0.10"),
+]
+
+
+@pytest.mark.parametrize("name", OWNED)
+def test_owned_names_answer_nodata(name: str) -> None:
+    assert ZONE.owns(name_wire(name))
+    assert name_wire(name) in OwnedNames(ZONE)
+
+
+@pytest.mark.parametrize("name", NOT_OWNED)
+def test_other_names_are_not_owned(name: str) -> None:
+    assert ZONE.nodata_for(name_wire(name)) is None
+    assert name_wire(name) not in OwnedNames(ZONE)
+
+
+def test_every_answer_key_is_an_owned_name() -> None:
+    for k in ZONE.answers:
+        assert ZONE.owns(k[:-4])
+
+
+def test_qualified_nodata_points_the_soa_at_the_apex_inside_the_question() -> None:
+    for name in ("web2.internal", "blue.svc.internal"):
+        body = ZONE.nodata_for(name_wire(name)).body  # type: ignore[union-attr]
+        apex = wire.HEADER_LEN + len(name_wire(name)) - len(name_wire("internal"))
+        assert body[:2] == wire.pointer(apex)
 
 
 def test_every_key_is_lowercase_and_a_legal_name() -> None:
-    for index in (ZONE.answers, ZONE.nodata):
-        for k in index:
-            assert k == k.lower()
     for k in ZONE.answers:
+        assert k == k.lower()
         assert len(k) - 4 <= wire.MAX_NAME
 
 
@@ -123,9 +150,9 @@ def test_bare_and_qualified_forms_share_one_prepared_reply() -> None:
 
 
 def test_bare_names_and_reverse_names_share_one_nodata_reply() -> None:
-    shared = ZONE.nodata[name_wire("web1")]
+    shared = ZONE.nodata_for(name_wire("web1"))
     for name in ("api", "db", reverse("10.0.1.10"), reverse("2600:1f18:1::10")):
-        assert ZONE.nodata[name_wire(name)] is shared
+        assert ZONE.nodata_for(name_wire(name)) is shared
 
 
 def test_addresses_of_one_name_share_one_ptr_reply() -> None:
@@ -191,9 +218,10 @@ def test_soa_carries_serial_and_negative_ttl() -> None:
 def test_authoritative_adds_apex_and_empty_non_terminals() -> None:
     zone = compiled(authoritative=True)
     assert key("internal", SOA) in zone.answers
-    assert name_wire("internal") in zone.nodata
-    assert name_wire("svc.internal") in zone.nodata
-    assert name_wire("svc") not in zone.nodata  # bare names have no parents to claim
+    assert zone.owns(name_wire("internal"))
+    assert zone.owns(name_wire("svc.internal"))
+    assert not zone.owns(name_wire("svc"))  # bare names have no parents to claim
+    assert set(zone.structural) == {name_wire("internal"), name_wire("svc.internal")}
     assert set(zone.answers) - set(ZONE.answers) == {key("internal", SOA)}
 
 
@@ -226,7 +254,7 @@ def test_empty_view_compiles_to_empty_indexes() -> None:
     )
     zone = compile_zone(build_view(document, AWAY, "internal"))
     assert zone.names == 0
-    assert not zone.answers and not zone.nodata
+    assert not zone.answers and not zone.structural
 
 
 def test_name_too_long_with_the_zone_answers_bare_only() -> None:
@@ -240,9 +268,9 @@ def test_name_too_long_with_the_zone_answers_bare_only() -> None:
     assert key(long_name, A) in zone.answers
     assert key(reverse("10.9.9.9"), PTR) not in zone.answers
     assert all(len(k) - 4 <= wire.MAX_NAME for k in zone.answers)
-    assert all(len(k) <= wire.MAX_NAME for k in zone.nodata)
+    assert zone.owns(name_wire(long_name))
     # Its parents are not empty non-terminals either: nothing lives below them.
-    assert set(zone.nodata) == {name_wire(long_name), name_wire("internal")}
+    assert set(zone.structural) == {name_wire("internal")}
 
 
 def _ask(responder: Responder, name: str, qtype: int) -> DNSRecord:
