@@ -14,12 +14,12 @@ import re
 from resolver.errors import DocumentError
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
+CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
 """A dotted quad in the one form ``str(IPv4Address(...))`` produces: no leading zeros."""
 
 
 def is_canonical_ipv4(value: str) -> bool:
-    return _CANONICAL_IPV4.match(value) is not None
+    return CANONICAL_IPV4.match(value) is not None
 
 
 def ipv4_packed(address: str) -> bytes:
@@ -36,7 +36,7 @@ def canonical_ipv4(value: object, field: str) -> str:
     """Return the dotted-quad form of an IPv4 address or raise naming ``field``."""
     if not isinstance(value, str):
         raise DocumentError(f"{field}: expected an IPv4 address string, got {type(value).__name__}")
-    if _CANONICAL_IPV4.match(value):
+    if CANONICAL_IPV4.match(value):
         return value
     try:
         return str(ipaddress.IPv4Address(value))
@@ -127,7 +127,7 @@ def canonical_ipv6(value: object, field: str) -> str:
 
 def address_sort_key(address: str) -> tuple[int, int]:
     """Numeric order for a mix of IPv4 and IPv6 addresses: the stable answer order."""
-    if _CANONICAL_IPV4.match(address):
+    if CANONICAL_IPV4.match(address):
         return (4, int.from_bytes(ipv4_packed(address), "big"))
     fast = ipv6_value(address)
     if fast is not None:

@@ -12,15 +12,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from resolver.core.addresses import (
+    CANONICAL_IPV4,
     address_sort_key,
     canonical_ipv4,
     canonical_ipv6,
-    is_canonical_ipv4,
 )
-from resolver.core.names import validate_name
+from resolver.core.names import is_plain_name, validate_name
 from resolver.errors import DocumentError, InvalidName
 
 SCHEMA_VERSION = 1
@@ -45,9 +46,14 @@ _HOST_FIELDS = frozenset(
 _REJECTED_FIELDS = frozenset({"region", "instance_id", "value", "reason"})
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class HostEntry:
-    """One (name, instance) pair; the unit the views are built from."""
+class HostEntry(NamedTuple):
+    """One (name, instance) pair; the unit the views are built from.
+
+    A named tuple rather than a frozen dataclass: an agent builds 100,000 of these
+    on every reload, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) cost five times as much. Tuple order is
+    the document's canonical order: name, region, instance.
+    """
 
     name: str
     region: str
@@ -67,6 +73,10 @@ class HostEntry:
             "public_ipv4": self.public_ipv4,
             "ipv6": list(self.ipv6),
         }
+
+
+_CANONICAL_ORDER = itemgetter(0, 1, 2)
+"""Name, region, instance: unique per host, so later fields (some None) are never compared."""
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -148,7 +158,7 @@ def make_document(
         generated_at=generated_at,
         tag_key=tag_key,
         regions=tuple(sorted(set(regions))),
-        hosts=tuple(sorted(hosts, key=lambda h: (h.name, h.region, h.instance_id))),
+        hosts=tuple(sorted(hosts, key=_CANONICAL_ORDER)),
         rejected=tuple(sorted(set(rejected))),
     )
 
@@ -277,14 +287,46 @@ class _BadField(ValueError):
         self.field = field
 
 
+_HOST_VALUES = itemgetter(
+    "name", "region", "instance_id", "az", "private_ipv4", "public_ipv4", "ipv6"
+)
+
+
 def _host(item: object, regions: dict[str, str], shared: dict[str, str]) -> HostEntry:
+    """One validated host entry; each check is the cheap test first, the explanation after.
+
+    ``shared`` maps each availability zone already validated to one string object.
+    """
     if type(item) is not dict or item.keys() != _HOST_FIELDS:
         try:
             _expect_object(item, "", _HOST_FIELDS)
         except DocumentError as exc:
             raise _BadField("", str(exc).removeprefix(": ")) from None
     obj: dict[str, Any] = item  # type: ignore[assignment]
-    name = obj["name"]
+    name, region_raw, instance_id, az_raw, private_raw, public_raw, ipv6_raw = _HOST_VALUES(obj)
+    if type(name) is not str or not is_plain_name(name):
+        _explain_name(name)
+    region = regions.get(region_raw) if type(region_raw) is str else None
+    if region is None:
+        _region_or_bad(region_raw)
+        raise _BadField(".region", f"{region_raw!r} is not among the scanned regions")
+    if type(instance_id) is not str or not INSTANCE_ID_PATTERN.match(instance_id):
+        raise _BadField(".instance_id", f"{instance_id!r} is not an instance id")
+    az = shared.get(az_raw) if type(az_raw) is str else None
+    if az is None:
+        if not isinstance(az_raw, str) or not AZ_PATTERN.match(az_raw):
+            raise _BadField(".az", f"{az_raw!r} is not an availability zone")
+        az = shared[az_raw] = az_raw
+    private_ipv4 = _ipv4(private_raw, ".private_ipv4")
+    public_ipv4 = None if public_raw is None else _ipv4(public_raw, ".public_ipv4")
+    if type(ipv6_raw) is not list:
+        raise _BadField(".ipv6", f"expected a list, got {type(ipv6_raw).__name__}")
+    ipv6 = _ipv6_list(ipv6_raw) if ipv6_raw else ()
+    return HostEntry(name, region, instance_id, az, private_ipv4, public_ipv4, ipv6)
+
+
+def _explain_name(name: object) -> None:
+    """Raise the reason a name is not a valid name in normal form (if it is, return)."""
     if not isinstance(name, str):
         raise _BadField(".name", "expected a string")
     try:
@@ -293,41 +335,16 @@ def _host(item: object, regions: dict[str, str], shared: dict[str, str]) -> Host
         raise _BadField(".name", f"{name!r} {exc}") from None
     if normal != name:
         raise _BadField(".name", f"{name!r} is not in normal form")
-    region = regions.get(obj["region"]) if isinstance(obj["region"], str) else None
-    if region is None:
-        _region_or_bad(obj["region"])
-        raise _BadField(".region", f"{obj['region']!r} is not among the scanned regions")
-    instance_id = obj["instance_id"]
-    if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
-        raise _BadField(".instance_id", f"{instance_id!r} is not an instance id")
-    az = obj["az"]
-    if not isinstance(az, str) or not AZ_PATTERN.match(az):
-        raise _BadField(".az", f"{az!r} is not an availability zone")
-    az = shared.setdefault(az, az)
-    private_ipv4 = _ipv4(obj["private_ipv4"], ".private_ipv4")
-    public_raw = obj["public_ipv4"]
-    public_ipv4 = None if public_raw is None else _ipv4(public_raw, ".public_ipv4")
-    ipv6_raw = obj["ipv6"]
-    if not isinstance(ipv6_raw, list):
-        raise _BadField(".ipv6", f"expected a list, got {type(ipv6_raw).__name__}")
-    ipv6: tuple[str, ...] = ()
-    if ipv6_raw:
-        addresses = []
-        for j, address in enumerate(ipv6_raw):
-            try:
-                addresses.append(canonical_ipv6(address, ""))
-            except DocumentError as exc:
-                raise _BadField(f".ipv6[{j}]", str(exc).removeprefix(": ")) from None
-        ipv6 = tuple(sorted(set(addresses), key=address_sort_key))
-    return HostEntry(
-        name=name,
-        region=region,
-        instance_id=instance_id,
-        az=az,
-        private_ipv4=private_ipv4,
-        public_ipv4=public_ipv4,
-        ipv6=ipv6,
-    )
+
+
+def _ipv6_list(raw: list[object]) -> tuple[str, ...]:
+    addresses = []
+    for j, address in enumerate(raw):
+        try:
+            addresses.append(canonical_ipv6(address, ""))
+        except DocumentError as exc:
+            raise _BadField(f".ipv6[{j}]", str(exc).removeprefix(": ")) from None
+    return tuple(sorted(set(addresses), key=address_sort_key))
 
 
 def _region_or_bad(raw: object) -> None:
@@ -338,7 +355,7 @@ def _region_or_bad(raw: object) -> None:
 
 
 def _ipv4(value: object, field: str) -> str:
-    if type(value) is str and is_canonical_ipv4(value):
+    if type(value) is str and CANONICAL_IPV4.match(value):
         return value
     try:
         return canonical_ipv4(value, "")

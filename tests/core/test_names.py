@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.core.names import NameRejection, check_zone, split_tag_value, validate_name
+from resolver.core.names import (
+    NameRejection,
+    check_zone,
+    conflict_screen,
+    is_plain_name,
+    split_tag_value,
+    validate_name,
+    zone_conflict,
+)
 from resolver.errors import InvalidName
 
 LABEL_63 = "a" * 63
@@ -266,3 +274,72 @@ def test_split_tag_value_partitions_every_part(value: str) -> None:
     assert names or rejections
     parts = [part for part in value.split(",") if part.strip()]
     assert {r.value for r in rejections} <= {*parts, value}
+
+
+_NEAR_NAMES = st.sampled_from(
+    [
+        "web1",
+        "a" * 63,
+        "a" * 64,
+        "-web",
+        "web-",
+        "1234",
+        "web.1234",
+        "localhost",
+        "x.arpa",
+        "ec2.internal",
+        "ip-10-0-0-1.ec2.internal",
+        "compute.internal",
+        "x.compute.internal",
+        "internal",
+        "Web1",
+        " web1",
+        "web1.",
+        ".web1",
+        "a..b",
+        "a." * 126 + "b",
+        "a." * 127 + "b",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=hostile_text | _NEAR_NAMES)
+def test_plain_name_fast_path_agrees_with_validate_name(raw: str) -> None:
+    """The parser's fast test says yes exactly for valid names already in normal form."""
+    try:
+        valid_and_normal = validate_name(raw) == raw
+    except InvalidName:
+        valid_and_normal = False
+    assert is_plain_name(raw) == valid_and_normal
+
+
+_ZONES = st.sampled_from(
+    [
+        "internal",
+        "fleet.internal",
+        "ec2.internal",
+        "x.ec2.internal",
+        "nal",
+        "compute.internal",
+        "corp.example",
+        "2.internal",
+        "ernal",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
+    | st.sampled_from(
+        [
+            *("ec2", "x.ec2", "xec2", "compute", "a.compute", "internal", "x.internal", "fleet"),
+            *("ec2.internal", "a.ec2.internal", "er", "2", "ec2.int", "x.corp.example"),
+        ]
+    ),
+    zone=_ZONES,
+)
+def test_conflict_screen_never_misses_a_conflict(name: str, zone: str) -> None:
+    if zone_conflict(name, zone) is not None:
+        assert name.endswith(conflict_screen(zone))
