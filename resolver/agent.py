@@ -126,7 +126,7 @@ class Agent:
     # -- state ---------------------------------------------------------------------------
 
     def status(self) -> AgentStatus:
-        document = self.loaded.document if self.loaded else None
+        document = self.loaded.facts if self.loaded else None
         return AgentStatus(
             source=str(self.plan.source),
             view=self.plan.settings.view,
@@ -164,7 +164,7 @@ class Agent:
     def _report(self, message: str) -> None:
         """Log a problem once, not on every poll that meets it again."""
         if message != self.last_error:
-            serial = self.loaded.document.serial if self.loaded else "none"
+            serial = self.loaded.facts.serial if self.loaded else "none"
             log.error("keeping serial %s: %s", serial, message)
         self.last_error = message
         self._notify_systemd()
@@ -198,7 +198,7 @@ class Agent:
     # -- loading -------------------------------------------------------------------------
 
     def _install(self, loaded: LoadedZone, origin: str, seconds: float = 0.0) -> None:
-        previous = self.loaded.document.serial if self.loaded else None
+        previous = self.loaded.facts.serial if self.loaded else None
         self.loaded = loaded
         self.loaded_from = origin
         self.last_change = time.time()
@@ -231,7 +231,7 @@ class Agent:
 
     async def _consider(self, data: bytes, origin: str, *, from_cache: bool = False) -> bool:
         """Validate and compile off the serving path, then install; False if refused."""
-        current = self.loaded.document if self.loaded else None
+        current = self.loaded.facts if self.loaded else None
         started = time.perf_counter()
         try:
             loaded = await asyncio.to_thread(
@@ -241,7 +241,7 @@ class Agent:
             self.counts["rejected"] += 1
             self._report(f"{origin}: refused: {exc}")
             return False
-        if current is not None and loaded.document == current:
+        if current is not None and loaded.facts.fingerprint == current.fingerprint:
             if not from_cache:
                 self.loaded_from = origin  # the source confirms the cached copy
             return True

@@ -103,7 +103,7 @@ def _check_document(config: Config, label: str | None) -> CheckResult:
     left_out = f", {len(loaded.view.omitted)} left out" if loaded.view.omitted else ""
     return ok(
         f"document from {source}: serial {loaded.zone.serial} generated "
-        f"{loaded.document.generated_at}, {loaded.zone.names} names in view "
+        f"{loaded.facts.generated_at}, {loaded.zone.names} names in view "
         f"{loaded.view.label}{left_out}"
     )
 

@@ -7,11 +7,21 @@ old object must not roll nodes back.
 
 from __future__ import annotations
 
-from resolver.core.document import MappingDocument
+from typing import Protocol
+
 from resolver.errors import ShrinkError, StaleSerialError
 
 
-def lost_share(old: MappingDocument, new: MappingDocument) -> float:
+class Guarded(Protocol):
+    """A document, or what an agent keeps of the one in force."""
+
+    @property
+    def serial(self) -> int: ...
+
+    def names(self) -> frozenset[str]: ...
+
+
+def lost_share(old: Guarded, new: Guarded) -> float:
     """Share of the old document's names that the new one no longer has."""
     old_names = old.names()
     if not old_names:
@@ -19,20 +29,23 @@ def lost_share(old: MappingDocument, new: MappingDocument) -> float:
     return len(old_names - new.names()) / len(old_names)
 
 
-def check_shrink(old: MappingDocument | None, new: MappingDocument, max_shrink: float) -> None:
+def check_shrink(old: Guarded | None, new: Guarded, max_shrink: float) -> None:
     """Raise ShrinkError when ``new`` loses more than ``max_shrink`` of the names."""
     if old is None:
         return
-    share = lost_share(old, new)
+    old_names = old.names()
+    if not old_names:
+        return
+    lost = len(old_names - new.names())
+    share = lost / len(old_names)
     if share > max_shrink:
-        lost = len(old.names() - new.names())
         raise ShrinkError(
-            f"new document loses {lost} of {len(old.names())} names ({share:.0%}), "
+            f"new document loses {lost} of {len(old_names)} names ({share:.0%}), "
             f"more than the {max_shrink:.0%} allowed"
         )
 
 
-def check_serial(current: MappingDocument | None, new: MappingDocument) -> None:
+def check_serial(current: Guarded | None, new: Guarded) -> None:
     """Raise StaleSerialError when ``new`` is older than the document in force."""
     if current is not None and new.serial < current.serial:
         raise StaleSerialError(

@@ -6,6 +6,7 @@ then swap the whole map; any failure leaves the old map serving.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from resolver.core.document import MappingDocument, parse_document
@@ -29,14 +30,51 @@ class ZoneSettings:
 
 
 @dataclass(frozen=True)
+class DocumentFacts:
+    """What an agent keeps of the document in force: enough for the guards and its status.
+
+    Not the document itself: at 100,000 hosts its entries cost tens of megabytes
+    (and pin the parser's memory) only to be compared with the next document.
+    The names are one newline-joined string, expanded into a set only when a new
+    document is checked against them.
+    """
+
+    serial: int
+    generated_at: str
+    fingerprint: bytes
+    """A digest of the document's bytes: the same bytes again need no reload."""
+    names_text: str
+
+    @classmethod
+    def of(cls, document: MappingDocument, data: bytes) -> DocumentFacts:
+        # Hosts come in name order, so a name listed for several instances is adjacent.
+        names = dict.fromkeys(host.name for host in document.hosts)
+        return cls(
+            serial=document.serial,
+            generated_at=document.generated_at,
+            fingerprint=hashlib.blake2b(data, digest_size=16).digest(),
+            names_text="\n".join(names),
+        )
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self.names_text.split("\n")) if self.names_text else frozenset()
+
+
+@dataclass(frozen=True)
 class LoadedZone:
-    document: MappingDocument
+    facts: DocumentFacts
     view: View
     zone: CompiledZone
 
 
-def compile_document(document: MappingDocument, settings: ZoneSettings) -> LoadedZone:
-    """Build the view and compile it; raises ConfigError if the view's region is absent."""
+def compile_document(
+    document: MappingDocument, settings: ZoneSettings, data: bytes | None = None
+) -> LoadedZone:
+    """Build the view and compile it; raises ConfigError if the view's region is absent.
+
+    ``data`` is the bytes the document was parsed from (its canonical bytes if omitted).
+    """
+    facts = DocumentFacts.of(document, document.to_bytes() if data is None else data)
     view = build_view(document, settings.view, settings.zone, settings.cross_region)
     zone = compile_zone(
         view,
@@ -45,13 +83,13 @@ def compile_document(document: MappingDocument, settings: ZoneSettings) -> Loade
         authoritative=settings.authoritative,
         recursion_available=settings.forwarding,
     )
-    return LoadedZone(document, view, zone)
+    return LoadedZone(facts, view, zone)
 
 
 def load_document(
     data: bytes,
     settings: ZoneSettings,
-    current: MappingDocument | None = None,
+    current: DocumentFacts | None = None,
     *,
     force: bool = False,
 ) -> LoadedZone:
@@ -64,4 +102,4 @@ def load_document(
     if not force:
         check_serial(current, document)
         check_shrink(current, document, settings.max_shrink)
-    return compile_document(document, settings)
+    return compile_document(document, settings, data)

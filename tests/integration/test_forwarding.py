@@ -819,14 +819,14 @@ def test_cache_is_flushed_for_names_the_view_starts_owning(
         owning = dict(document, serial=document["serial"] + 1, hosts=[*document["hosts"], newbox])
         source.write_text(json.dumps(owning))
         loop_thread.run(agent.refresh(force=True))
-        assert agent.loaded is not None and agent.loaded.document.serial == owning["serial"]
+        assert agent.loaded is not None and agent.loaded.facts.serial == owning["serial"]
         assert len(agent.cache) == 0
         owned = ask(bound.port, "newbox.internal")
         assert addresses(owned) == {"10.0.9.9"} and owned.header.aa == 1
 
         source.write_text(json.dumps(dict(document, serial=document["serial"] + 2)))
         loop_thread.run(agent.refresh(force=True))
-        assert agent.loaded.document.serial == document["serial"] + 2
+        assert agent.loaded.facts.serial == document["serial"] + 2
         # No longer owned: asked upstream afresh, not answered from the old cache entry.
         assert addresses(ask(bound.port, "newbox.internal")) == {"192.0.2.51"}
         assert len(upstream.queries("newbox.internal")) == 2

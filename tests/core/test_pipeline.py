@@ -1,0 +1,79 @@
+"""The reload pipeline: what an agent keeps of the document in force, and the guards on it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resolver.core.document import MappingDocument, parse_document
+from resolver.core.guards import check_shrink
+from resolver.core.pipeline import DocumentFacts, ZoneSettings, load_document
+from resolver.errors import ShrinkError, StaleSerialError
+from tests.core import strategies
+from tests.documents import REGION, one_region_document
+
+SETTINGS = ZoneSettings(view=REGION)
+
+
+def _address(index: int) -> str:
+    return f"10.0.{index // 250}.{index % 250 + 1}"
+
+
+def _facts(serial: int, names: list[str]) -> DocumentFacts:
+    data = one_region_document(serial, names, _address)
+    return load_document(data, SETTINGS).facts
+
+
+@settings(max_examples=60, deadline=None)
+@given(document=strategies.documents())
+def test_facts_keep_the_names_serial_and_time(document: MappingDocument) -> None:
+    data = document.to_bytes()
+    facts = DocumentFacts.of(parse_document(data), data)
+    assert facts.names() == document.names()
+    assert (facts.serial, facts.generated_at) == (document.serial, document.generated_at)
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=strategies.documents(), new=strategies.documents(), limit=st.floats(0.0, 1.0))
+def test_shrink_guard_gives_the_same_verdict_on_facts(
+    old: MappingDocument, new: MappingDocument, limit: float
+) -> None:
+    def verdict(previous: MappingDocument | DocumentFacts) -> str:
+        try:
+            check_shrink(previous, new, limit)
+        except ShrinkError as exc:
+            return str(exc)
+        return "accepted"
+
+    assert verdict(DocumentFacts.of(old, old.to_bytes())) == verdict(old)
+
+
+def test_a_name_on_several_instances_is_kept_once() -> None:
+    facts = _facts(3, ["web", "web", "api"])
+    assert facts.names() == {"web", "api"}
+    assert facts.names_text.count("web") == 1
+
+
+def test_an_empty_document_has_no_names() -> None:
+    assert _facts(1, []).names() == frozenset()
+
+
+def test_fingerprint_follows_the_bytes() -> None:
+    data = one_region_document(5, ["web"], _address)
+    same = load_document(data, SETTINGS).facts
+    assert same.fingerprint == load_document(bytes(data), SETTINGS).facts.fingerprint
+    moved = one_region_document(5, ["web"], lambda _: "10.9.9.9")
+    assert load_document(moved, SETTINGS).facts.fingerprint != same.fingerprint
+
+
+def test_guards_run_against_the_facts_in_force() -> None:
+    current = _facts(10, [f"n{i}" for i in range(10)])
+    older = one_region_document(9, [f"n{i}" for i in range(10)], _address)
+    with pytest.raises(StaleSerialError, match="serial 9 is older than the serial 10"):
+        load_document(older, SETTINGS, current)
+    shrunk = one_region_document(11, ["n0", "n1", "n2"], _address)
+    with pytest.raises(ShrinkError, match="loses 7 of 10 names"):
+        load_document(shrunk, SETTINGS, current)
+    kept = one_region_document(11, [f"n{i}" for i in range(6)], _address)
+    assert load_document(kept, SETTINGS, current).facts.serial == 11  # 40 % lost is allowed
