@@ -16,7 +16,8 @@ import struct
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
+from functools import partial
+from typing import Protocol, cast, runtime_checkable
 
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
@@ -29,6 +30,20 @@ query_log = logging.getLogger("tagdns.query")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Forward = Callable[[Question, bool], Awaitable[bytes | None]]
 """Ask upstream for a question not owned; (question, udp) -> reply bytes or None."""
+
+
+@runtime_checkable
+class CallbackForwarder(Protocol):
+    """What a ``forward`` bound to a Forwarder also offers: replies through a callback.
+
+    UDP queries use it instead of a task per query (the task, its coroutine chain
+    and the loop passes they take were most of the cost of a cache miss).
+    """
+
+    def start(self, question: Question, udp: bool, deliver: Callable[[bytes], None]) -> None: ...
+
+    def close(self) -> None: ...
+
 
 _ALLOW_CACHE_MAX = 4096
 
@@ -68,8 +83,12 @@ class DnsServer:
         forward: Forward | None = None,
         limits: ServerLimits | None = None,
     ) -> None:
-        self.responder = responder
+        self.respond = responder.respond
+        """The current responder's ``respond``, kept beside it for the per-packet path."""
+        self._responder = responder
         self.forward = forward
+        owner = getattr(forward, "__self__", None)
+        self.forwarder = owner if isinstance(owner, CallbackForwarder) else None
         self.limits = limits or ServerLimits()
         self.counters = ServerCounters()
         self._allow = tuple(allow)
@@ -82,6 +101,16 @@ class DnsServer:
         self._udp_protocols: list[_UdpProtocol] = []
         self.log_queries = False
         """Log every reply sent (client, name, type, rcode); see ``set_query_logging``."""
+
+    @property
+    def responder(self) -> Responder:
+        return self._responder
+
+    @responder.setter
+    def responder(self, responder: Responder) -> None:
+        """Swap zones: every query from now on is answered by ``responder``."""
+        self._responder = responder
+        self.respond = responder.respond
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -120,6 +149,8 @@ class DnsServer:
             protocol.close()
         for task in list(self._tasks):
             task.cancel()
+        if self.forwarder is not None:
+            self.forwarder.close()
         for server in self._tcp_servers:
             await server.wait_closed()
         self._udp_transports.clear()
@@ -157,11 +188,15 @@ class DnsServer:
 
     def answer(self, data: bytes, *, udp: bool) -> bytes | Question | None:
         try:
-            return self.responder.respond(data, udp=udp)
+            return self._responder.respond(data, udp=udp)
         except Exception:  # Responder.respond already contains errors; belt and braces
-            self.counters.internal_errors += 1
-            log.exception("internal error answering a query")
-            return servfail(data)
+            return self.failed(data)
+
+    def failed(self, data: bytes) -> bytes | None:
+        """The reply when answering raised (Responder.respond contains its own errors)."""
+        self.counters.internal_errors += 1
+        log.exception("internal error answering a query")
+        return servfail(data)
 
     def spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -181,8 +216,25 @@ class DnsServer:
             log.exception("internal error forwarding a query")
             reply = error_reply(question, wire.SERVFAIL, ra=True)
         if reply is not None:
-            self.responder.stats.count_reply(reply)
+            self._responder.stats.count_reply(reply)
         return reply
+
+    def start_forward(
+        self, question: Question, udp: bool, deliver: Callable[[bytes], None]
+    ) -> None:
+        """Forward through the callback form; ``deliver`` gets the reply (SERVFAIL on error)."""
+        assert self.forwarder is not None
+
+        def counted(reply: bytes) -> None:
+            self._responder.stats.count_reply(reply)
+            deliver(reply)
+
+        try:
+            self.forwarder.start(question, udp, counted)
+        except Exception:
+            self.counters.internal_errors += 1
+            log.exception("internal error forwarding a query")
+            counted(error_reply(question, wire.SERVFAIL, ra=True))
 
     # -- TCP connection bookkeeping --------------------------------------------------------
 
@@ -249,12 +301,16 @@ class _LoggingUdpTransport:
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer) -> None:
         self.server = server
+        self.counters = server.counters
+        self._allow_get = server._allow_cache.get
         self.transport: asyncio.DatagramTransport | None = None
         self._raw_transport: asyncio.DatagramTransport | None = None
+        self._sendto: Callable[[bytes, tuple[str, int]], None] = _not_connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance check here.
         self.transport = self._raw_transport = cast(asyncio.DatagramTransport, transport)
+        self._sendto = self.transport.sendto
 
     def set_logging(self, enabled: bool) -> None:
         """Swap the logging wrapper in or out: the hot path itself never tests a flag."""
@@ -264,25 +320,40 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = (
             cast(asyncio.DatagramTransport, _LoggingUdpTransport(raw)) if enabled else raw
         )
+        self._sendto = self.transport.sendto
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        # The per-packet path: every lookup it can skip is skipped. The allow-list
+        # verdict comes from the server's per-address cache (filled by ``allowed``).
         server = self.server
-        if not server.allowed(addr[0]):
-            server.counters.refused_clients += 1
+        verdict = self._allow_get(addr[0])
+        if not verdict and (verdict is False or not server.allowed(addr[0])):
+            self.counters.refused_clients += 1
             return
-        server.counters.udp_queries += 1
-        reply = server.answer(data, udp=True)
+        self.counters.udp_queries += 1
+        try:
+            reply = server.respond(data)
+        except Exception:  # Responder.respond already contains errors; belt and braces
+            reply = server.failed(data)
         if reply.__class__ is bytes:
-            self.transport.sendto(reply, addr)  # type: ignore[union-attr]
+            self._sendto(reply, addr)
         elif reply is None:
-            server.counters.dropped += 1
+            self.counters.dropped += 1
         else:
             assert isinstance(reply, Question)
             if server.udp_pending >= server.limits.udp_max_pending_forwards:
-                server.counters.forward_overflow += 1
+                self.counters.forward_overflow += 1
                 return
             server.udp_pending += 1
-            server.spawn(self._forward(reply, addr))
+            if server.forwarder is not None:
+                server.start_forward(reply, True, partial(self._forwarded, addr))
+            else:
+                server.spawn(self._forward(reply, addr))
+
+    def _forwarded(self, addr: tuple[str, int], reply: bytes) -> None:
+        self.server.udp_pending -= 1
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(reply, addr)
 
     async def _forward(self, question: Question, addr: tuple[str, int]) -> None:
         try:
@@ -294,6 +365,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)
+
+
+def _not_connected(data: bytes, addr: tuple[str, int]) -> None:
+    raise RuntimeError("a UDP reply before the transport was made")
 
 
 class _TcpProtocol(asyncio.Protocol):

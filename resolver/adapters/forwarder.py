@@ -7,7 +7,13 @@ TC=1 means asking the same upstream over TCP; a timeout or an upstream error
 means the next upstream; after a round with a timeout the upstreams are asked
 again (a lost datagram is not a failure) until ``total_timeout``, and then the
 client gets SERVFAIL, never NXDOMAIN. Identical questions in flight share one upstream
-query, and a semaphore bounds how many are in flight at all.
+query, and at most ``max_in_flight`` upstream queries are outstanding at once
+(the rest wait their turn, their deadline running).
+
+A cache miss is driven by callbacks on the event loop (a socket watched with
+``add_reader``, a timer), not by a task per query: the coroutine machinery, a
+datagram transport per query and the loop iterations they take cost more than
+the rest of a miss together. Only the rare retry over TCP runs as a task.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import struct
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
@@ -27,6 +36,12 @@ from resolver.core.responder import Question, error_reply
 from resolver.core.upstream_reply import UpstreamAnswer, parse_reply, query_message
 
 log = logging.getLogger("tagdns.forwarder")
+
+_MAX_DATAGRAM = 65535
+_UPSTREAM_ERRORS = frozenset((wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR))
+
+Deliver = Callable[[bytes], None]
+"""Receives our reply to one client: called exactly once per ``start`` (unless closed)."""
 
 
 @dataclass(frozen=True)
@@ -51,43 +66,6 @@ class ForwarderCounters:
     by_upstream_error: dict[str, int] = field(default_factory=dict)
 
 
-class _ReplyCatcher(asyncio.DatagramProtocol):
-    """Waits for the one datagram that answers our query on a connected socket."""
-
-    def __init__(
-        self, upstream: Endpoint, qid: bytes, key: bytes, counters: ForwarderCounters
-    ) -> None:
-        self.upstream = upstream
-        self.qid = qid
-        self.key = key
-        self.counters = counters
-        self.result: asyncio.Future[UpstreamAnswer | None] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int] | None) -> None:
-        # The socket is connected, so the kernel already drops other sources; this
-        # check is a second line (a link-local address's zone index may be spelt
-        # differently by the kernel, so it is left out of the comparison).
-        if addr is not None and (
-            addr[1] != self.upstream.port
-            or addr[0].split("%", 1)[0] != self.upstream.host.split("%", 1)[0]
-        ):
-            self.counters.ignored_replies += 1
-            return
-        answer = parse_reply(data, self.qid, self.key)
-        if answer is None:
-            self.counters.ignored_replies += 1
-            return
-        if not self.result.done():
-            self.result.set_result(answer)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: this upstream will not answer.
-        if not self.result.done():
-            self.result.set_result(None)
-
-
 class Forwarder:
     """Answers questions not owned, from the cache or from the upstreams in order."""
 
@@ -103,28 +81,61 @@ class Forwarder:
         self.cache = cache
         self.limits = limits or ForwarderLimits()
         self.counters = ForwarderCounters()
-        self._in_flight: dict[bytes, asyncio.Task[UpstreamAnswer | None]] = {}
-        self._slots = asyncio.Semaphore(self.limits.max_in_flight)
+        self._in_flight: dict[bytes, _Resolution] = {}
+        self._running = 0
+        self._waiting: deque[_Resolution] = deque()
+        self._addresses: dict[Endpoint, tuple[socket.AddressFamily, tuple[Any, ...]]] = {}
 
-    async def forward(self, question: Question, udp: bool) -> bytes:
-        """Our reply to the client for a question not owned; SERVFAIL when all fail."""
+    def start(self, question: Question, udp: bool, deliver: Deliver) -> None:
+        """Answer a question not owned through ``deliver``, later or at once.
+
+        The callback form of ``forward``, for the UDP server: no task per query.
+        """
         key = AnswerCache.key(question.key, question.do, bool(question.flags & wire.FLAG_CD))
         cached = self.cache.get(key)
         if cached is not None:
             self.counters.cache_hits += 1
-            return self._render(question, *cached, udp=udp)
-        task = self._in_flight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._resolve(question, key))
-            self._in_flight[key] = task
-            task.add_done_callback(lambda _done: self._in_flight.pop(key, None))
-        else:
+            deliver(self._render(question, *cached, udp=udp))
+            return
+        resolution = self._in_flight.get(key)
+        if resolution is not None:
             self.counters.coalesced += 1
-        answer = await asyncio.shield(task)
-        if answer is None:
-            self.counters.servfail += 1
-            return error_reply(question, wire.SERVFAIL, ra=True)
-        return self._render(question, answer, answer.sections, udp=udp)
+            resolution.waiters.append((question, udp, deliver))
+            return
+        loop = asyncio.get_running_loop()
+        resolution = _Resolution(self, loop, question, key, loop.time() + self.limits.total_timeout)
+        resolution.waiters.append((question, udp, deliver))
+        self._in_flight[key] = resolution
+        if self._running < self.limits.max_in_flight:
+            self._running += 1
+            self.counters.forwarded += 1
+            resolution.next_attempt()
+        else:
+            self._waiting.append(resolution)
+
+    async def forward(self, question: Question, udp: bool) -> bytes:
+        """Our reply to the client for a question not owned; SERVFAIL when all fail."""
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def deliver(data: bytes) -> None:
+            if not reply.done():  # done: the asker was cancelled meanwhile
+                reply.set_result(data)
+
+        self.start(question, udp, deliver)
+        return await reply
+
+    @property
+    def in_flight(self) -> int:
+        """Questions being resolved or waiting for a slot."""
+        return len(self._in_flight)
+
+    def close(self) -> None:
+        """Abandon every upstream query in flight; their clients get no reply."""
+        for resolution in list(self._in_flight.values()):
+            resolution.abandon()
+        self._in_flight.clear()
+        self._waiting.clear()
+        self._running = 0
 
     @staticmethod
     def _render(q: Question, answer: UpstreamAnswer, sections: bytes, *, udp: bool) -> bytes:
@@ -139,30 +150,40 @@ class Forwarder:
             limit=q.udp_limit() if udp else None,
         )
 
-    async def _resolve(self, question: Question, key: bytes) -> UpstreamAnswer | None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.total_timeout
-        async with self._slots:
+    def _finished(self, resolution: _Resolution, answer: UpstreamAnswer | None) -> None:
+        """Free the slot, start a waiting resolution, and reply to every asker."""
+        if self._in_flight.get(resolution.key) is resolution:
+            del self._in_flight[resolution.key]
+        self._running -= 1
+        if self._waiting and self._running < self.limits.max_in_flight:
+            waiting = self._waiting.popleft()
+            self._running += 1
             self.counters.forwarded += 1
-            # Rounds over the upstreams until the deadline, so one lost datagram to a
-            # single upstream is retried rather than answered with SERVFAIL; a new
-            # round starts only if some upstream timed out (errors are not retried).
-            retry = True
-            while retry:
-                retry = False
-                for upstream in self.upstreams:
-                    if deadline - loop.time() <= 0:
-                        return None
-                    answer, timed_out = await self._ask(upstream, question, deadline)
-                    retry = retry or timed_out
-                    if answer is None:
-                        continue
-                    if answer.rcode in (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR):
-                        self._upstream_error(upstream, f"rcode {answer.rcode}")
-                        continue
-                    self.cache.put(key, answer)
-                    return answer
-        return None
+            # On the next loop pass: a chain of upstreams failing at once must not recurse.
+            resolution.loop.call_soon(waiting.next_attempt)
+        for question, udp, deliver in resolution.waiters:
+            if answer is None:
+                self.counters.servfail += 1
+                reply = error_reply(question, wire.SERVFAIL, ra=True)
+            else:
+                reply = self._render(question, answer, answer.sections, udp=udp)
+            try:
+                deliver(reply)
+            except Exception:
+                log.exception("internal error delivering a forwarded reply")
+
+    def _address(self, upstream: Endpoint) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
+        """The upstream's socket address, resolved once (numeric only: no lookup, no I/O)."""
+        found = self._addresses.get(upstream)
+        if found is None:
+            family, _type, _proto, _name, address = socket.getaddrinfo(
+                upstream.host,
+                upstream.port,
+                type=socket.SOCK_DGRAM,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )[0]
+            found = self._addresses[upstream] = (family, address)
+        return found
 
     def _upstream_error(self, upstream: Endpoint, what: str) -> None:
         self.counters.upstream_errors += 1
@@ -170,58 +191,10 @@ class Forwarder:
         self.counters.by_upstream_error[label] = self.counters.by_upstream_error.get(label, 0) + 1
         log.debug("upstream %s: %s", upstream, what)
 
-    async def _ask(
-        self, upstream: Endpoint, question: Question, deadline: float
-    ) -> tuple[UpstreamAnswer | None, bool]:
-        """One attempt at one upstream: (answer or None, whether it timed out)."""
-        loop = asyncio.get_running_loop()
-        qid = secrets.token_bytes(2)
-        cd = bool(question.flags & wire.FLAG_CD)
-        message = query_message(qid, question.question, do=question.do, cd=cd)
-        started = loop.time()
-        timeout = min(self.limits.attempt_timeout, deadline - started)
-        answer, timed_out = await self._ask_udp(upstream, qid, question.key, message, timeout)
-        if answer is not None and answer.truncated:
-            self.counters.tcp_retries += 1
-            now = loop.time()
-            # What is left of this attempt, but at least half an attempt for the
-            # connection, and never past the client's deadline.
-            tcp_timeout = min(max(timeout - (now - started), timeout / 2), deadline - now)
-            if tcp_timeout <= 0:
-                return None, True
-            answer, timed_out = await self._ask_tcp(
-                upstream, qid, question.key, message, tcp_timeout
-            )
-            if answer is not None and answer.truncated:  # TC over TCP: nothing whole to pass on
-                self._upstream_error(upstream, "truncated reply over TCP")
-                return None, False
-        return answer, timed_out
-
-    async def _ask_udp(
-        self, upstream: Endpoint, qid: bytes, key: bytes, message: bytes, timeout: float
-    ) -> tuple[UpstreamAnswer | None, bool]:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, catcher = await loop.create_datagram_endpoint(
-                lambda: _ReplyCatcher(upstream, qid, key, self.counters),
-                remote_addr=(upstream.host, upstream.port),
-            )
-        except OSError as exc:
-            self._upstream_error(upstream, f"cannot send: {exc}")
-            return None, False
-        try:
-            transport.sendto(message)
-            return await asyncio.wait_for(catcher.result, timeout), False
-        except TimeoutError:
-            self.counters.timeouts += 1
-            self._upstream_error(upstream, "timeout")
-            return None, True
-        finally:
-            transport.close()
-
     async def _ask_tcp(
         self, upstream: Endpoint, qid: bytes, key: bytes, message: bytes, timeout: float
     ) -> tuple[UpstreamAnswer | None, bool]:
+        """One attempt over TCP: (answer or None, whether it timed out)."""
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -245,3 +218,235 @@ class Forwarder:
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
         return None, False
+
+
+class _Resolution:
+    """One question on its way through the upstreams, shared by every client asking it.
+
+    Rounds over the upstreams until the deadline, so one lost datagram to a single
+    upstream is retried rather than answered with SERVFAIL; a new round starts only
+    if some upstream timed out (errors are not retried).
+    """
+
+    __slots__ = (
+        "attempt_started",
+        "attempt_timeout",
+        "deadline",
+        "done",
+        "fd",
+        "forwarder",
+        "index",
+        "key",
+        "loop",
+        "message",
+        "qid",
+        "question",
+        "retry",
+        "sock",
+        "tcp_task",
+        "timer",
+        "waiters",
+    )
+
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        loop: asyncio.AbstractEventLoop,
+        question: Question,
+        key: bytes,
+        deadline: float,
+    ) -> None:
+        self.forwarder = forwarder
+        self.loop = loop
+        self.question = question
+        self.key = key
+        """The cache key (question plus DO and CD), which also keys ``_in_flight``."""
+        self.deadline = deadline
+        self.waiters: list[tuple[Question, bool, Deliver]] = []
+        self.index = 0
+        self.retry = False
+        self.done = False
+        self.qid = b""
+        self.message = b""
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.timer: asyncio.TimerHandle | None = None
+        self.tcp_task: asyncio.Task[tuple[UpstreamAnswer | None, bool]] | None = None
+        self.attempt_started = 0.0
+        self.attempt_timeout = 0.0
+
+    @property
+    def upstream(self) -> Endpoint:
+        return self.forwarder.upstreams[self.index]
+
+    def next_attempt(self) -> None:
+        """Ask the upstream at ``index`` (or the next that can be asked), or give up."""
+        if self.done:
+            return
+        upstreams = self.forwarder.upstreams
+        while True:
+            if self.index >= len(upstreams):
+                if not self.retry:
+                    self._finish(None)
+                    return
+                self.retry = False
+                self.index = 0
+            now = self.loop.time()
+            if self.deadline - now <= 0:
+                self._finish(None)
+                return
+            if self._send_udp(upstreams[self.index], now):
+                return
+            self.index += 1
+
+    def _send_udp(self, upstream: Endpoint, now: float) -> bool:
+        """Send the query from a fresh socket and watch it; False if it could not be sent."""
+        forwarder = self.forwarder
+        question = self.question
+        self.qid = qid = secrets.token_bytes(2)
+        self.message = query_message(
+            qid, question.question, do=question.do, cd=bool(question.flags & wire.FLAG_CD)
+        )
+        try:
+            family, address = forwarder._address(upstream)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:  # socket.gaierror included
+            forwarder._upstream_error(upstream, f"cannot send: {exc}")
+            return False
+        try:
+            # A fresh socket per query: the kernel picks a random source port, and
+            # connect() makes it drop datagrams from anyone but the upstream.
+            sock.setblocking(False)
+            sock.connect(address)
+            sock.send(self.message)
+        except OSError as exc:
+            sock.close()
+            forwarder._upstream_error(upstream, f"cannot send: {exc}")
+            return False
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.attempt_started = now
+        self.attempt_timeout = timeout = min(forwarder.limits.attempt_timeout, self.deadline - now)
+        self.loop.add_reader(self.fd, self._readable)
+        self.timer = self.loop.call_later(timeout, self._expired)
+        return True
+
+    def _stop_udp(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        sock = self.sock
+        if sock is not None:
+            self.loop.remove_reader(self.fd)
+            sock.close()
+            self.sock = None
+
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            while True:
+                try:
+                    data = sock.recv(_MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    # ICMP port unreachable and the like: this upstream will not answer.
+                    self._stop_udp()
+                    self.forwarder._upstream_error(self.upstream, f"unreachable: {exc}")
+                    self._next_upstream()
+                    return
+                answer = parse_reply(data, self.qid, self.question.key)
+                if answer is None:  # not ours: another ID or another question
+                    self.forwarder.counters.ignored_replies += 1
+                    continue
+                self._stop_udp()
+                self._answered_over_udp(answer)
+                return
+        except Exception:
+            self._failed()
+
+    def _expired(self) -> None:
+        self.timer = None
+        try:
+            self._stop_udp()
+            self.forwarder.counters.timeouts += 1
+            self.forwarder._upstream_error(self.upstream, "timeout")
+            self.retry = True
+            self._next_upstream()
+        except Exception:
+            self._failed()
+
+    def _answered_over_udp(self, answer: UpstreamAnswer) -> None:
+        if not answer.truncated:
+            self._judge(answer)
+            return
+        forwarder = self.forwarder
+        forwarder.counters.tcp_retries += 1
+        now = self.loop.time()
+        timeout = self.attempt_timeout
+        # What is left of this attempt, but at least half an attempt for the
+        # connection, and never past the client's deadline.
+        tcp_timeout = min(
+            max(timeout - (now - self.attempt_started), timeout / 2), self.deadline - now
+        )
+        if tcp_timeout <= 0:
+            self.retry = True
+            self._next_upstream()
+            return
+        task = self.loop.create_task(
+            forwarder._ask_tcp(
+                self.upstream, self.qid, self.question.key, self.message, tcp_timeout
+            )
+        )
+        self.tcp_task = task
+        task.add_done_callback(self._answered_over_tcp)
+
+    def _answered_over_tcp(self, task: asyncio.Task[tuple[UpstreamAnswer | None, bool]]) -> None:
+        self.tcp_task = None
+        if task.cancelled() or self.done:
+            return
+        try:
+            answer, timed_out = task.result()
+            self.retry = self.retry or timed_out
+            if answer is not None and answer.truncated:  # TC over TCP: nothing whole to pass on
+                self.forwarder._upstream_error(self.upstream, "truncated reply over TCP")
+                answer = None
+            if answer is None:
+                self._next_upstream()
+            else:
+                self._judge(answer)
+        except Exception:
+            self._failed()
+
+    def _judge(self, answer: UpstreamAnswer) -> None:
+        if answer.rcode in _UPSTREAM_ERRORS:
+            self.forwarder._upstream_error(self.upstream, f"rcode {answer.rcode}")
+            self._next_upstream()
+            return
+        self.forwarder.cache.put(self.key, answer)
+        self._finish(answer)
+
+    def _next_upstream(self) -> None:
+        self.index += 1
+        self.next_attempt()
+
+    def _failed(self) -> None:
+        """A bug on this path must not leave the question hanging: SERVFAIL, logged."""
+        log.exception("internal error forwarding a query")
+        self._stop_udp()
+        if not self.done:
+            self._finish(None)
+
+    def _finish(self, answer: UpstreamAnswer | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.forwarder._finished(self, answer)
+
+    def abandon(self) -> None:
+        self.done = True
+        self._stop_udp()
+        if self.tcp_task is not None:
+            self.tcp_task.cancel()

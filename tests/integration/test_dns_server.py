@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 from dnslib import DNSRecord
 
-from resolver.adapters.dns_server import ServerLimits
+from resolver.adapters.dns_server import DnsServer, ServerLimits
+from resolver.core import wire
 from resolver.core.document import parse_document
+from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings, compile_document
-from resolver.core.responder import Responder
+from resolver.core.responder import Question, Responder, error_reply
 from tests.core.dns_helpers import header, opt, query, question, question_of, reply_question
 from tests.integration.dns_helpers import (
     EXAMPLE_MAPPING,
@@ -434,3 +436,33 @@ def test_client_outside_the_allow_list_gets_nothing(loop_factory: LoopFactory) -
             assert wait_closed(sock, 5.0)
         assert until(lambda: counters.refused_clients >= 2)
         assert counters.udp_queries == 0 and counters.tcp_queries == 0
+
+
+class _ForwardingServer(ThreadedServer):
+    """A ThreadedServer whose names not owned go to a plain ``forward`` coroutine."""
+
+    forwarded: list[tuple[bytes, bool]]
+
+    async def _start(self) -> Endpoint:
+        async def forward(question: Question, udp: bool) -> bytes:
+            self.forwarded.append((question.qname_wire, udp))
+            return error_reply(question, wire.NXDOMAIN, ra=True)
+
+        self.forwarded = []
+        responder = Responder(self.responder.zone, forwarding=True)
+        self.server = DnsServer(responder, allow=self.allow, forward=forward)
+        return await self.server.listen(Endpoint(self.host, 0))
+
+
+def test_a_plain_forward_coroutine_answers_udp_and_tcp(loop_factory: LoopFactory) -> None:
+    """Any ``forward`` coroutine works; only a Forwarder's gets the callback path over UDP."""
+    server = _ForwardingServer(example_responder(), allow=LOOPBACK, loop_factory=loop_factory)
+    with server:
+        assert server.server is not None and server.server.forwarder is None
+        udp = udp_exchange(server.host, server.port, query("elsewhere.example", qid=0x5001))
+        tcp = tcp_exchange(server.host, server.port, query("elsewhere.example", qid=0x5002))
+        for reply, qid in ((udp, 0x5001), (tcp, 0x5002)):
+            assert reply is not None and reply[:2] == struct.pack("!H", qid)
+            assert parse(reply).header.rcode == 3  # the forward's NXDOMAIN, passed on
+        assert [via_udp for _name, via_udp in server.forwarded] == [True, False]
+        assert until(lambda: server.server is not None and server.server.udp_pending == 0)

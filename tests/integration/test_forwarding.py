@@ -510,7 +510,7 @@ class Served:
 @contextlib.contextmanager
 def serving(
     loop: LoopThread,
-    *upstreams: HostileUpstream,
+    *upstreams: HostileUpstream | str,
     limits: ForwarderLimits = FAST,
     cache_limits: CacheLimits | None = None,
 ) -> Iterator[Served]:
@@ -520,7 +520,7 @@ def serving(
     zone = load_document(MAPPING.read_bytes(), settings).zone
 
     async def start() -> tuple[DnsServer, Forwarder, Endpoint]:
-        endpoints = [parse_endpoint(u.address) for u in upstreams]
+        endpoints = [parse_endpoint(u if isinstance(u, str) else u.address) for u in upstreams]
         forwarder = Forwarder(endpoints, cache, limits)
         server = DnsServer(
             Responder(zone, forwarding=True, cache=cache),  # as the agent wires it
@@ -609,6 +609,21 @@ def test_garbage_moves_on_to_the_next_upstream_and_alone_is_servfail(
             assert time.monotonic() - started < FAST.total_timeout + 0.5
 
 
+def test_an_unreachable_upstream_moves_on_at_once(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    """Nothing listens on the first upstream: the kernel's port-unreachable ends that attempt."""
+    upstream.add("www.example.test", "A", "192.0.2.43")
+    closed = f"127.0.0.1:{free_port()}"
+    with serving(loop_thread, closed, upstream) as served:
+        started = time.monotonic()
+        assert addresses(ask(served.port, "www.example.test")) == {"192.0.2.43"}
+        assert time.monotonic() - started < FAST.attempt_timeout  # no timeout was waited
+        counters = served.forwarder.counters
+        assert (counters.timeouts, counters.upstream_errors) == (0, 1)
+        assert counters.by_upstream_error == {closed: 1}
+
+
 @pytest.mark.parametrize("mode", [Mode.REFUSED, Mode.SERVFAIL])
 def test_upstream_errors_move_on_at_once_and_end_in_servfail(
     loop_thread: LoopThread, mode: Mode
@@ -641,6 +656,25 @@ def test_silent_upstream_is_retried_until_the_deadline_then_servfail(
         seen = silent.queries()
         assert len(seen) in (3, 4)  # total 0.9 s / attempt 0.3 s (timers may fire a hair early)
         assert len({q.port for q in seen}) == len(seen)
+
+
+def test_closing_the_server_abandons_upstream_queries_in_flight(
+    loop_thread: LoopThread,
+) -> None:
+    with HostileUpstream(mode=Mode.SILENT) as silent:
+        with (
+            serving(loop_thread, silent) as served,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+        ):
+            client.sendto(make_query("quiet.example.test"), ("127.0.0.1", served.port))
+            deadline = time.monotonic() + 5
+            while served.forwarder.in_flight == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert served.forwarder.in_flight == 1
+        # Closed: no socket left watched, no timer left to fire a reply later.
+        assert served.forwarder.in_flight == 0
+        time.sleep(FAST.attempt_timeout + 0.1)
+        assert len(silent.queries()) == 1 and served.forwarder.counters.timeouts == 0
 
 
 def test_a_lost_datagram_is_retried_instead_of_servfail(
