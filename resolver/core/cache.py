@@ -3,13 +3,21 @@
 Entries are keyed by the lowercased question plus the client's DO and CD bits
 (DNSSEC answers differ, and an answer fetched with checking disabled must not
 reach a client that wants it checked). Lifetimes come from the answer (RFC 2308
-for negative ones), capped, and so are the TTLs replayed to clients; the least
-recently used entry goes first when the cache is full. The clock is injected so
-tests control time.
+for negative ones), capped, and so are the TTLs replayed to clients. When the
+cache is full, entries go oldest first, except that one used since it was last
+looked at gets a second chance (moved to the back, its mark cleared): close to
+least recently used, without reordering the cache on every hit. The clock is
+injected so tests control time.
+
+A hit on the responder's fast path (``replay``) is one dictionary lookup, a
+header from the entry's small table of headers (one per client flag and EDNS
+combination seen), and the sections with their TTLs counted down, which are
+rebuilt at most once a second per entry.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Container
@@ -20,6 +28,10 @@ from resolver.core.upstream_reply import UpstreamAnswer, aged_sections, capped
 
 _FLAG_AD = 0x0020
 _CLIENT_FLAGS = wire.FLAG_RD | wire.FLAG_CD
+_HEAD_FLAGS = _CLIENT_FLAGS | _FLAG_AD
+"""The client's header bits our reply's header depends on (with the EDNS variant)."""
+_OPT_BY_VARIANT = wire.OPT_BY_VARIANT
+_COUNTS = struct.Struct("!HHHHH")
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,7 @@ class CacheLimits:
 
 
 class _Entry:
-    __slots__ = ("answer", "expires", "second", "sections", "stored")
+    __slots__ = ("answer", "expires", "heads", "second", "sections", "stored", "used")
 
     def __init__(self, answer: UpstreamAnswer, stored: float, expires: float) -> None:
         self.answer = answer
@@ -40,6 +52,9 @@ class _Entry:
         self.expires = expires
         self.second = 0
         self.sections = answer.sections
+        self.heads: dict[int, bytes] = {}
+        """Header after the ID (flags and counts) by client flags and EDNS variant."""
+        self.used = False
 
 
 class AnswerCache:
@@ -73,10 +88,20 @@ class AnswerCache:
         assert answer.lifetime is not None
         now = self.clock()
         self._drop(key)
-        self._entries[key] = _Entry(answer, now, now + answer.lifetime)
+        entries = self._entries
+        entries[key] = _Entry(answer, now, now + answer.lifetime)
         self._bytes += len(answer.sections)
-        while len(self._entries) > self.limits.max_entries or self._bytes > self.limits.max_bytes:
-            self._drop(next(iter(self._entries)))
+        while len(entries) > self.limits.max_entries or self._bytes > self.limits.max_bytes:
+            oldest = next(iter(entries))
+            entry = entries[oldest]
+            if oldest == key or entry.used:
+                # A second chance; the new entry is never the one to make room for itself.
+                entry.used = False
+                entries.move_to_end(oldest)
+                if oldest == key and len(entries) == 1:
+                    self._drop(key)  # larger than the byte cap on its own
+            else:
+                self._drop(oldest)
 
     def _drop(self, key: bytes) -> None:
         entry = self._entries.pop(key, None)
@@ -102,9 +127,57 @@ class AnswerCache:
         if elapsed != entry.second:
             entry.second = elapsed
             entry.sections = aged_sections(entry.answer, elapsed)
-        self._entries.move_to_end(key)
+        entry.used = True
         self.hits += 1
         return entry.answer, entry.sections
+
+    def replay(
+        self, key: bytes, query: bytes, qend: int, variant: int, limit: int | None
+    ) -> bytes | None:
+        """The cached answer as our reply to ``query``, or None if absent or expired.
+
+        ``query`` is the client's message, its question ending at ``qend`` (its ID,
+        flags and letter case are echoed); ``variant`` and ``limit`` as for
+        ``render_answer``.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        now = self.clock()
+        if now >= entry.expires:
+            self._drop(key)
+            self.misses += 1
+            return None
+        elapsed = int(now - entry.stored)
+        if elapsed != entry.second:
+            entry.second = elapsed
+            entry.sections = aged_sections(entry.answer, elapsed)
+        entry.used = True
+        self.hits += 1
+        client_flags = query[2] << 8 | query[3]
+        which = client_flags & _HEAD_FLAGS | variant << 16
+        head = entry.heads.get(which)
+        if head is None:
+            head = entry.heads[which] = _head(entry.answer, client_flags, variant)
+        reply = (
+            query[:2]
+            + head
+            + query[wire.HEADER_LEN : qend]
+            + entry.sections
+            + _OPT_BY_VARIANT[variant]
+        )
+        if limit is not None and len(reply) > limit:
+            return render_answer(
+                entry.answer,
+                entry.sections,
+                qid=query[:2],
+                client_flags=client_flags,
+                question=query[wire.HEADER_LEN : qend],
+                variant=variant,
+                limit=limit,
+            )
+        return reply
 
     def flush_names(self, owned: Container[bytes]) -> int:
         """Drop entries for names a new zone owns (keys are name wire + type + class + flags)."""
@@ -133,13 +206,30 @@ def render_answer(
     ``variant`` is 0 without EDNS, 1 with EDNS, 2 with EDNS and DO; ``limit`` is
     the client's UDP size, or None over TCP. AA is never set: it is not our data.
     """
-    flags = wire.FLAG_QR | wire.FLAG_RA | (client_flags & _CLIENT_FLAGS) | answer.rcode
-    if answer.authentic and (variant == 2 or client_flags & _FLAG_AD):
-        flags |= _FLAG_AD
-    opt = wire.opt_record(do=variant == 2) if variant else b""
+    flags = _flags(answer, client_flags, variant)
+    opt = _OPT_BY_VARIANT[variant]
     counts = (1, answer.an, answer.ns, answer.ar + (1 if variant else 0))
     reply = wire.header(qid, flags, *counts) + question + sections + opt
     if limit is not None and len(reply) > limit:
         tc_flags = (flags & ~0x000F & ~_FLAG_AD) | wire.FLAG_TC | answer.rcode
         return wire.header(qid, tc_flags, 1, 0, 0, 1 if variant else 0) + question + opt
     return reply
+
+
+def _flags(answer: UpstreamAnswer, client_flags: int, variant: int) -> int:
+    """Our reply's flags: QR, RA, the client's RD and CD, the upstream's RCODE; AA never."""
+    flags = wire.FLAG_QR | wire.FLAG_RA | (client_flags & _CLIENT_FLAGS) | answer.rcode
+    if answer.authentic and (variant == 2 or client_flags & _FLAG_AD):
+        flags |= _FLAG_AD
+    return flags
+
+
+def _head(answer: UpstreamAnswer, client_flags: int, variant: int) -> bytes:
+    """The header after the ID for ``render_answer``'s untruncated reply."""
+    return _COUNTS.pack(
+        _flags(answer, client_flags, variant),
+        1,
+        answer.an,
+        answer.ns,
+        answer.ar + (1 if variant else 0),
+    )

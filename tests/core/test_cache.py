@@ -346,3 +346,84 @@ def test_stored_bytes_are_bounded_oldest_first() -> None:
     assert cache.stored_bytes == 700
     cache.clear()
     assert cache.stored_bytes == 0
+
+
+# --- replaying from the cache on the responder's fast path ----------------------------------
+
+
+def client_query(name: str, client_flags: int, qid: bytes = QID) -> tuple[bytes, int]:
+    """A client's message (header and question; replay reads no further) and its qend."""
+    question = client_question(name)
+    return qid + struct.pack("!HHHHH", client_flags, 1, 0, 0, 0) + question, 12 + len(question)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 0xFFFF),  # the client's flags word, any bits at all
+            st.sampled_from([0, 1, 2]),
+            st.one_of(st.none(), st.integers(512, 1232)),
+            st.integers(0, 3),  # seconds passing before this ask
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.integers(0, 5000), min_size=1, max_size=40),
+    st.booleans(),
+)
+def test_replay_is_render_answer_of_the_counted_down_sections(
+    asks: list[tuple[int, int, int | None, int]], ttls: list[int], authentic: bool
+) -> None:
+    """However the header table is filled, each replay is exactly the rendered answer."""
+    clock = Clock()
+    cache = AnswerCache(clock=clock)
+    answer = upstream_answer(ttls=tuple(ttls), ad=authentic)
+    cache.put(b"k\x00", answer)
+    for index, (flags, variant, limit, wait) in enumerate(asks):
+        clock.now += wait
+        query, qend = client_query("wWw.Example.TEST", flags, qid=bytes((index, 7)))
+        found = cache.get(b"k\x00")
+        reply = cache.replay(b"k\x00", query, qend, variant, limit)
+        if found is None:
+            assert reply is None
+            continue
+        assert reply == render(
+            found[0],
+            found[1],
+            name="wWw.Example.TEST",
+            client_flags=flags,
+            variant=variant,
+            limit=limit,
+            qid=bytes((index, 7)),
+        )
+
+
+def test_replay_of_an_absent_or_expired_entry_is_none() -> None:
+    clock = Clock()
+    cache = AnswerCache(clock=clock)
+    query, qend = client_query("www.example.test", wire.FLAG_RD)
+    assert cache.replay(b"k\x00", query, qend, 0, 512) is None
+    cache.put(b"k\x00", upstream_answer(ttls=(30,)))
+    assert cache.replay(b"k\x00", query, qend, 0, 512) is not None
+    clock.now += 30
+    assert cache.replay(b"k\x00", query, qend, 0, 512) is None
+    assert len(cache) == 0 and (cache.hits, cache.misses) == (1, 2)
+
+
+def test_a_new_entry_is_not_evicted_to_make_room_for_itself() -> None:
+    """All others used since they were last looked at: the oldest of them goes, not the new one."""
+    cache = AnswerCache(CacheLimits(max_entries=3))
+    keys = [f"n{i}\x00".encode() for i in range(4)]
+    for key in keys[:3]:
+        cache.put(key, upstream_answer())
+    assert all(cache.get(key) is not None for key in keys[:3])
+    cache.put(keys[3], upstream_answer())
+    assert len(cache) == 3
+    assert cache.get(keys[3]) is not None and cache.get(keys[0]) is None
+
+
+def test_an_entry_larger_than_the_byte_cap_is_not_kept() -> None:
+    cache = AnswerCache(CacheLimits(max_bytes=10))
+    cache.put(b"k\x00", upstream_answer())  # one A record: 16 bytes
+    assert len(cache) == 0 and cache.stored_bytes == 0
