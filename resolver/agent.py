@@ -26,13 +26,13 @@ from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.logging_setup import set_query_logging
-from resolver.adapters.memory import release_free_memory
+from resolver.adapters.memory import collector_paused, release_free_memory
 from resolver.adapters.sources import DocumentSource, open_source
 from resolver.adapters.systemd_notify import SystemdNotifier
 from resolver.config import HostsConfig
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
-from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
+from resolver.core.pipeline import DocumentFacts, LoadedZone, ZoneSettings, load_document
 from resolver.core.query_stats import QueryStats
 from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation, SourceLocation
@@ -49,6 +49,24 @@ log = logging.getLogger("tagdns.agent")
 
 WATCH_DEBOUNCE = 0.2
 JITTER = 0.1
+
+
+def load_in_worker(
+    data: bytes,
+    settings: ZoneSettings,
+    current: DocumentFacts | None,
+    *,
+    force: bool = False,
+    keep_records: bool = False,
+) -> LoadedZone:
+    """What the agent runs off the event loop for each document: the pure pipeline,
+    with the cyclic collector paused (see ``collector_paused``).
+
+    The view keeps its records only when ``[hosts]`` files are to be written from
+    them; otherwise they go before the zone is built, so their memory comes back.
+    """
+    with collector_paused():
+        return load_document(data, settings, current, force=force, keep_records=keep_records)
 
 
 @dataclass(frozen=True)
@@ -235,7 +253,12 @@ class Agent:
         started = time.perf_counter()
         try:
             loaded = await asyncio.to_thread(
-                load_document, data, self.plan.settings, current, force=from_cache
+                load_in_worker,
+                data,
+                self.plan.settings,
+                current,
+                force=from_cache,
+                keep_records=self.hosts_sync.enabled,
             )
         except TagdnsError as exc:
             self.counts["rejected"] += 1

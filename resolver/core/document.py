@@ -344,6 +344,8 @@ def _ipv6_list(raw: list[object]) -> tuple[str, ...]:
             addresses.append(canonical_ipv6(address, ""))
         except DocumentError as exc:
             raise _BadField(f".ipv6[{j}]", str(exc).removeprefix(": ")) from None
+    if len(addresses) == 1:
+        return (addresses[0],)
     return tuple(sorted(set(addresses), key=address_sort_key))
 
 

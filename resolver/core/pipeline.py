@@ -6,13 +6,14 @@ then swap the whole map; any failure leaves the old map serving.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
 from resolver.core.document import MappingDocument, parse_document
 from resolver.core.guards import check_serial, check_shrink
 from resolver.core.views import CrossRegion, View, build_view
-from resolver.core.zone import CompiledZone, compile_zone
+from resolver.core.zone import CompiledZone, ReplySettings, ZoneImage, compile_image
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,20 @@ class LoadedZone:
     zone: CompiledZone
 
 
+def _compiled_image(
+    document: MappingDocument, settings: ZoneSettings, data: bytes | None
+) -> tuple[DocumentFacts, View, ZoneImage]:
+    facts = DocumentFacts.of(document, document.to_bytes() if data is None else data)
+    view = build_view(document, settings.view, settings.zone, settings.cross_region)
+    reply_settings = ReplySettings(
+        ttl=settings.ttl,
+        negative_ttl=settings.negative_ttl,
+        authoritative=settings.authoritative,
+        recursion_available=settings.forwarding,
+    )
+    return facts, view, compile_image(view, reply_settings)
+
+
 def compile_document(
     document: MappingDocument, settings: ZoneSettings, data: bytes | None = None
 ) -> LoadedZone:
@@ -74,16 +89,18 @@ def compile_document(
 
     ``data`` is the bytes the document was parsed from (its canonical bytes if omitted).
     """
-    facts = DocumentFacts.of(document, document.to_bytes() if data is None else data)
-    view = build_view(document, settings.view, settings.zone, settings.cross_region)
-    zone = compile_zone(
-        view,
-        ttl=settings.ttl,
-        negative_ttl=settings.negative_ttl,
-        authoritative=settings.authoritative,
-        recursion_available=settings.forwarding,
-    )
-    return LoadedZone(facts, view, zone)
+    facts, view, image = _compiled_image(document, settings, data)
+    return LoadedZone(facts, view, image.materialize())
+
+
+def _checked_image(
+    data: bytes, settings: ZoneSettings, current: DocumentFacts | None, force: bool
+) -> tuple[DocumentFacts, View, ZoneImage]:
+    document = parse_document(data)
+    if not force:
+        check_serial(current, document)
+        check_shrink(current, document, settings.max_shrink)
+    return _compiled_image(document, settings, data)
 
 
 def load_document(
@@ -92,14 +109,16 @@ def load_document(
     current: DocumentFacts | None = None,
     *,
     force: bool = False,
+    keep_records: bool = True,
 ) -> LoadedZone:
     """Parse, validate against the document in force, and compile.
 
     Raises DocumentError (bad bytes or stale serial) or ShrinkError; ``force``
     skips the guards against ``current`` (a first load from the cache has none).
+    Without ``keep_records`` the view comes back without its records, and they and
+    the document are freed before the zone's dictionary is built (see ``ZoneImage``).
     """
-    document = parse_document(data)
-    if not force:
-        check_serial(current, document)
-        check_shrink(current, document, settings.max_shrink)
-    return compile_document(document, settings, data)
+    facts, view, image = _checked_image(data, settings, current, force)
+    if not keep_records:
+        view = dataclasses.replace(view, records=())
+    return LoadedZone(facts, view, image.materialize())

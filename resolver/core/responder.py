@@ -16,9 +16,9 @@ import struct
 from dataclasses import dataclass
 
 from resolver.core import wire
-from resolver.core.cache import AnswerCache, render_answer
+from resolver.core.cache import AnswerCache
 from resolver.core.query_stats import QTYPE_OTHER, QueryStats
-from resolver.core.zone import CompiledZone, Prepared, prepared_heads
+from resolver.core.zone import CompiledZone, Heads, Prepared, prepared_heads
 
 log = logging.getLogger("tagdns.responder")
 
@@ -86,6 +86,7 @@ class Responder:
         self.forwarding = forwarding
         self._answers = zone.answers
         self._nodata_for = zone.nodata_for
+        self._one_answer = zone.one_answer
         self._cache = cache if forwarding else None
         self.stats = stats if stats is not None else QueryStats()
         """Shared by every Responder of an agent, so the counts outlive a zone swap."""
@@ -128,27 +129,35 @@ class Responder:
         # Lowercasing the type and class bytes too is safe: no type the zone indexes
         # (1, 12, 28) nor class IN has a byte in A-Z, so no other type can alias one.
         key = data[wire.HEADER_LEN : qend].lower()
-        prepared = self._answers.get(key)
-        if prepared is None:
+        value = self._answers.get(key)
+        heads: Heads
+        body: bytes
+        if value is None:
+            prepared = None
             if data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] != _TYPE_ANY:
                 prepared = self._nodata_for(key[:-4])
             if prepared is None:
                 return self._cached(data, key, qend, variant, limit if udp else None)
             self.stats.count_owned(data[qend - 4], data[qend - 3])
+            heads, body = prepared.heads, prepared.body
         else:
             # One increment is the whole accounting: an owned answer is NOERROR with AA,
             # and a zone-indexed type (A, AAAA, PTR, SOA) is below 256.
             self._fast_owned[data[qend - 3]] += 1
+            if isinstance(value, Prepared):
+                heads, body = value.heads, value.body
+            else:
+                heads, body = self._one_answer, value
         reply = (
             data[:2]
-            + prepared.heads[(data[2] & 1) << 1 | (variant > 0)]
+            + heads[(data[2] & 1) << 1 | (variant > 0)]
             + data[wire.HEADER_LEN : qend]
-            + prepared.body
+            + body
             + _OPT_BY_VARIANT[variant]
         )
         if udp and len(reply) > limit:
             return truncated(
-                data[:2], data[2] & 1, data[wire.HEADER_LEN : qend], variant, ra=_ra(prepared)
+                data[:2], data[2] & 1, data[wire.HEADER_LEN : qend], variant, ra=_ra(heads)
             )
         return reply
 
@@ -156,23 +165,20 @@ class Responder:
         self, data: bytes, key: bytes, qend: int, variant: int, limit: int | None
     ) -> bytes | None:
         """A forwarded answer still in the cache, replayed without leaving the fast path."""
-        if self._cache is None:
+        cache = self._cache
+        if cache is None:
             return None
-        # The cache is keyed by the exact type and class: 65 (HTTPS) must not read as 97.
-        exact = key[:-4] + data[qend - 4 : qend]
-        hit = self._cache.get(AnswerCache.key(exact, variant == 2, bool(data[3] & 0x10)))
-        if hit is None:
-            return None
-        answer, sections = hit
-        reply = render_answer(
-            answer,
-            sections,
-            qid=data[:2],
-            client_flags=data[2] << 8 | data[3],
-            question=data[wire.HEADER_LEN : qend],
-            variant=variant,
-            limit=limit,
+        # The cache is keyed by the exact type and class (65, HTTPS, must not read as
+        # 97), then one byte for the DO and CD bits.
+        reply = cache.replay(
+            key[:-4] + data[qend - 4 : qend] + _DO_CD[(variant == 2) | (data[3] & 0x10) >> 3],
+            data,
+            qend,
+            variant,
+            limit,
         )
+        if reply is None:
+            return None
         stats = self.stats
         stats.qtypes[QTYPE_OTHER if data[qend - 4] else data[qend - 3]] += 1
         stats.count_reply(reply)
@@ -190,7 +196,7 @@ class Responder:
         prepared: Prepared | None = None
         if q.qclass in (wire.CLASS_IN, wire.CLASS_ANY):
             # QCLASS * matches class IN, the only class the zone has data in.
-            prepared = self._answers.get(q.qname_wire + struct.pack("!HH", q.qtype, wire.CLASS_IN))
+            prepared = zone.lookup(q.qname_wire + struct.pack("!HH", q.qtype, wire.CLASS_IN))
             if prepared is None and q.qtype == wire.TYPE_ANY:
                 reply = self._answer_any(q, udp)
                 if reply is not None:
@@ -212,7 +218,8 @@ class Responder:
         None when the name has no data: the caller decides NODATA, NXDOMAIN or forwarding.
         """
         name = q.qname_wire
-        parts = [self._answers.get(name + struct.pack("!HH", t, wire.CLASS_IN)) for t in _ANY_TYPES]
+        zone = self.zone
+        parts = [zone.lookup(name + struct.pack("!HH", t, wire.CLASS_IN)) for t in _ANY_TYPES]
         found = [p for p in parts if p is not None]
         if not found:
             return None
@@ -240,9 +247,9 @@ def _under(name_wire: bytes, zone_wire: bytes) -> bool:
     return position == cut
 
 
-def _ra(prepared: Prepared) -> bool:
+def _ra(heads: Heads) -> bool:
     """Whether a prepared reply advertises recursion (RA is in the low flags byte)."""
-    return bool(prepared.heads[0][1] & wire.FLAG_RA)
+    return bool(heads[0][1] & wire.FLAG_RA)
 
 
 def _variant(q: Question) -> int:
@@ -263,7 +270,7 @@ def finish(q: Question, prepared: Prepared, *, udp: bool) -> bytes:
         + _OPT_BY_VARIANT[variant]
     )
     if udp and len(reply) > q.udp_limit():
-        return truncated(q.qid, rd, q.question, variant, ra=_ra(prepared))
+        return truncated(q.qid, rd, q.question, variant, ra=_ra(prepared.heads))
     return reply
 
 
@@ -425,3 +432,7 @@ def badvers(q: Question) -> bytes:
     flags = wire.FLAG_QR | (q.flags & wire.FLAG_RD)
     opt = wire.opt_record(do=q.do, ext_rcode=wire.BADVERS >> 4)
     return wire.header(q.qid, flags, 1, 0, 0, 1) + q.question + opt
+
+
+_DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
+"""The cache key's last byte by ``DO | CD << 1``, built once (see ``AnswerCache.key``)."""

@@ -56,6 +56,8 @@ _LENGTH_BYTES = [bytes((length,)) for length in range(256)]
 
 def encode_name(name: str) -> bytes:
     """Wire form of a dotted name (no trailing dot needed); labels must be valid already."""
+    if name and "." not in name:  # one label, the usual tag value: no split and join
+        return _LENGTH_BYTES[len(name)] + name.encode("ascii") + b"\x00"
     labels = name.rstrip(".").encode("ascii").split(b".")
     return b"".join([_LENGTH_BYTES[len(label)] + label for label in labels if label]) + b"\x00"
 

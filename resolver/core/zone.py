@@ -9,19 +9,26 @@ serving path; the result is immutable and swapped in whole.
 A reload recompiles every name, so the loop below is written for 100,000 of
 them: one pass per record, wire forms built from small lookup tables rather
 than general encoders, and one shared reply object wherever two keys answer
-alike.
+alike. The compile first writes a ``ZoneImage`` (a few large buffers) and only
+then the dictionary: built while the parsed document is still alive, the
+dictionary's 300,000 small keys would fill the holes the parser leaves, and
+freeing the document afterwards would give almost nothing back to the system
+(120 MB kept against 74 MB, measured on 100,000 names). The pipeline drops the
+document between the two steps.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeAlias
 
 from resolver.core import wire
-from resolver.core.addresses import ipv6_packed, ipv6_reverse_name
-from resolver.core.views import View
+from resolver.core.addresses import ipv6_packed
+from resolver.core.views import View, ViewRecord
 
 SOA_QUESTION_SUFFIX = struct.pack("!HH", wire.TYPE_SOA, wire.CLASS_IN)
 _A_IN = struct.pack("!HH", wire.TYPE_A, wire.CLASS_IN)
@@ -32,6 +39,9 @@ _OCTET_BYTE = {str(value): bytes((value,)) for value in range(256)}
 _OCTET_LABEL = {str(value): wire.encode_name(str(value))[:-1] for value in range(256)}
 """The same text as a reverse-name label (length byte and digits)."""
 _IN_ADDR_ARPA = wire.encode_name("in-addr.arpa")
+_IP6_ARPA = wire.encode_name("ip6.arpa")
+
+Heads: TypeAlias = tuple[bytes, bytes, bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +54,13 @@ class Prepared:
     of every body would triple the zone's largest part for one concatenation.
     """
 
-    heads: tuple[bytes, bytes, bytes, bytes]
+    heads: Heads
     body: bytes
+
+
+Answer: TypeAlias = "bytes | Prepared"
+"""What ``answers`` holds: most replies carry one record, and for those the value is
+the body alone (the heads are the zone's ``one_answer``), which saves an object a name."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +78,10 @@ class CompiledZone:
     serial: int
     names: int
     zone_wire: bytes
-    answers: Mapping[bytes, Prepared]
+    answers: Mapping[bytes, Answer]
     """Key: lowercased question name wire + type + class."""
+    one_answer: Heads
+    """The heads of every ``answers`` value that is a bare body."""
     authoritative: bool
     recursion_available: bool
     negative_ttl: int
@@ -76,6 +93,14 @@ class CompiledZone:
     the SOA owner is the zone apex, a pointer into the question at that offset."""
     structural: Mapping[bytes, Prepared]
     """NODATA for names owned without data: the apex and empty non-terminals."""
+
+    def prepared(self, value: Answer) -> Prepared:
+        return value if isinstance(value, Prepared) else Prepared(self.one_answer, value)
+
+    def lookup(self, key: bytes) -> Prepared | None:
+        """The prepared reply for a question key, for paths where speed does not matter."""
+        value = self.answers.get(key)
+        return None if value is None else self.prepared(value)
 
     def nodata_for(self, name_wire: bytes) -> Prepared | None:
         """The NODATA reply for an owned name (lowercased wire), None if not owned."""
@@ -105,9 +130,7 @@ class OwnedNames:
 
 
 @cache
-def prepared_heads(
-    rcode: int, an: int, ns: int, *, aa: bool, ra: bool, tc: bool = False
-) -> tuple[bytes, bytes, bytes, bytes]:
+def prepared_heads(rcode: int, an: int, ns: int, *, aa: bool, ra: bool, tc: bool = False) -> Heads:
     """Flags and counts for the four (RD, EDNS) combinations; cached so zones share them."""
     flags = wire.FLAG_QR | rcode
     if aa:
@@ -137,123 +160,222 @@ def ipv4_reverse_wire(address: str) -> bytes:
     return _OCTET_LABEL[d] + _OCTET_LABEL[c] + _OCTET_LABEL[b] + _OCTET_LABEL[a] + _IN_ADDR_ARPA
 
 
-class _ZoneBuilder:
-    """Accumulates the index for one view; used once by ``compile_zone``."""
+def ipv6_reverse_wire(packed: bytes) -> bytes:
+    """The 32 one-nibble labels under ip6.arpa, in wire form, for 16 address bytes."""
+    return ("\x01" + "\x01".join(packed.hex()[::-1])).encode("ascii") + _IP6_ARPA
 
-    def __init__(self, view: View, ttl: int, negative_ttl: int, ra: bool) -> None:
-        self.view = view
-        self.ttl = ttl
-        self.negative_ttl = negative_ttl
-        self.ra = ra
+
+@dataclass(frozen=True)
+class ReplySettings:
+    """How replies are built, whatever the names."""
+
+    ttl: int = 30
+    negative_ttl: int = 30
+    authoritative: bool = False
+    recursion_available: bool = False
+
+
+class ZoneImage:
+    """A compiled zone held in a few large buffers, before it becomes a dictionary.
+
+    Keys and bodies are appended to two byte arrays, their ends and links to
+    integer arrays; ``materialize`` then cuts them into the dictionary in one
+    pass. Large buffers live outside the small-object heap, so the parsed
+    document can be freed in between and its memory really returned.
+    """
+
+    def __init__(self, view: View, settings: ReplySettings) -> None:
+        self.label, self.zone, self.serial = view.label, view.zone, view.serial
+        self.names = len(view.records)
+        self.settings = settings
         self.zone_wire = wire.encode_name(view.zone)
-        self.soa = wire.soa_rdata(view.zone, view.serial, negative_ttl)
-        self.answers: dict[bytes, Prepared] = {}
-        self.structural: dict[bytes, Prepared] = {}
-        self.nodata_self = self._nodata(wire.POINTER_TO_QNAME)
+        self.soa = wire.soa_rdata(view.zone, view.serial, settings.negative_ttl)
+        self.keys = bytearray()
+        self.key_ends = array("I")
+        self.key_values = array("I")
+        """For each key, the index of its value: shared values are stored once."""
+        self.bodies = bytearray()
+        self.body_ends = array("I")
+        self.body_counts = array("H")
+        """Records in each body: 1 means the value is the bare body."""
+        self.structural: list[bytes] = []
+        """Empty non-terminals (authoritative zones only: a few names, not one a record)."""
+
+    def add_value(self, body: bytes, count: int) -> int:
+        self.bodies += body
+        self.body_ends.append(len(self.bodies))
+        self.body_counts.append(count)
+        return len(self.body_ends) - 1
+
+    def add_key(self, name_wire: bytes, type_class: bytes, value: int) -> None:
+        self.keys += name_wire
+        self.keys += type_class
+        self.key_ends.append(len(self.keys))
+        self.key_values.append(value)
+
+    def materialize(self) -> CompiledZone:
+        """The dictionary and the zone; call it once the document is no longer referenced."""
+        settings = self.settings
+        ra = settings.recursion_available
+        nodata_self = self._nodata(wire.POINTER_TO_QNAME)
         # Index 0 would be the apex itself, which answers with nodata_self.
-        self.nodata_below_zone = tuple(
-            self._nodata(wire.pointer(wire.HEADER_LEN + length)) if length else self.nodata_self
+        nodata_below_zone = tuple(
+            self._nodata(wire.pointer(wire.HEADER_LEN + length)) if length else nodata_self
             for length in range(wire.MAX_NAME + 1 - len(self.zone_wire))
         )
-
-    def _soa_record(self, owner: bytes) -> bytes:
-        return wire.resource_record(owner, wire.TYPE_SOA, self.negative_ttl, self.soa)
+        values: list[Answer] = []
+        bodies = bytes(self.bodies)
+        start = 0
+        for end, count in zip(self.body_ends, self.body_counts, strict=True):
+            body = bodies[start:end]
+            start = end
+            if count == 1:
+                values.append(body)
+            else:
+                values.append(
+                    Prepared(prepared_heads(wire.NOERROR, count, 0, aa=True, ra=ra), body)
+                )
+        del bodies
+        keys = bytes(self.keys)
+        answers: dict[bytes, Answer] = {}
+        start = 0
+        for end, value in zip(self.key_ends, self.key_values, strict=True):
+            answers[keys[start:end]] = values[value]
+            start = end
+        structural: dict[bytes, Prepared] = {}
+        if settings.authoritative:
+            structural[self.zone_wire] = nodata_self
+            for parent in self.structural:
+                structural[parent] = nodata_below_zone[len(parent) - len(self.zone_wire)]
+        return CompiledZone(
+            label=self.label,
+            zone=self.zone,
+            serial=self.serial,
+            names=self.names,
+            zone_wire=self.zone_wire,
+            answers=answers,
+            one_answer=prepared_heads(wire.NOERROR, 1, 0, aa=True, ra=ra),
+            authoritative=settings.authoritative,
+            recursion_available=ra,
+            negative_ttl=settings.negative_ttl,
+            soa_rdata=self.soa,
+            nodata_self=nodata_self,
+            nodata_below_zone=nodata_below_zone,
+            structural=structural,
+        )
 
     def _nodata(self, soa_owner: bytes) -> Prepared:
-        return prepare(wire.NOERROR, [], [self._soa_record(soa_owner)], ra=self.ra)
+        soa = wire.resource_record(soa_owner, wire.TYPE_SOA, self.settings.negative_ttl, self.soa)
+        return prepare(wire.NOERROR, [], [soa], ra=self.settings.recursion_available)
 
-    def add_records(self) -> None:
-        """Every record's A, AAAA and PTR answers, in one pass over the view.
 
-        A name longer than 253 octets plus the zone cannot be qualified: it answers
-        bare only, and its addresses get no PTR (a PTR target must be a legal name).
-        Records come sorted by name: the first name to claim an address keeps its PTR.
-        """
-        answers = self.answers
-        setdefault = answers.setdefault
-        ttl, ra = self.ttl, self.ra
-        zone_wire = self.zone_wire
-        a_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHIH", wire.TYPE_A, wire.CLASS_IN, ttl, 4)
-        aaaa_fixed = wire.POINTER_TO_QNAME + struct.pack(
-            "!HHIH", wire.TYPE_AAAA, wire.CLASS_IN, ttl, 16
-        )
-        one_answer = prepared_heads(wire.NOERROR, 1, 0, aa=True, ra=ra)
-        octet = _OCTET_BYTE
-        for record in self.view.records:
-            bare = wire.encode_name(record.name)
-            qualified: bytes | None = None
-            if record.qualified:
-                qualified = bare[:-1] + zone_wire
-                if len(qualified) > wire.MAX_NAME:
-                    qualified = None
-            ipv4, ipv6 = record.ipv4, record.ipv6
-            if ipv4:
-                bodies = []
-                for address in ipv4:
-                    a, b, c, d = address.split(".")
-                    bodies.append(a_fixed + octet[a] + octet[b] + octet[c] + octet[d])
-                heads = one_answer if len(ipv4) == 1 else self._heads(len(ipv4))
-                reply = Prepared(heads, b"".join(bodies))
-                answers[bare + _A_IN] = reply
-                if qualified is not None:
-                    answers[qualified + _A_IN] = reply
-            if ipv6:
-                body = b"".join([aaaa_fixed + ipv6_packed(address) for address in ipv6])
-                heads = one_answer if len(ipv6) == 1 else self._heads(len(ipv6))
-                reply = Prepared(heads, body)
-                answers[bare + _AAAA_IN] = reply
-                if qualified is not None:
-                    answers[qualified + _AAAA_IN] = reply
+def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
+    """Every record's A, AAAA and PTR answers, in one pass; returns the qualified names.
+
+    A name longer than 253 octets plus the zone cannot be qualified: it answers
+    bare only, and its addresses get no PTR (a PTR target must be a legal name).
+    Records come sorted by name: the first name to claim an address keeps its PTR.
+    The image's appends are spelt out inline: this loop runs once per name.
+    """
+    ttl = image.settings.ttl
+    zone_wire = image.zone_wire
+    keys, key_ends, key_values = image.keys, image.key_ends, image.key_values
+    end_key, link_key = key_ends.append, key_values.append
+    add_value = image.add_value
+    a_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHIH", wire.TYPE_A, wire.CLASS_IN, ttl, 4)
+    aaaa_fixed = wire.POINTER_TO_QNAME + struct.pack(
+        "!HHIH", wire.TYPE_AAAA, wire.CLASS_IN, ttl, 16
+    )
+    ptr_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHI", wire.TYPE_PTR, wire.CLASS_IN, ttl)
+    octet = _OCTET_BYTE
+    qualified_names: set[bytes] = set()
+    claimed: set[bytes] = set()
+    """Reverse names already given to an earlier name."""
+    for record in records:
+        bare = wire.encode_name(record.name)
+        qualified: bytes | None = None
+        if record.qualified:
+            qualified = bare[:-1] + zone_wire
+            if len(qualified) > wire.MAX_NAME:
+                qualified = None
+        ipv4, ipv6 = record.ipv4, record.ipv6
+        if ipv4:
+            body = b""
+            for address in ipv4:
+                a, b, c, d = address.split(".")
+                body += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
+            value = add_value(body, len(ipv4))
+            keys += bare
+            keys += _A_IN
+            end_key(len(keys))
+            link_key(value)
             if qualified is not None:
-                ptr = Prepared(
-                    one_answer,
-                    wire.resource_record(wire.POINTER_TO_QNAME, wire.TYPE_PTR, ttl, qualified),
-                )
-                for address in ipv4:
-                    setdefault(ipv4_reverse_wire(address) + _PTR_IN, ptr)
-                for address in ipv6:
-                    setdefault(wire.encode_name(ipv6_reverse_name(address)) + _PTR_IN, ptr)
+                keys += qualified
+                keys += _A_IN
+                end_key(len(keys))
+                link_key(value)
+        packed6 = [ipv6_packed(address) for address in ipv6]
+        if packed6:
+            value = add_value(b"".join([aaaa_fixed + p for p in packed6]), len(packed6))
+            image.add_key(bare, _AAAA_IN, value)
+            if qualified is not None:
+                image.add_key(qualified, _AAAA_IN, value)
+        if qualified is None:
+            continue
+        qualified_names.add(qualified)
+        reverse_names = [ipv4_reverse_wire(address) for address in ipv4]
+        reverse_names += [ipv6_reverse_wire(p) for p in packed6]
+        _add_reverse_names(image, reverse_names, qualified, ptr_fixed, claimed)
+    return qualified_names
 
-    def _heads(self, count: int) -> tuple[bytes, bytes, bytes, bytes]:
-        return prepared_heads(wire.NOERROR, count, 0, aa=True, ra=self.ra)
 
-    def add_apex_and_empty_non_terminals(self, zone: CompiledZone) -> None:
-        """In an authoritative zone the apex answers SOA, and parents of names exist."""
-        soa_answer = self._soa_record(wire.POINTER_TO_QNAME)
-        self.answers[self.zone_wire + SOA_QUESTION_SUFFIX] = prepare(
-            wire.NOERROR, [soa_answer], [], ra=self.ra
-        )
-        self.structural[self.zone_wire] = self.nodata_self
-        for record in self.view.records:
-            if not record.qualified or "." not in record.name:
-                continue
-            if len(record.name) + 1 + len(self.zone_wire) > wire.MAX_NAME:
-                continue  # answers bare only, so it has no parents under the zone
-            labels = record.name.split(".")
-            for start in range(1, len(labels)):
-                parent = wire.encode_name(".".join(labels[start:]) + "." + self.view.zone)
-                if not zone.owns(parent):
-                    self.structural[parent] = self.nodata_below_zone[
-                        len(parent) - len(self.zone_wire)
-                    ]
+def _add_reverse_names(
+    image: ZoneImage,
+    reverse_names: list[bytes],
+    target: bytes,
+    ptr_fixed: bytes,
+    claimed: set[bytes],
+) -> None:
+    """PTR answers pointing at ``target``, for the reverse names no earlier name claimed."""
+    ptr = -1
+    for reverse in reverse_names:
+        if reverse in claimed:
+            continue
+        claimed.add(reverse)
+        if ptr < 0:
+            ptr = image.add_value(ptr_fixed + struct.pack("!H", len(target)) + target, 1)
+        image.add_key(reverse, _PTR_IN, ptr)
 
-    def zone(self, *, authoritative: bool) -> CompiledZone:
-        view = self.view
-        return CompiledZone(
-            label=view.label,
-            zone=view.zone,
-            serial=view.serial,
-            names=len(view.records),
-            zone_wire=self.zone_wire,
-            answers=self.answers,
-            authoritative=authoritative,
-            recursion_available=self.ra,
-            negative_ttl=self.negative_ttl,
-            soa_rdata=self.soa,
-            nodata_self=self.nodata_self,
-            nodata_below_zone=self.nodata_below_zone,
-            structural=self.structural,
-        )
+
+def _add_apex_and_empty_non_terminals(
+    image: ZoneImage, records: Sequence[ViewRecord], qualified_names: set[bytes]
+) -> None:
+    """In an authoritative zone the apex answers SOA, and parents of names exist."""
+    soa_answer = wire.resource_record(
+        wire.POINTER_TO_QNAME, wire.TYPE_SOA, image.settings.negative_ttl, image.soa
+    )
+    image.add_key(image.zone_wire, SOA_QUESTION_SUFFIX, image.add_value(soa_answer, 1))
+    parents: dict[bytes, None] = {}
+    for record in records:
+        if not record.qualified or "." not in record.name:
+            continue
+        if len(record.name) + 1 + len(image.zone_wire) > wire.MAX_NAME:
+            continue  # answers bare only, so it has no parents under the zone
+        labels = record.name.split(".")
+        for start in range(1, len(labels)):
+            parent = wire.encode_name(".".join(labels[start:]) + "." + image.zone)
+            if parent not in qualified_names:
+                parents[parent] = None
+    image.structural = list(parents)
+
+
+def compile_image(view: View, settings: ReplySettings) -> ZoneImage:
+    """Every owned name of ``view`` (``name``, ``name.<zone>``, reverse names), as an image."""
+    image = ZoneImage(view, settings)
+    qualified_names = _add_records(image, view.records)
+    if settings.authoritative:
+        _add_apex_and_empty_non_terminals(image, view.records, qualified_names)
+    return image
 
 
 def compile_zone(
@@ -264,11 +386,6 @@ def compile_zone(
     authoritative: bool = False,
     recursion_available: bool = False,
 ) -> CompiledZone:
-    """Compile every owned name of ``view``: ``name``, ``name.<zone>`` and reverse names."""
-    builder = _ZoneBuilder(view, ttl, negative_ttl, recursion_available)
-    builder.add_records()
-    zone = builder.zone(authoritative=authoritative)
-    if authoritative:
-        # The builder's dicts are the zone's: filling them completes the zone.
-        builder.add_apex_and_empty_non_terminals(zone)
-    return zone
+    """Compile ``view`` straight to a zone (the pipeline frees the document in between)."""
+    settings = ReplySettings(ttl, negative_ttl, authoritative, recursion_available)
+    return compile_image(view, settings).materialize()

@@ -16,7 +16,7 @@ from resolver.core.document import HostEntry, MappingDocument, make_document
 from resolver.core.pipeline import ZoneSettings, compile_document
 from resolver.core.responder import Responder
 from resolver.core.views import CrossRegion, build_view
-from resolver.core.zone import CompiledZone, OwnedNames, compile_zone, prepared_heads
+from resolver.core.zone import CompiledZone, OwnedNames, Prepared, compile_zone, prepared_heads
 from tests.core import strategies
 from tests.core.dns_helpers import (
     AWAY,
@@ -162,8 +162,17 @@ def test_addresses_of_one_name_share_one_ptr_reply() -> None:
 
 def test_headers_are_shared_between_zones() -> None:
     other = compiled(ttl=5, negative_ttl=7)
-    assert other.answers[key("web1", A)].heads is ZONE.answers[key("web1", A)].heads
-    assert prepared_heads(0, 1, 0, aa=True, ra=False) is ZONE.answers[key("web1", A)].heads
+    assert other.one_answer is ZONE.one_answer
+    assert prepared_heads(0, 1, 0, aa=True, ra=False) is ZONE.one_answer
+    several = ZONE.answers[key("cache", A)]  # 40 addresses
+    assert isinstance(several, Prepared)
+    assert several.heads is prepared_heads(0, 40, 0, aa=True, ra=False)
+
+
+def test_a_one_record_answer_is_stored_as_its_body_alone() -> None:
+    assert type(ZONE.answers[key("web2", A)]) is bytes
+    assert ZONE.lookup(key("web2", A)) == Prepared(ZONE.one_answer, ZONE.answers[key("web2", A)])  # type: ignore[arg-type]
+    assert ZONE.lookup(key("web2", AAAA)) is None
 
 
 @pytest.mark.parametrize(
@@ -180,7 +189,8 @@ def test_headers_are_shared_between_zones() -> None:
     ids=str,
 )
 def test_reverse_names_point_at_the_first_qualified_name(address: str, owner: str) -> None:
-    prepared = ZONE.answers[key(reverse(address), PTR)]
+    prepared = ZONE.lookup(key(reverse(address), PTR))
+    assert prepared is not None
     body = prepared.body
     # Owner pointer (2) + TYPE, CLASS, TTL, RDLENGTH (10), then the uncompressed target.
     assert body[:2] == wire.POINTER_TO_QNAME
@@ -196,7 +206,8 @@ def test_ipv6_reverse_name_is_the_full_nibble_form() -> None:
 
 
 def test_prepared_heads_and_the_opt_appended_per_variant() -> None:
-    prepared = ZONE.answers[key("web1", A)]
+    prepared = ZONE.lookup(key("web1", A))
+    assert prepared is not None
     assert (b"", wire.opt_record(do=False), wire.opt_record(do=True)) == wire.OPT_BY_VARIANT
     assert not prepared.body.endswith(wire.OPT_PLAIN)
     for index, head in enumerate(prepared.heads):
