@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tagdns.agent")
 
 WATCH_DEBOUNCE = 0.2
+"""Seconds of quiet awaited after a write that may still be going on."""
+WATCH_SETTLE = 0.02
+"""Seconds after a rename onto the file or the close of a write: just enough to merge
+the events one replacement raises."""
 JITTER = 0.1
 
 
@@ -418,18 +422,17 @@ class Agent:
             except Exception as exc:  # a bug in one refresh must not end polling for good
                 self._report(f"refresh failed: {type(exc).__name__}: {exc}")
 
-    def _file_changed(self) -> None:
+    def _file_changed(self, finished: bool) -> None:
         """From watchdog's thread: debounce bursts of events into one refresh."""
         loop = self._loop
         if loop is None:
             return
+        delay = WATCH_SETTLE if finished else WATCH_DEBOUNCE
 
         def schedule() -> None:
             if self._pending_watch is not None:
                 self._pending_watch.cancel()
-            self._pending_watch = loop.call_later(
-                WATCH_DEBOUNCE, lambda: self._spawn(self.refresh())
-            )
+            self._pending_watch = loop.call_later(delay, lambda: self._spawn(self.refresh()))
 
         loop.call_soon_threadsafe(schedule)
 

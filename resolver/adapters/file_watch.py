@@ -13,10 +13,12 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 _NOT_CHANGES = frozenset({"opened", "closed_no_write"})
+_FINISHED = frozenset({"moved", "closed"})
+"""A rename onto the file, or the close after writing it: the new content is all there."""
 
 
 class _TargetHandler(FileSystemEventHandler):
-    def __init__(self, target: str, on_change: Callable[[], None]) -> None:
+    def __init__(self, target: str, on_change: Callable[[bool], None]) -> None:
         self.target = target
         self.on_change = on_change
 
@@ -24,13 +26,17 @@ class _TargetHandler(FileSystemEventHandler):
         paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
         # Opening and closing without a write (the agent's own read among them) is no change.
         if self.target in paths and event.event_type not in _NOT_CHANGES:
-            self.on_change()
+            self.on_change(event.event_type in _FINISHED)
 
 
 class FileWatcher:
-    """Calls ``on_change`` (from watchdog's thread) whenever the target file changes."""
+    """Calls ``on_change(finished)`` (from watchdog's thread) whenever the target file changes.
 
-    def __init__(self, path: str, on_change: Callable[[], None]) -> None:
+    ``finished`` is True for a rename onto the file or the close after a write;
+    False (a write still under way, perhaps) asks the caller to wait for quiet.
+    """
+
+    def __init__(self, path: str, on_change: Callable[[bool], None]) -> None:
         self.target = os.path.abspath(path)
         self.observer = Observer()
         self.observer.daemon = True

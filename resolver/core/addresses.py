@@ -48,11 +48,12 @@ _PLAIN_IPV6 = re.compile(r"[0-9a-f:]{2,39}\Z")
 """Lowercase hex groups and colons only: the form the document stores (no IPv4 tail, no zone)."""
 
 
-def ipv6_value(text: str) -> int | None:
-    """The integer of a plain lowercase IPv6 address, or None for anything else.
+def _plain_ipv6_hex(text: str) -> str | None:
+    """The 32 hex digits of a plain lowercase IPv6 address, or None for anything else.
 
-    A fast path for ``ipaddress``: the characters are checked first, so ``int``
-    never sees the signs, spaces or underscores it would otherwise accept.
+    A fast path for ``ipaddress``: the characters are checked first, so nothing
+    but hex digits and colons reaches the group logic, and the groups are padded
+    by ``str.zfill`` rather than converted one by one.
     """
     if _PLAIN_IPV6.match(text) is None:
         return None
@@ -70,39 +71,41 @@ def ipv6_value(text: str) -> int | None:
         groups = text.split(":")
         if len(groups) != 8:
             return None
-    value = 0
-    for group in groups:
-        if not 0 < len(group) <= 4:
-            return None
-        value = value << 16 | int(group, 16)
-    return value
+    if "" in groups:  # ":1::", "1:::2" and the like
+        return None
+    hexed = "".join([group.zfill(4) for group in groups])
+    return hexed if len(hexed) == 32 else None  # longer: a group of five digits or more
+
+
+def ipv6_value(text: str) -> int | None:
+    """The integer of a plain lowercase IPv6 address, or None for anything else."""
+    hexed = _plain_ipv6_hex(text)
+    return None if hexed is None else int(hexed, 16)
 
 
 def format_ipv6(value: int) -> str:
-    """RFC 5952 text, as ``IPv6Address.compressed`` writes it: longest zero run (>1) as '::'."""
-    groups = [f"{(value >> shift) & 0xFFFF:x}" for shift in range(112, -16, -16)]
-    best_start, best_length, start, length = -1, 0, -1, 0
-    for index, group in enumerate(groups):
-        if group == "0":
-            if start < 0:
-                start = index
-            length += 1
-            if length > best_length:
-                best_start, best_length = start, length
-        else:
-            start, length = -1, 0
-    if best_length < 2:
-        return ":".join(groups)
-    head = ":".join(groups[:best_start])
-    tail = ":".join(groups[best_start + best_length :])
-    return f"{head}::{tail}"
+    """RFC 5952 text, as ``IPv6Address.compressed`` writes it: longest zero run (>1) as '::'.
+
+    The first longest run is found by ``str.find``, longest first, on the groups
+    joined between colons.
+    """
+    hexed = f"{value:032x}"
+    groups = [hexed[i : i + 4].lstrip("0") or "0" for i in range(0, 32, 4)]
+    padded = ":" + ":".join(groups) + ":"
+    for run in range(8, 1, -1):
+        zeros = ":0" * run + ":"
+        at = padded.find(zeros)
+        if at >= 0:
+            after = at + len(zeros)
+            return padded[1:at] + "::" + padded[after:-1]
+    return padded[1:-1]
 
 
 def ipv6_packed(address: str) -> bytes:
-    value = ipv6_value(address)
-    if value is None:
+    hexed = _plain_ipv6_hex(address)
+    if hexed is None:
         return ipaddress.IPv6Address(address).packed
-    return value.to_bytes(16, "big")
+    return bytes.fromhex(hexed)
 
 
 def ipv6_reverse_name(address: str) -> str:

@@ -24,6 +24,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain, pairwise
 from typing import TypeAlias
 
 from resolver.core import wire
@@ -223,25 +224,27 @@ class ZoneImage:
             self._nodata(wire.pointer(wire.HEADER_LEN + length)) if length else nodata_self
             for length in range(wire.MAX_NAME + 1 - len(self.zone_wire))
         )
-        values: list[Answer] = []
+        # Cut and link with comprehensions and zip: this runs once per key and value.
         bodies = bytes(self.bodies)
-        start = 0
-        for end, count in zip(self.body_ends, self.body_counts, strict=True):
-            body = bodies[start:end]
-            start = end
-            if count == 1:
-                values.append(body)
-            else:
-                values.append(
-                    Prepared(prepared_heads(wire.NOERROR, count, 0, aa=True, ra=ra), body)
-                )
+        body_ends = self.body_ends
+        values: list[Answer] = [
+            bodies[start:end] for start, end in pairwise(chain((0,), body_ends))
+        ]
         del bodies
+        for index in [i for i, count in enumerate(self.body_counts) if count != 1]:
+            count = self.body_counts[index]
+            heads = prepared_heads(wire.NOERROR, count, 0, aa=True, ra=ra)
+            values[index] = Prepared(heads, values[index])  # type: ignore[arg-type]
         keys = bytes(self.keys)
-        answers: dict[bytes, Answer] = {}
-        start = 0
-        for end, value in zip(self.key_ends, self.key_values, strict=True):
-            answers[keys[start:end]] = values[value]
-            start = end
+        key_ends = self.key_ends
+        answers: dict[bytes, Answer] = dict(
+            zip(
+                [keys[start:end] for start, end in pairwise(chain((0,), key_ends))],
+                map(values.__getitem__, self.key_values),
+                strict=True,
+            )
+        )
+        del keys, values
         structural: dict[bytes, Prepared] = {}
         if settings.authoritative:
             structural[self.zone_wire] = nodata_self
@@ -269,7 +272,7 @@ class ZoneImage:
         return prepare(wire.NOERROR, [], [soa], ra=self.settings.recursion_available)
 
 
-def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
+def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:  # noqa: PLR0915 - one loop, inlined on purpose
     """Every record's A, AAAA and PTR answers, in one pass; returns the qualified names.
 
     A name longer than 253 octets plus the zone cannot be qualified: it answers
@@ -281,6 +284,7 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
     zone_wire = image.zone_wire
     keys, key_ends, key_values = image.keys, image.key_ends, image.key_values
     end_key, link_key = key_ends.append, key_values.append
+    bodies, body_ends, body_counts = image.bodies, image.body_ends, image.body_counts
     add_value = image.add_value
     a_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHIH", wire.TYPE_A, wire.CLASS_IN, ttl, 4)
     aaaa_fixed = wire.POINTER_TO_QNAME + struct.pack(
@@ -304,7 +308,10 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
             for address in ipv4:
                 a, b, c, d = address.split(".")
                 body += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
-            value = add_value(body, len(ipv4))
+            bodies += body
+            body_ends.append(len(bodies))
+            body_counts.append(len(ipv4))
+            value = len(body_ends) - 1
             keys += bare
             keys += _A_IN
             end_key(len(keys))
@@ -323,6 +330,18 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
         if qualified is None:
             continue
         qualified_names.add(qualified)
+        if len(ipv4) == 1 and not packed6:
+            reverse = ipv4_reverse_wire(ipv4[0])
+            if reverse not in claimed:  # the common case, spelt out
+                claimed.add(reverse)
+                bodies += ptr_fixed + struct.pack("!H", len(qualified)) + qualified
+                body_ends.append(len(bodies))
+                body_counts.append(1)
+                keys += reverse
+                keys += _PTR_IN
+                end_key(len(keys))
+                link_key(len(body_ends) - 1)
+            continue
         reverse_names = [ipv4_reverse_wire(address) for address in ipv4]
         reverse_names += [ipv6_reverse_wire(p) for p in packed6]
         _add_reverse_names(image, reverse_names, qualified, ptr_fixed, claimed)

@@ -79,7 +79,15 @@ def test_address_order_is_numeric_v4_before_v6() -> None:
     ]
 
 
-@given(st.integers(min_value=0, max_value=2**128 - 1))
+_GROUPS = st.lists(
+    st.sampled_from([0, 0, 0, 1, 0x10, 0xABC, 0xFFFF]) | st.integers(0, 0xFFFF),
+    min_size=8,
+    max_size=8,
+).map(lambda groups: int("".join(f"{g:04x}" for g in groups), 16))
+"""Addresses rich in zero groups, where the compression rules bite."""
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1) | _GROUPS)
 def test_fast_ipv6_path_agrees_with_ipaddress(value: int) -> None:
     """The hand-written IPv6 parse and format must say exactly what ipaddress says."""
     import ipaddress
@@ -96,7 +104,9 @@ def test_fast_ipv6_path_agrees_with_ipaddress(value: int) -> None:
 @pytest.mark.parametrize(
     "text",
     ["::1::", "1:2:3:4:5:6:7:8:9", "1::2::3", ":::", "12345::", "g::1", "::ffff:1.2.3.4",
-     "+1::", "1_0::", " 1::", "1:2:3:4:5:6:7::8", "ABCD::1"],
+     "+1::", "1_0::", " 1::", "1:2:3:4:5:6:7::8", "ABCD::1", ":1::", "1:::2", "1::2:",
+     ":1:2:3:4:5:6:7", "1:2:3:4:5:6:7:", "00001::", "::", "1::", "::1", "0:0:0:0:0:0:0:0",
+     "1:2:3:4:5:6:7:8", "1::2:3:4:5:6:7"],
 )  # fmt: skip
 def test_fast_ipv6_parse_never_accepts_what_ipaddress_refuses(text: str) -> None:
     import ipaddress
@@ -109,3 +119,16 @@ def test_fast_ipv6_parse_never_accepts_what_ipaddress_refuses(text: str) -> None
         expected = None
     value = ipv6_value(text)
     assert value is None or value == expected
+
+
+@given(st.text(alphabet="0123456789abcdef:", min_size=0, max_size=42))
+def test_fast_ipv6_parse_agrees_on_any_colon_hex_text(text: str) -> None:
+    import ipaddress
+
+    from resolver.core.addresses import ipv6_value
+
+    try:
+        expected: int | None = int(ipaddress.IPv6Address(text))
+    except ValueError:
+        expected = None
+    assert ipv6_value(text) == expected
