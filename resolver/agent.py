@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resolver.adapters.daemon_thread import in_daemon_thread
 from resolver.adapters.dns_server import DnsServer, Network
 from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
@@ -323,7 +324,8 @@ class Agent:
         async with self._refresh_lock:
             self.counts["fetches"] += 1
             try:
-                fetched = await asyncio.to_thread(self.source.fetch, None if force else self.marker)
+                marker = None if force else self.marker
+                fetched = await in_daemon_thread(lambda: self.source.fetch(marker), "tagdns-fetch")
             except TagdnsError as exc:
                 self.counts["errors"] += 1
                 self._report(str(exc))
@@ -459,18 +461,12 @@ class Agent:
                 log.warning("not watching %s (%s): polling only", self.plan.source, exc)
                 watcher = None
         try:
-            bound = await self.start()
-        except BaseException:
-            for sig in handled:
-                loop.remove_signal_handler(sig)
-            if watcher is not None:
-                watcher.stop()
-            raise
-        self._spawn(self._poll())
-        if on_ready is not None:
-            on_ready(bound)
-        try:
-            await self._stop.wait()
+            bound = await self._start_unless_stopped()
+            if bound is not None:
+                self._spawn(self._poll())
+                if on_ready is not None:
+                    on_ready(bound)
+                await self._stop.wait()
         finally:
             self.notifier.stopping()
             for sig in handled:
@@ -484,6 +480,29 @@ class Agent:
             if self.metrics is not None:
                 await asyncio.to_thread(self.metrics.close)
             log.info("stopped")
+
+    async def _start_unless_stopped(self) -> list[Endpoint] | None:
+        """``start()``, abandoned when a stop comes first (then None).
+
+        Start-up ends with a first fetch, which against an unreachable S3 can take
+        minutes: SIGTERM must not wait for it, or systemd kills the agent when
+        ``TimeoutStopSec`` runs out.
+        """
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            starting.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if starting.done():
+            return starting.result()
+        starting.cancel()
+        await asyncio.wait({starting})  # its CancelledError stays in the task, not raised here
+        log.info("stop requested during start-up")
+        return None
 
 
 def run_event_loop(main: Callable[[], object]) -> None:

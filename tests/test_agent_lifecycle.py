@@ -10,7 +10,7 @@ shrink refused with the old answers kept; each problem logged once per distinct
 document or error, not per poll; recovery; status fields; an unreadable cache,
 a cache of another source, an unwritable cache directory; jittered polling that
 outlives a failing refresh; every query answered, by the old or the new zone,
-while zones are swapped.
+while zones are swapped; a stop during a first fetch that hangs.
 """
 
 from __future__ import annotations
@@ -554,3 +554,37 @@ def test_every_query_during_swaps_is_answered_by_the_old_or_the_new_zone() -> No
         rcode, found = reply
         assert rcode == "NOERROR"
         assert found in ([address(1, index)], [address(2, index)])
+
+
+# -- stopping ---------------------------------------------------------------------------------
+
+
+def test_stop_during_a_hung_first_fetch_ends_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM's handler (``stop``) must not wait for a fetch that never returns."""
+    caplog.set_level(logging.INFO)
+    release = threading.Event()
+    fetching = threading.Event()
+
+    def hang() -> None:
+        fetching.set()
+        release.wait(60)
+
+    agent = make_agent(FakeSource(document(1), on_fetch=hang))
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(agent.run())
+        assert await asyncio.to_thread(fetching.wait, 10)
+        # The listeners are up and answer (nothing is owned yet) while the fetch hangs.
+        reply = await asyncio.to_thread(ask, agent.bound[0].port, "web1")
+        assert reply is not None
+        started = time.monotonic()
+        agent.stop()
+        await asyncio.wait_for(running, 5)
+        assert time.monotonic() - started < 2
+
+    try:
+        run(scenario)
+    finally:
+        release.set()
+    assert "stop requested during start-up" in caplog.text
+    assert "stopped" in caplog.text

@@ -23,6 +23,7 @@ nothing on disk is ever half-written, and the agent recovers by itself.
   names unaffected; forwarding resumes by itself.
 - S3 body trickles, or stops halfway: a partial document is never served nor
   cached; the trickled one is served once complete.
+- SIGTERM during a first fetch that trickles for 20 s: exit 0 within 3 s.
 
 S3 returning 500/403, a missing object, a held request and moto killed are in
 ``tests/integration/test_live_mapping.py``; bad documents too.
@@ -178,8 +179,6 @@ class Agent:
 
     def stop(self) -> int:
         """SIGTERM once the agent is past start-up ("ready:"); its exit code."""
-        # Until then SIGTERM keeps its default action (the first fetch may hang on S3,
-        # and stopping must not wait for it): the process ends by the signal instead.
         self.wait_log("ready:", 10.0)
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(10)
@@ -711,5 +710,33 @@ def test_sighup_while_the_first_fetch_is_still_running_does_not_kill_the_agent(
         assert not agent.exited
         assert agent.wait_log("ready:"), agent.log
         assert agent.stop() == 0
+    finally:
+        proxy.close()
+
+
+def test_sigterm_during_a_slow_first_fetch_stops_at_once(
+    tmp_path: Path, aws: MotoServer, aws_env: dict[str, str], bucket: str, agents: list[Agent]
+) -> None:
+    """A stop must not wait for a first fetch that hangs: systemd's TimeoutStopSec would
+    run out and the agent be killed. The fetch is abandoned, the agent exits 0."""
+    client = boto3.client("s3", region_name=REGION)
+    client.put_object(Bucket=bucket, Key=KEY, Body=document(10, 1, filler=400))
+    proxy = BodyProxy(aws.url)
+    proxy.mode = "trickle"  # about 20 s for this document
+    try:
+        env = dict(aws_env, AWS_ENDPOINT_URL=proxy.url)
+        agent = Agent(
+            tmp_path, "--source", f"s3://{bucket}/{KEY}", "--cache", "none", "--poll", "60",
+            env=env,
+        )  # fmt: skip
+        agents.append(agent)
+        assert wait_for(lambda: proxy.touched >= 1, 5.0)
+        time.sleep(0.5)
+        assert "ready:" not in agent.log  # still inside the first fetch
+        started = time.monotonic()
+        agent.process.send_signal(signal.SIGTERM)
+        assert agent.process.wait(10) == 0, agent.log
+        assert time.monotonic() - started < 3.0, agent.log
+        assert "stop requested during start-up" in agent.log
     finally:
         proxy.close()
