@@ -607,7 +607,8 @@ class Report:
             "",
             f"{self.big_names:,} names: the agent's RSS while serving is {self.rss_100k_mb:.1f} MB "
             f"(answering {self.ready_100k_s:.1f} s after start); compiling the document "
-            "(`resolver.core.pipeline.load_document`: parse, validate, view, compile) takes "
+            "(`resolver.agent.load_in_worker`, what the agent runs off its event loop: parse, "
+            "validate, view, compile, with the cyclic collector paused) takes "
             f"{median(self.compile_100k_s):.2f} s (median of {compile_all} s).",
             "",
             *self._targets(),
