@@ -355,12 +355,12 @@ class Agent:
         """Serve the cached copy at once, bind the listeners, then fetch the source."""
         await self.load_cached()
         zone = self.loaded.zone if self.loaded else self._empty_zone()
-        forward = None
         if self.plan.upstreams:
             self.forwarder = Forwarder(self.plan.upstreams, self.cache)
-            forward = self.forwarder.forward
             log.info("forwarding to %s", ", ".join(str(u) for u in self.plan.upstreams))
-        self.server = DnsServer(self._responder(zone), allow=self.plan.allow, forward=forward)
+        self.server = DnsServer(
+            self._responder(zone), allow=self.plan.allow, forwarder=self.forwarder
+        )
         self.set_query_logging(self.plan.log_queries)
         try:
             for endpoint in self.plan.listen:

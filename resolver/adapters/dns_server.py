@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, cast, runtime_checkable
+from typing import Protocol, cast
 
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
@@ -32,15 +32,17 @@ Forward = Callable[[Question, bool], Awaitable[bytes | None]]
 """Ask upstream for a question not owned; (question, udp) -> reply bytes or None."""
 
 
-@runtime_checkable
 class CallbackForwarder(Protocol):
-    """What a ``forward`` bound to a Forwarder also offers: replies through a callback.
+    """A forwarder that can also hand replies to a callback (``Forwarder`` is one).
 
-    UDP queries use it instead of a task per query (the task, its coroutine chain
-    and the loop passes they take were most of the cost of a cache miss).
+    UDP queries use ``start`` instead of a task per query (the task, its coroutine
+    chain and the loop passes they take were most of the cost of a cache miss);
+    TCP queries await ``forward``.
     """
 
     def start(self, question: Question, udp: bool, deliver: Callable[[bytes], None]) -> None: ...
+
+    async def forward(self, question: Question, udp: bool) -> bytes: ...
 
     def close(self) -> None: ...
 
@@ -81,14 +83,16 @@ class DnsServer:
         *,
         allow: Iterable[Network],
         forward: Forward | None = None,
+        forwarder: CallbackForwarder | None = None,
         limits: ServerLimits | None = None,
     ) -> None:
+        """``forwarder`` asks upstream for names not owned; ``forward``, a plain
+        coroutine, is the alternative for callers without one (a task per query)."""
         self.respond = responder.respond
         """The current responder's ``respond``, kept beside it for the per-packet path."""
         self._responder = responder
-        self.forward = forward
-        owner = getattr(forward, "__self__", None)
-        self.forwarder = owner if isinstance(owner, CallbackForwarder) else None
+        self.forwarder = forwarder
+        self.forward = forwarder.forward if forwarder is not None else forward
         self.limits = limits or ServerLimits()
         self.counters = ServerCounters()
         self._allow = tuple(allow)

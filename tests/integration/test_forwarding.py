@@ -525,7 +525,7 @@ def serving(
         server = DnsServer(
             Responder(zone, forwarding=True, cache=cache),  # as the agent wires it
             allow=[ipaddress.ip_network("127.0.0.0/8")],
-            forward=forwarder.forward,
+            forwarder=forwarder,
         )
         return server, forwarder, await server.listen(Endpoint("127.0.0.1", 0))
 
