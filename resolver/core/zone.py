@@ -40,6 +40,9 @@ _OCTET_BYTE = {str(value): bytes((value,)) for value in range(256)}
 _OCTET_LABEL = {str(value): wire.encode_name(str(value))[:-1] for value in range(256)}
 """The same text as a reverse-name label (length byte and digits)."""
 _IN_ADDR_ARPA = wire.encode_name("in-addr.arpa")
+_LENGTH_BYTE = [bytes((length,)) for length in range(256)]
+_U16 = [struct.pack("!H", length) for length in range(wire.MAX_NAME + 1)]
+"""RDLENGTH of a PTR record by target length (a name is at most 255 octets)."""
 _IP6_ARPA = wire.encode_name("ip6.arpa")
 
 Heads: TypeAlias = tuple[bytes, bytes, bytes, bytes]
@@ -278,14 +281,17 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
     A name longer than 253 octets plus the zone cannot be qualified: it answers
     bare only, and its addresses get no PTR (a PTR target must be a legal name).
     Records come sorted by name: the first name to claim an address keeps its PTR.
-    The image's appends are spelt out inline: this loop runs once per name.
+    This loop runs once per name: the image's appends and the one-label,
+    one-address case are spelt out inline, and everything else is a local.
     """
     ttl = image.settings.ttl
     zone_wire = image.zone_wire
-    keys, key_ends, key_values = image.keys, image.key_ends, image.key_values
-    end_key, link_key = key_ends.append, key_values.append
-    bodies, body_ends, body_counts = image.bodies, image.body_ends, image.body_counts
-    add_value = image.add_value
+    max_name = wire.MAX_NAME
+    length_byte = _LENGTH_BYTE
+    keys = image.keys
+    end_key, link_key = image.key_ends.append, image.key_values.append
+    bodies, body_ends = image.bodies, image.body_ends
+    end_body, count_body = body_ends.append, image.body_counts.append
     a_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHIH", wire.TYPE_A, wire.CLASS_IN, ttl, 4)
     aaaa_fixed = wire.POINTER_TO_QNAME + struct.pack(
         "!HHIH", wire.TYPE_AAAA, wire.CLASS_IN, ttl, 16
@@ -295,22 +301,26 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
     qualified_names: set[bytes] = set()
     claimed: set[bytes] = set()
     """Reverse names already given to an earlier name."""
-    for record in records:
-        bare = wire.encode_name(record.name)
+    for name, ipv4, ipv6, is_qualified in records:
+        if "." in name:
+            bare = wire.encode_name(name)
+        else:
+            bare = length_byte[len(name)] + name.encode("ascii") + b"\x00"
         qualified: bytes | None = None
-        if record.qualified:
+        if is_qualified:
             qualified = bare[:-1] + zone_wire
-            if len(qualified) > wire.MAX_NAME:
+            if len(qualified) > max_name:
                 qualified = None
-        ipv4, ipv6 = record.ipv4, record.ipv6
         if ipv4:
-            body = b""
-            for address in ipv4:
-                a, b, c, d = address.split(".")
-                body += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
-            bodies += body
-            body_ends.append(len(bodies))
-            body_counts.append(len(ipv4))
+            if len(ipv4) == 1:
+                a, b, c, d = ipv4[0].split(".")
+                bodies += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
+            else:
+                for address in ipv4:
+                    a, b, c, d = address.split(".")
+                    bodies += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
+            end_body(len(bodies))
+            count_body(len(ipv4))
             value = len(body_ends) - 1
             keys += bare
             keys += _A_IN
@@ -321,9 +331,9 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
                 keys += _A_IN
                 end_key(len(keys))
                 link_key(value)
-        packed6 = [ipv6_packed(address) for address in ipv6]
+        packed6 = [ipv6_packed(address) for address in ipv6] if ipv6 else []
         if packed6:
-            value = add_value(b"".join([aaaa_fixed + p for p in packed6]), len(packed6))
+            value = image.add_value(b"".join([aaaa_fixed + p for p in packed6]), len(packed6))
             image.add_key(bare, _AAAA_IN, value)
             if qualified is not None:
                 image.add_key(qualified, _AAAA_IN, value)
@@ -334,9 +344,9 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
             reverse = ipv4_reverse_wire(ipv4[0])
             if reverse not in claimed:  # the common case, spelt out
                 claimed.add(reverse)
-                bodies += ptr_fixed + struct.pack("!H", len(qualified)) + qualified
-                body_ends.append(len(bodies))
-                body_counts.append(1)
+                bodies += ptr_fixed + _U16[len(qualified)] + qualified
+                end_body(len(bodies))
+                count_body(1)
                 keys += reverse
                 keys += _PTR_IN
                 end_key(len(keys))
@@ -362,7 +372,7 @@ def _add_reverse_names(
             continue
         claimed.add(reverse)
         if ptr < 0:
-            ptr = image.add_value(ptr_fixed + struct.pack("!H", len(target)) + target, 1)
+            ptr = image.add_value(ptr_fixed + _U16[len(target)] + target, 1)
         image.add_key(reverse, _PTR_IN, ptr)
 
 
