@@ -39,11 +39,13 @@ from typing import BinaryIO
 
 from devsupport.net import free_port
 from devsupport.report import revision, write_marked_section
+from resolver.adapters.memory import collector_paused
 from resolver.agent import load_in_worker
-from resolver.core.document import HostEntry, MappingDocument, make_document
+from resolver.core.document import HostEntry, MappingDocument, make_document, parse_document
 from resolver.core.hosts_text import render_hosts
 from resolver.core.pipeline import ZoneSettings
 from resolver.core.views import View, build_view
+from resolver.core.zone import ReplySettings, compile_image
 
 ROOT = Path(__file__).resolve().parent.parent
 TAGDNS = ROOT / ".venv" / "bin" / "tagdns"
@@ -471,14 +473,22 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def time_compile(data: bytes, rounds: int) -> list[float]:
+def time_compile(data: bytes, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds for the whole load (what the agent runs for each document: parse,
+    validate, view, zone) and for the zone compile alone (view to answers index)."""
     settings = ZoneSettings(view=REGION, zone=ZONE, ttl=TTL)
-    times = []
+    loads, zones = [], []
     for _ in range(rounds):
         started = time.perf_counter()
-        load_in_worker(data, settings, None)  # what the agent runs for each document
-        times.append(time.perf_counter() - started)
-    return times
+        load_in_worker(data, settings, None)
+        loads.append(time.perf_counter() - started)
+    view = region_view(parse_document(data))
+    with collector_paused():  # as in the agent's load
+        for _ in range(rounds):
+            started = time.perf_counter()
+            compile_image(view, ReplySettings(ttl=TTL)).materialize()
+            zones.append(time.perf_counter() - started)
+    return loads, zones
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -503,6 +513,7 @@ class Report:
     rss_100k_mb: float
     ready_100k_s: float
     compile_100k_s: list[float]
+    zone_compile_100k_s: list[float]
 
     def _rows(self) -> list[str]:
         dnsmasq, unbound = self.results["dnsmasq"], self.results["unbound"]
@@ -534,6 +545,7 @@ class Report:
         cap_unbound = median(agent.per_cpu) / median(unbound.per_cpu)
         agent_cpu, dnsmasq_cpu = median(agent.cpu_us), median(dnsmasq.cpu_us)
         compile_s = median(self.compile_100k_s)
+        zone_s = median(self.zone_compile_100k_s)
 
         def verdict(ok: bool) -> str:
             return "met" if ok else "**not met**"
@@ -551,12 +563,17 @@ class Report:
             f"| {agent_cpu:.1f} µs | {verdict(agent_cpu <= dnsmasq_cpu)} |",
             f"| RSS serving {self.big_names:,} names | < {TARGET_RSS_100K_MB:.0f} MB "
             f"| {self.rss_100k_mb:.1f} MB | {verdict(self.rss_100k_mb < TARGET_RSS_100K_MB)} |",
-            f"| compile {self.big_names:,} names | < {TARGET_COMPILE_100K_S:.1f} s "
+            f"| compile {self.big_names:,} names: the zone compile (view to answers index) "
+            f"| < {TARGET_COMPILE_100K_S:.1f} s "
+            f"| {zone_s:.2f} s | {verdict(zone_s < TARGET_COMPILE_100K_S)} |",
+            f"| compile {self.big_names:,} names: the whole load (parse, validate, view, zone) "
+            f"| < {TARGET_COMPILE_100K_S:.1f} s "
             f"| {compile_s:.2f} s | {verdict(compile_s < TARGET_COMPILE_100K_S)} |",
         ]
 
     def markdown(self) -> str:
         compile_all = " / ".join(f"{t:.2f}" for t in self.compile_100k_s)
+        zone_all = " / ".join(f"{t:.2f}" for t in self.zone_compile_100k_s)
         ceiling = ""
         if CEILING in self.results:
             ceiling = (
@@ -609,7 +626,9 @@ class Report:
             f"(answering {self.ready_100k_s:.1f} s after start); compiling the document "
             "(`resolver.agent.load_in_worker`, what the agent runs off its event loop: parse, "
             "validate, view, compile, with the cyclic collector paused) takes "
-            f"{median(self.compile_100k_s):.2f} s (median of {compile_all} s).",
+            f"{median(self.compile_100k_s):.2f} s (median of {compile_all} s); of that, the zone "
+            f"compile alone (`compile_image` and `materialize`, from the view to the answers "
+            f"index) takes {median(self.zone_compile_100k_s):.2f} s (median of {zone_all} s).",
             "",
             *self._targets(),
         ]
@@ -705,7 +724,9 @@ def measure_servers(
     return results, checked
 
 
-def measure_big(args: argparse.Namespace, work: Path) -> tuple[float, float, list[float]]:
+def measure_big(
+    args: argparse.Namespace, work: Path
+) -> tuple[float, float, tuple[list[float], list[float]]]:
     """RSS of an agent serving ``--big-names`` names, its start-up, and compile times."""
     data = make_fleet(args.big_names).to_bytes()
     path = work / "mapping-big.json"
@@ -733,7 +754,7 @@ def run(args: argparse.Namespace) -> Report:
             work.mkdir(parents=True, exist_ok=True)
         inputs = write_inputs(args.names, args.queries, work)
         results, checked = measure_servers(args, inputs, work)
-        rss_big, ready_big, compile_times = measure_big(args, work)
+        rss_big, ready_big, (load_times, zone_times) = measure_big(args, work)
     return Report(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         revision=revision(),
@@ -751,7 +772,8 @@ def run(args: argparse.Namespace) -> Report:
         big_names=args.big_names,
         rss_100k_mb=rss_big,
         ready_100k_s=ready_big,
-        compile_100k_s=compile_times,
+        compile_100k_s=load_times,
+        zone_compile_100k_s=zone_times,
     )
 
 
