@@ -258,20 +258,22 @@ def _hosts(raw: object, regions: dict[str, str]) -> list[HostEntry]:
     in a handful of zones, sharing them saves megabytes for the life of the zone.
     """
     hosts: list[HostEntry] = []
+    append = hosts.append
     seen: set[tuple[str, str]] = set()
+    remember = seen.add
     shared: dict[str, str] = {}
     for i, item in enumerate(_expect_list(raw, "hosts")):
         try:
             host = _host(item, regions, shared)
         except _BadField as bad:
             raise DocumentError(f"hosts[{i}]{bad.field}: {bad}") from None
-        key = (host.name, host.instance_id)
+        key = (host[0], host[2])  # name and instance
         if key in seen:
             raise DocumentError(
                 f"hosts[{i}]: name {host.name!r} listed twice for {host.instance_id}"
             )
-        seen.add(key)
-        hosts.append(host)
+        remember(key)
+        append(host)
     return hosts
 
 
@@ -297,13 +299,18 @@ def _host(item: object, regions: dict[str, str], shared: dict[str, str]) -> Host
 
     ``shared`` maps each availability zone already validated to one string object.
     """
-    if type(item) is not dict or item.keys() != _HOST_FIELDS:
+    try:
+        # Seven keys, all seven expected ones among them: exactly the fields, nothing else.
+        if type(item) is not dict or len(item) != len(_HOST_FIELDS):
+            raise KeyError
+        values = _HOST_VALUES(item)
+    except KeyError:
         try:
             _expect_object(item, "", _HOST_FIELDS)
         except DocumentError as exc:
             raise _BadField("", str(exc).removeprefix(": ")) from None
-    obj: dict[str, Any] = item  # type: ignore[assignment]
-    name, region_raw, instance_id, az_raw, private_raw, public_raw, ipv6_raw = _HOST_VALUES(obj)
+        raise  # pragma: no cover - _expect_object refuses whatever _HOST_VALUES did
+    name, region_raw, instance_id, az_raw, private_raw, public_raw, ipv6_raw = values
     if type(name) is not str or not is_plain_name(name):
         _explain_name(name)
     region = regions.get(region_raw) if type(region_raw) is str else None
@@ -317,8 +324,14 @@ def _host(item: object, regions: dict[str, str], shared: dict[str, str]) -> Host
         if not isinstance(az_raw, str) or not AZ_PATTERN.match(az_raw):
             raise _BadField(".az", f"{az_raw!r} is not an availability zone")
         az = shared[az_raw] = az_raw
-    private_ipv4 = _ipv4(private_raw, ".private_ipv4")
-    public_ipv4 = None if public_raw is None else _ipv4(public_raw, ".public_ipv4")
+    private_ipv4 = private_raw
+    if type(private_raw) is not str or not CANONICAL_IPV4.match(private_raw):
+        private_ipv4 = _ipv4(private_raw, ".private_ipv4")
+    public_ipv4 = public_raw
+    if public_raw is not None and (
+        type(public_raw) is not str or not CANONICAL_IPV4.match(public_raw)
+    ):
+        public_ipv4 = _ipv4(public_raw, ".public_ipv4")
     if type(ipv6_raw) is not list:
         raise _BadField(".ipv6", f"expected a list, got {type(ipv6_raw).__name__}")
     ipv6 = _ipv6_list(ipv6_raw) if ipv6_raw else ()
