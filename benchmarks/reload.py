@@ -182,6 +182,14 @@ class Agent:
             reply = DNSRecord.parse(sock.recv(65535))
         return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
 
+    def memory_mb(self) -> tuple[float, float]:
+        """``VmRSS`` now and ``VmHWM`` (the peak so far), in MB."""
+        fields = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = value
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -228,7 +236,14 @@ def dnsperf_figures(output: str) -> tuple[int, int, float]:
     return sent, lost, max_latency
 
 
-def measure_reloads(args: argparse.Namespace, work: Path) -> tuple[float, list[Reload]]:
+@dataclass(frozen=True)
+class Memory:
+    after_first_mb: float
+    after_reloads_mb: float
+    peak_mb: float
+
+
+def measure_reloads(args: argparse.Namespace, work: Path) -> tuple[float, list[Reload], Memory]:
     source = work / "mapping.json"
     source.write_bytes(fleet_document(args.names, 1, args.changed_every))
     queries = work / "queries.txt"
@@ -240,6 +255,8 @@ def measure_reloads(args: argparse.Namespace, work: Path) -> tuple[float, list[R
         agent.wait_ready()
         start_load = float(agent.wait_for(serving_line(1), 1).group(2))
         print(f"bench reload: agent ready, first load {start_load:.2f} s", file=sys.stderr)
+        time.sleep(1.0)  # the heap trim after a load runs just after the "serving" line
+        after_first, _ = agent.memory_mb()
         estimate = start_load
         for serial in range(2, 2 + args.reloads):
             data = fleet_document(args.names, serial, args.changed_every)
@@ -275,7 +292,9 @@ def measure_reloads(args: argparse.Namespace, work: Path) -> tuple[float, list[R
             print(f"bench reload: {result}", file=sys.stderr)
             results.append(result)
             estimate = max(estimate, result.wall_s)
-    return start_load, results
+        time.sleep(1.0)
+        after_reloads, peak = agent.memory_mb()
+    return start_load, results, Memory(after_first, after_reloads, peak)
 
 
 @dataclass(frozen=True)
@@ -465,6 +484,7 @@ def report(
     args: argparse.Namespace,
     start_load: float,
     reloads: list[Reload],
+    memory: Memory,
     polls: PollResult | None,
     stages: Stages,
     load_before: str,
@@ -513,6 +533,11 @@ def report(
         f"validation {stages.validate_s:.2f} s, view {stages.view_s:.2f} s, zone compile "
         f"{stages.compile_s:.2f} s; {total:.2f} s in all. In the agent the same work runs in "
         "a thread that shares the GIL with the thread answering queries.",
+        "",
+        f"The agent's memory (`VmRSS`, `VmHWM` from `/proc`): {memory.after_first_mb:.1f} MB "
+        f"after the first load, {memory.after_reloads_mb:.1f} MB after the last reload, "
+        f"{memory.peak_mb:.1f} MB at the peak of the run (during a reload the old zone serves "
+        "while the new one is built).",
         "",
     ]
     if polls is not None:
@@ -567,10 +592,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             work = args.work
             work.mkdir(parents=True, exist_ok=True)
-        start_load, reloads = measure_reloads(args, work)
+        start_load, reloads, memory = measure_reloads(args, work)
         polls = None if args.no_s3 else measure_polls(args, work)
     stages = time_stages(args)
-    text = report(args, start_load, reloads, polls, stages, load_before)
+    text = report(args, start_load, reloads, memory, polls, stages, load_before)
     print(text)
     if not args.no_write:
         write_marked_section(PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, text)
