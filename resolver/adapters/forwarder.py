@@ -14,14 +14,22 @@ A cache miss is driven by callbacks on the event loop (a socket watched with
 ``add_reader``, a timer), not by a task per query: the coroutine machinery, a
 datagram transport per query and the loop iterations they take cost more than
 the rest of a miss together. Only the rare retry over TCP runs as a task.
+Where the platform has epoll, the upstream sockets are watched by one epoll of
+our own that the loop watches in turn: registering a socket there is one system
+call, where the loop's ``add_reader``/``remove_reader`` build and tear down a poll
+handle per socket, the largest single cost of a miss after the system calls that
+send and receive. A reply goes to the client before the socket is closed and the
+answer is cached, so that work is not on the path the client waits on.
 """
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import logging
 import secrets
+import select
 import socket
 import struct
 from collections import deque
@@ -38,6 +46,8 @@ from resolver.core.upstream_reply import UpstreamAnswer, parse_reply, query_mess
 log = logging.getLogger("tagdns.forwarder")
 
 _MAX_DATAGRAM = 65535
+_NONBLOCKING_DGRAM = socket.SOCK_DGRAM | getattr(socket, "SOCK_NONBLOCK", 0)
+"""A datagram socket born non-blocking where the platform can (one system call fewer)."""
 _UPSTREAM_ERRORS = frozenset((wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR))
 
 Deliver = Callable[[bytes], None]
@@ -85,6 +95,16 @@ class Forwarder:
         self._running = 0
         self._waiting: deque[_Resolution] = deque()
         self._addresses: dict[Endpoint, tuple[socket.AddressFamily, tuple[Any, ...]]] = {}
+        self._watcher: _Watcher | None = None
+
+    def watcher(self, loop: asyncio.AbstractEventLoop) -> _Watcher:
+        """What watches this forwarder's upstream sockets on ``loop`` (made on first use)."""
+        watcher = self._watcher
+        if watcher is None or watcher.loop is not loop:
+            if watcher is not None:
+                watcher.close()
+            watcher = self._watcher = _Watcher(loop)
+        return watcher
 
     def start(self, question: Question, udp: bool, deliver: Deliver) -> None:
         """Answer a question not owned through ``deliver``, later or at once.
@@ -136,6 +156,9 @@ class Forwarder:
         self._in_flight.clear()
         self._waiting.clear()
         self._running = 0
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
 
     @staticmethod
     def _render(q: Question, answer: UpstreamAnswer, sections: bytes, *, udp: bool) -> bytes:
@@ -246,6 +269,7 @@ class _Resolution:
         "tcp_task",
         "timer",
         "waiters",
+        "watcher",
     )
 
     def __init__(
@@ -268,9 +292,10 @@ class _Resolution:
         self.done = False
         self.qid = b""
         self.message = b""
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.fd = -1
         self.timer: asyncio.TimerHandle | None = None
+        self.watcher: _Watcher
         self.tcp_task: asyncio.Task[tuple[UpstreamAnswer | None, bool]] | None = None
         self.attempt_started = 0.0
         self.attempt_timeout = 0.0
@@ -309,14 +334,17 @@ class _Resolution:
         )
         try:
             family, address = forwarder._address(upstream)
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            # The C socket type itself: the Python wrapper's constructor and close()
+            # are frames of their own, and nothing here needs what they add.
+            sock = _socket.socket(family, _NONBLOCKING_DGRAM)
         except OSError as exc:  # socket.gaierror included
             forwarder._upstream_error(upstream, f"cannot send: {exc}")
             return False
         try:
             # A fresh socket per query: the kernel picks a random source port, and
             # connect() makes it drop datagrams from anyone but the upstream.
-            sock.setblocking(False)
+            if not _NONBLOCKING_DGRAM & ~socket.SOCK_DGRAM:
+                sock.setblocking(False)
             sock.connect(address)
             sock.send(self.message)
         except OSError as exc:
@@ -324,10 +352,11 @@ class _Resolution:
             forwarder._upstream_error(upstream, f"cannot send: {exc}")
             return False
         self.sock = sock
-        self.fd = sock.fileno()
+        self.fd = fd = sock.fileno()
         self.attempt_started = now
         self.attempt_timeout = timeout = min(forwarder.limits.attempt_timeout, self.deadline - now)
-        self.loop.add_reader(self.fd, self._readable)
+        self.watcher = watcher = forwarder.watcher(self.loop)
+        watcher.watch(fd, self._readable)
         self.timer = self.loop.call_later(timeout, self._expired)
         return True
 
@@ -337,7 +366,7 @@ class _Resolution:
             self.timer = None
         sock = self.sock
         if sock is not None:
-            self.loop.remove_reader(self.fd)
+            self.watcher.unwatch(self.fd)
             sock.close()
             self.sock = None
 
@@ -361,8 +390,17 @@ class _Resolution:
                 if answer is None:  # not ours: another ID or another question
                     self.forwarder.counters.ignored_replies += 1
                     continue
+                if answer.truncated or answer.rcode in _UPSTREAM_ERRORS:
+                    self._stop_udp()
+                    self._answered_over_udp(answer)
+                    return
+                # The common case, in the order the client waits for: reply first,
+                # then close the socket and cache the answer (as of its arrival).
+                cache = self.forwarder.cache
+                arrived = cache.clock()
+                self._finish(answer)
                 self._stop_udp()
-                self._answered_over_udp(answer)
+                cache.put(self.key, answer, arrived)
                 return
         except Exception:
             self._failed()
@@ -450,3 +488,53 @@ class _Resolution:
         self._stop_udp()
         if self.tcp_task is not None:
             self.tcp_task.cancel()
+
+
+class _Watcher:
+    """Calls a callback when an upstream socket is readable.
+
+    With epoll: one epoll set of our own, watched by the loop; a socket joins it with
+    one ``epoll_ctl`` and leaves it by being closed (or by ``unwatch``). Elsewhere the
+    loop's ``add_reader``/``remove_reader``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._epoll: select.epoll | None = None
+        if hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        if self._epoll is None:
+            self.loop.add_reader(fd, callback)
+            return
+        self._epoll.register(fd, select.EPOLLIN)
+        self._callbacks[fd] = callback
+
+    def unwatch(self, fd: int) -> None:
+        """Stop watching ``fd``; the caller closes it next, which also leaves the epoll set."""
+        if self._epoll is None:
+            self.loop.remove_reader(fd)
+            return
+        self._callbacks.pop(fd, None)
+
+    def _ready(self) -> None:
+        assert self._epoll is not None
+        epoll = self._epoll
+        callbacks = self._callbacks
+        for fd, _events in epoll.poll(0):
+            callback = callbacks.get(fd)
+            if callback is not None:
+                callback()
+            else:  # unwatched but not closed (yet): it must not keep the loop spinning
+                with contextlib.suppress(OSError):
+                    epoll.unregister(fd)
+
+    def close(self) -> None:
+        if self._epoll is not None and not self._epoll.closed:
+            with contextlib.suppress(Exception):  # the loop may already be closed
+                self.loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+        self._callbacks.clear()

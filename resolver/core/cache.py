@@ -78,18 +78,25 @@ class AnswerCache:
         """The question key plus one byte for the DO and CD bits."""
         return question_key + bytes((do | cd << 1,))
 
-    def put(self, key: bytes, answer: UpstreamAnswer) -> None:
-        """Store a cacheable answer; others (no lifetime, truncated) are ignored."""
-        if answer.lifetime is None or answer.lifetime <= 0 or answer.truncated:
+    def put(self, key: bytes, answer: UpstreamAnswer, now: float | None = None) -> None:
+        """Store a cacheable answer; others (no lifetime, truncated) are ignored.
+
+        ``now`` is when the answer arrived, if the caller read the clock then (the
+        forwarder replies to its client first and stores the answer after).
+        """
+        lifetime = answer.lifetime
+        if lifetime is None or lifetime <= 0 or answer.truncated:
             return
         negative = answer.rcode != wire.NOERROR or answer.an == 0
         cap = self.limits.max_negative_ttl if negative else self.limits.max_ttl
-        answer = capped(answer, cap)
-        assert answer.lifetime is not None
-        now = self.clock()
+        if lifetime > cap or max(answer.ttls, default=0) > cap:
+            answer = capped(answer, cap)
+            lifetime = min(lifetime, cap)
+        if now is None:
+            now = self.clock()
         self._drop(key)
         entries = self._entries
-        entries[key] = _Entry(answer, now, now + answer.lifetime)
+        entries[key] = _Entry(answer, now, now + lifetime)
         self._bytes += len(answer.sections)
         while len(entries) > self.limits.max_entries or self._bytes > self.limits.max_bytes:
             oldest = next(iter(entries))

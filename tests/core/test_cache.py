@@ -111,6 +111,21 @@ def test_entries_expire_with_their_ttl_and_count_down() -> None:
     assert (cache.hits, cache.misses) == (2, 1)
 
 
+def test_an_answer_stored_after_the_fact_counts_down_from_its_arrival() -> None:
+    """The forwarder replies first and stores after, passing the time the answer came."""
+    clock = Clock()
+    cache = AnswerCache(clock=clock)
+    key = AnswerCache.key(key_of("www.example.test"), do=False)
+    arrived = clock.now
+    clock.now += 10
+    cache.put(key, upstream_answer(ttls=(60,)), arrived)
+    found = cache.get(key)
+    assert found is not None
+    assert [rr.ttl for rr in DNSRecord.parse(render(found[0], found[1])).rr] == [50]
+    clock.now += 50
+    assert cache.get(key) is None
+
+
 def test_negative_answers_live_for_the_soa_minimum() -> None:
     clock = Clock()
     cache = AnswerCache(clock=clock)

@@ -199,6 +199,26 @@ def test_ttls_with_the_top_bit_set_mean_zero() -> None:
     assert [rr.ttl for rr in as_message(answer, answer.sections).rr] == [0]
 
 
+def test_only_the_top_bit_ttls_are_zeroed_among_several_records() -> None:
+    answers = (("192.0.2.1", 60), ("192.0.2.2", 0x80000010), ("192.0.2.3", 90))
+    answer = parse_reply(packed(reply_record(answers=answers)), QID, question_key())
+    assert answer is not None and answer.ttls == (60, 0, 90) and answer.lifetime == 0
+    assert [rr.ttl for rr in as_message(answer, answer.sections).rr] == [60, 0, 90]
+
+
+def test_records_after_the_upstream_opt_are_dropped_and_the_rest_kept_whole() -> None:
+    record = reply_record(soa=(120, 30))
+    record.add_ar(RR("extra.example.test", QTYPE.A, ttl=5, rdata=A("192.0.2.9")))
+    reply = packed(record)
+    answer = parse_reply(reply, QID, question_key())
+    assert answer is not None and (answer.an, answer.ns, answer.ar) == (1, 1, 0)
+    qend = 12 + len(question_key())
+    opt_at = reply.index(b"\x00\x00\x29", qend)
+    assert answer.sections == reply[qend:opt_at]
+    assert [rr.ttl for rr in as_message(answer, answer.sections).rr] == [300]
+    assert answer.ttls == (300, 120) and answer.lifetime == 300
+
+
 def test_authentic_data_is_recorded() -> None:
     record = reply_record()
     record.header.ad = 1
