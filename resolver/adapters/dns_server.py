@@ -223,23 +223,6 @@ class DnsServer:
             self._responder.stats.count_reply(reply)
         return reply
 
-    def start_forward(
-        self, question: Question, udp: bool, deliver: Callable[[bytes], None]
-    ) -> None:
-        """Forward through the callback form; ``deliver`` gets the reply (SERVFAIL on error)."""
-        assert self.forwarder is not None
-
-        def counted(reply: bytes) -> None:
-            self._responder.stats.count_reply(reply)
-            deliver(reply)
-
-        try:
-            self.forwarder.start(question, udp, counted)
-        except Exception:
-            self.counters.internal_errors += 1
-            log.exception("internal error forwarding a query")
-            counted(error_reply(question, wire.SERVFAIL, ra=True))
-
     # -- TCP connection bookkeeping --------------------------------------------------------
 
     def tcp_opened(self, protocol: _TcpProtocol) -> None:
@@ -349,15 +332,25 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                 self.counters.forward_overflow += 1
                 return
             server.udp_pending += 1
-            if server.forwarder is not None:
-                server.start_forward(reply, True, partial(self._forwarded, addr))
-            else:
+            forwarder = server.forwarder
+            if forwarder is None:
                 server.spawn(self._forward(reply, addr))
+                return
+            try:
+                forwarder.start(reply, True, partial(self._forwarded, addr))
+            except Exception:
+                self.counters.internal_errors += 1
+                log.exception("internal error forwarding a query")
+                self._forwarded(addr, error_reply(reply, wire.SERVFAIL, ra=True))
 
     def _forwarded(self, addr: tuple[str, int], reply: bytes) -> None:
-        self.server.udp_pending -= 1
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(reply, addr)
+        """A forwarded reply for ``addr``: counted and sent (``start_forward`` inlined)."""
+        server = self.server
+        server.udp_pending -= 1
+        server._responder.stats.count_reply(reply)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.sendto(reply, addr)
 
     async def _forward(self, question: Question, addr: tuple[str, int]) -> None:
         try:

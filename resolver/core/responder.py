@@ -185,6 +185,10 @@ class Responder:
         return reply
 
     def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
+        if self.forwarding:
+            question = _forwardable(data, self.zone)
+            if question is not None:
+                return question
         parsed = parse_query(data)
         if not isinstance(parsed, Question):
             return parsed
@@ -436,3 +440,65 @@ def badvers(q: Question) -> bytes:
 
 _DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
 """The cache key's last byte by ``DO | CD << 1``, built once (see ``AnswerCache.key``)."""
+
+
+def _forwardable(data: bytes, zone: CompiledZone) -> Question | None:
+    """The Question of a cache miss to forward, read without the full parse; else None.
+
+    Only for the fast path's query shape (one class-IN question, at most a plain OPT)
+    with a well-formed name the zone has nothing for and is not authoritative for:
+    then ``parse_query`` and ``answer`` would come to this same Question, by way of
+    more work than the rest of the responder's share of a miss. Anything else
+    (None) takes that full path.
+    """
+    end = data.find(0, wire.HEADER_LEN)
+    qend = end + 5
+    size = len(data)
+    if (
+        end < 0
+        or qend > size
+        or data[2] & 0xF8
+        or data[4:11] != _ONE_QUESTION
+        or data[qend - 2 : qend] != _CLASS_IN
+        or data[qend - 4 : qend - 2] == _TYPE_ANY
+        or end - wire.HEADER_LEN >= _MAX_NAME_WIRE
+    ):
+        return None
+    if data[11] == 0 and size == qend:
+        edns, do, payload = False, False, 0
+    elif (
+        data[11] == 1
+        and data[qend : qend + 3] == _OPT_PREFIX
+        and size >= qend + 11
+        and data[qend + 6] == 0
+        and size == qend + 11 + (data[qend + 9] << 8 | data[qend + 10])
+        and (size == qend + 11 or _options_framed(data, qend + 11, size))
+    ):
+        edns, do, payload = True, bool(data[qend + 7] & 0x80), data[qend + 3] << 8 | data[qend + 4]
+    else:
+        return None
+    position = wire.HEADER_LEN
+    while position < end:  # the labels must end exactly at the first zero octet
+        length = data[position]
+        if length > 63:
+            return None
+        position += length + 1
+    if position != end:
+        return None
+    name = data[wire.HEADER_LEN : end + 1].lower()
+    key = name + data[qend - 4 : qend]
+    if key in zone.answers or zone.nodata_for(name) is not None:
+        return None
+    if zone.authoritative and _under(name, zone.zone_wire):
+        return None
+    return Question(
+        qid=data[:2],
+        flags=data[2] << 8 | data[3],
+        question=data[wire.HEADER_LEN : qend],
+        key=key,
+        qtype=data[qend - 4] << 8 | data[qend - 3],
+        qclass=wire.CLASS_IN,
+        edns=edns,
+        do=do,
+        payload=payload,
+    )

@@ -213,5 +213,11 @@ def capped(answer: UpstreamAnswer, cap: int) -> UpstreamAnswer:
 
 def query_message(query_id: bytes, question: bytes, *, do: bool, cd: bool) -> bytes:
     """The query we send upstream: recursion desired, EDNS with our payload and the DO bit."""
-    flags = wire.FLAG_RD | (wire.FLAG_CD if cd else 0)
-    return wire.header(query_id, flags, 1, 0, 0, 1) + question + wire.opt_record(do=do)
+    return query_id + _QUERY_HEADS[cd] + question + _QUERY_OPTS[do]
+
+
+_QUERY_HEADS = tuple(
+    wire.header(b"", wire.FLAG_RD | (wire.FLAG_CD if cd else 0), 1, 0, 0, 1) for cd in (0, 1)
+)
+"""Our query's header after the ID, by the client's CD bit."""
+_QUERY_OPTS = (wire.opt_record(do=False), wire.opt_record(do=True))
