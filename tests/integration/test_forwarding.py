@@ -839,6 +839,10 @@ def test_cache_is_flushed_for_names_the_view_starts_owning(
     [bound] = loop_thread.run(agent.start())
     try:
         assert addresses(ask(bound.port, "newbox.internal")) == {"192.0.2.51"}
+        # Stored just after the reply went out, on the loop's thread, not this one.
+        deadline = time.monotonic() + 2.0
+        while len(agent.cache) != 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
         assert len(agent.cache) == 1
 
         newbox: dict[str, object] = {
