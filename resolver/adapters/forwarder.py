@@ -10,8 +10,8 @@ client gets SERVFAIL, never NXDOMAIN. Identical questions in flight share one up
 query, and at most ``max_in_flight`` upstream queries are outstanding at once
 (the rest wait their turn, their deadline running).
 
-A cache miss is driven by callbacks on the event loop (a socket watched with
-``add_reader``, a timer), not by a task per query: the coroutine machinery, a
+A cache miss is driven by callbacks on the event loop (a socket watched for
+readability, a timer), not by a task per query: the coroutine machinery, a
 datagram transport per query and the loop iterations they take cost more than
 the rest of a miss together. Only the rare retry over TCP runs as a task.
 Where the platform has epoll, the upstream sockets are watched by one epoll of
@@ -48,6 +48,7 @@ log = logging.getLogger("tagdns.forwarder")
 _MAX_DATAGRAM = 65535
 _NONBLOCKING_DGRAM = socket.SOCK_DGRAM | getattr(socket, "SOCK_NONBLOCK", 0)
 """A datagram socket born non-blocking where the platform can (one system call fewer)."""
+_BORN_NONBLOCKING = _NONBLOCKING_DGRAM != socket.SOCK_DGRAM
 _UPSTREAM_ERRORS = frozenset((wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR))
 
 _DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
@@ -336,6 +337,7 @@ class _Resolution:
             qid, question.question, do=question.do, cd=bool(question.flags & wire.FLAG_CD)
         )
         try:
+            watcher = forwarder.watcher(self.loop)
             family, address = forwarder._address(upstream)
             # The C socket type itself: the Python wrapper's constructor and close()
             # are frames of their own, and nothing here needs what they add.
@@ -346,20 +348,21 @@ class _Resolution:
         try:
             # A fresh socket per query: the kernel picks a random source port, and
             # connect() makes it drop datagrams from anyone but the upstream.
-            if not _NONBLOCKING_DGRAM & ~socket.SOCK_DGRAM:
+            if not _BORN_NONBLOCKING:
                 sock.setblocking(False)
             sock.connect(address)
             sock.send(self.message)
+            fd = sock.fileno()
+            watcher.watch(fd, self._readable)
         except OSError as exc:
             sock.close()
             forwarder._upstream_error(upstream, f"cannot send: {exc}")
             return False
         self.sock = sock
-        self.fd = fd = sock.fileno()
+        self.fd = fd
+        self.watcher = watcher
         self.attempt_started = now
         self.attempt_timeout = timeout = min(forwarder.limits.attempt_timeout, self.deadline - now)
-        self.watcher = watcher = forwarder.watcher(self.loop)
-        watcher.watch(fd, self._readable)
         self.timer = self.loop.call_later(timeout, self._expired)
         return True
 

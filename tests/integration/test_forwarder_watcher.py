@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import pytest
 
-from resolver.adapters.forwarder import _Watcher
+from resolver.adapters.forwarder import Forwarder, _Watcher
+from resolver.core.cache import AnswerCache
+from resolver.core.endpoints import Endpoint
+from resolver.core.responder import Question, parse_query
+from tests.core.dns_helpers import query
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +71,50 @@ def test_a_socket_unwatched_is_not_called_back_nor_polled_again() -> None:
         return heard
 
     assert asyncio.run(scenario()) == []
+
+
+def test_a_socket_that_cannot_be_watched_is_closed_and_the_next_upstream_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused: list[int] = []
+    watch = _Watcher.watch
+
+    def watch_once_refused(self: _Watcher, fd: int, callback: Callable[[], None]) -> None:
+        if not refused:
+            refused.append(fd)
+            raise OSError(24, "Too many open files")
+        watch(self, fd, callback)
+
+    monkeypatch.setattr(_Watcher, "watch", watch_once_refused)
+
+    async def scenario() -> tuple[bytes, Forwarder]:
+        loop = asyncio.get_running_loop()
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        upstream.bind(("127.0.0.1", 0))
+        upstream.setblocking(False)
+
+        def answer() -> None:
+            data, peer = upstream.recvfrom(512)
+            qend = data.index(0, 12) + 5
+            record = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x07"
+            upstream.sendto(
+                data[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + data[12:qend] + record,
+                peer,
+            )
+
+        loop.add_reader(upstream.fileno(), answer)
+        port = upstream.getsockname()[1]
+        forwarder = Forwarder(
+            [Endpoint("127.0.0.1", port), Endpoint("127.0.0.1", port)], AnswerCache()
+        )
+        question = parse_query(query("www.example.test"))
+        assert isinstance(question, Question)
+        reply = await asyncio.wait_for(forwarder.forward(question, True), 5)
+        loop.remove_reader(upstream.fileno())
+        upstream.close()
+        forwarder.close()
+        return reply, forwarder
+
+    reply, forwarder = asyncio.run(scenario())
+    assert reply[3] & 0x0F == 0 and reply[6:8] == b"\x00\x01"
+    assert forwarder.counters.upstream_errors == 1 and len(refused) == 1
