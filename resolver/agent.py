@@ -149,12 +149,12 @@ class Agent:
     # -- state ---------------------------------------------------------------------------
 
     def status(self) -> AgentStatus:
-        document = self.loaded.facts if self.loaded else None
+        facts = self.loaded.facts if self.loaded else None
         return AgentStatus(
             source=str(self.plan.source),
             view=self.plan.settings.view,
-            serial=document.serial if document else None,
-            generated_at=document.generated_at if document else None,
+            serial=facts.serial if facts else None,
+            generated_at=facts.generated_at if facts else None,
             names=self.loaded.zone.names if self.loaded else 0,
             loaded_from=self.loaded_from,
             last_fetch_ok=self.last_fetch_ok,
