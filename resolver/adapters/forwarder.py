@@ -19,7 +19,9 @@ our own that the loop watches in turn: registering a socket there is one system
 call, where the loop's ``add_reader``/``remove_reader`` build and tear down a poll
 handle per socket, the largest single cost of a miss after the system calls that
 send and receive. A reply goes to the client before the socket is closed and the
-answer is cached, so that work is not on the path the client waits on.
+answer is cached, so that work is not on the path the client waits on. Attempt
+timeouts are not a loop timer each: the same watcher keeps them in a heap, under one
+loop timer set for the earliest, and an answered attempt's entry is only marked dead.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from __future__ import annotations
 import _socket
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import secrets
 import select
 import socket
@@ -52,6 +57,10 @@ _BORN_NONBLOCKING = _NONBLOCKING_DGRAM != socket.SOCK_DGRAM
 _UPSTREAM_ERRORS = frozenset((wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR))
 
 _DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
+
+_TIMER_SLACK = 0.001
+"""An attempt whose timeout is this close when the timer fires has timed out (loop
+timers are kept in milliseconds and may fire a little early)."""
 
 Deliver = Callable[[bytes], None]
 """Receives our reply to one client: called exactly once per ``start`` (unless closed)."""
@@ -298,7 +307,8 @@ class _Resolution:
         self.message = b""
         self.sock: _socket.socket | None = None
         self.fd = -1
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: list[Any] | None = None
+        """This attempt's entry in the watcher's timeout heap, while the attempt runs."""
         self.watcher: _Watcher
         self.tcp_task: asyncio.Task[tuple[UpstreamAnswer | None, bool]] | None = None
         self.attempt_started = 0.0
@@ -363,12 +373,12 @@ class _Resolution:
         self.watcher = watcher
         self.attempt_started = now
         self.attempt_timeout = timeout = min(forwarder.limits.attempt_timeout, self.deadline - now)
-        self.timer = self.loop.call_later(timeout, self._expired)
+        self.timer = watcher.expire_at(now + timeout, self)
         return True
 
     def _stop_udp(self) -> None:
         if self.timer is not None:
-            self.timer.cancel()
+            self.watcher.cancel(self.timer)
             self.timer = None
         sock = self.sock
         if sock is not None:
@@ -497,16 +507,26 @@ class _Resolution:
 
 
 class _Watcher:
-    """Calls a callback when an upstream socket is readable.
+    """Calls a callback when an upstream socket is readable, and expires attempts.
 
     With epoll: one epoll set of our own, watched by the loop; a socket joins it with
     one ``epoll_ctl`` and leaves it by being closed (or by ``unwatch``). Elsewhere the
     loop's ``add_reader``/``remove_reader``.
+
+    Attempt timeouts: a heap of ``[when, order, resolution]`` entries and one loop
+    timer for the earliest, moved only when an earlier one arrives. Cancelling marks
+    the entry dead (``resolution`` None); dead entries are dropped when they reach the
+    top, or all at once when they are most of the heap.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._callbacks: dict[int, Callable[[], None]] = {}
+        self._deadlines: list[list[Any]] = []
+        self._dead = 0
+        self._order = itertools.count()
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
         self._epoll: select.epoll | None = None
         if hasattr(select, "epoll"):
             self._epoll = select.epoll()
@@ -538,7 +558,61 @@ class _Watcher:
                 with contextlib.suppress(OSError):
                     epoll.unregister(fd)
 
+    def expire_at(self, when: float, resolution: _Resolution) -> list[Any]:
+        """Call ``resolution._expired()`` at ``when`` unless the entry returned is cancelled."""
+        entry = [when, next(self._order), resolution]
+        heapq.heappush(self._deadlines, entry)
+        if when < self._sweep_at:
+            self._arm(when)
+        return entry
+
+    def cancel(self, entry: list[Any]) -> None:
+        """Mark a pending entry from ``expire_at`` dead."""
+        entry[2] = None
+        self._dead = dead = self._dead + 1
+        deadlines = self._deadlines
+        if dead > 64 and dead * 2 > len(deadlines):
+            deadlines[:] = [live for live in deadlines if live[2] is not None]
+            heapq.heapify(deadlines)
+            self._dead = 0
+
+    def _arm(self, when: float) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+        self._sweep_handle = self.loop.call_at(when, self._sweep)
+        self._sweep_at = when
+
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        self._sweep_at = math.inf
+        deadlines = self._deadlines
+        due_by = self.loop.time() + _TIMER_SLACK
+        due: list[_Resolution] = []
+        # Collect first, then expire: an expiry starts the next attempt, whose
+        # entry must wait for a later sweep even if it is due already.
+        while deadlines and deadlines[0][0] <= due_by:
+            resolution = heapq.heappop(deadlines)[2]
+            if resolution is None:
+                self._dead -= 1
+            else:
+                resolution.timer = None
+                due.append(resolution)
+        while deadlines and deadlines[0][2] is None:
+            heapq.heappop(deadlines)
+            self._dead -= 1
+        if deadlines:
+            self._arm(deadlines[0][0])
+        for resolution in due:
+            if not resolution.done:
+                resolution._expired()
+
     def close(self) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        self._sweep_at = math.inf
+        self._deadlines.clear()
+        self._dead = 0
         if self._epoll is not None and not self._epoll.closed:
             with contextlib.suppress(Exception):  # the loop may already be closed
                 self.loop.remove_reader(self._epoll.fileno())

@@ -898,3 +898,39 @@ def test_cached_answers_are_never_served_for_another_type(
         assert reply.q.qtype == QTYPE.HTTPS
     # The HTTPS question must reach the upstream, not be answered from type 97's entry.
     assert [q.qtype for q in upstream.queries("alias.example.test")] == [97, 65]
+
+
+def test_attempt_timeouts_stay_exact_among_many_answered_and_staggered_queries(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    # Many answered misses leave their timeouts cancelled (dropped in bulk); questions
+    # to a silent upstream, started at different moments, each still time out on time.
+    names = [f"a{i}.example.test" for i in range(150)]
+    for index, name in enumerate(names):
+        upstream.add(name, "A", f"192.0.2.{index % 250 + 1}")
+    upstream.script("mute1.example.test", Mode.SILENT)
+    upstream.script("mute2.example.test", Mode.SILENT)
+    with serving(loop_thread, upstream) as served:
+        replies = exchange_many(served.port, [make_query(name) for name in names])
+        assert all(raw is not None for raw in replies)
+        results: dict[str, tuple[str, float]] = {}
+
+        def asker(name: str) -> None:
+            started = time.monotonic()
+            reply = ask(served.port, name)
+            results[name] = (RCODE.get(reply.header.rcode), time.monotonic() - started)
+
+        first = threading.Thread(target=asker, args=("mute1.example.test",))
+        first.start()
+        time.sleep(FAST.attempt_timeout / 2)  # the second's timeouts fall between the first's
+        second = threading.Thread(target=asker, args=("mute2.example.test",))
+        second.start()
+        assert addresses(ask(served.port, "a0.example.test")) == {"192.0.2.1"}  # cached
+        first.join(timeout=10)
+        second.join(timeout=10)
+        for rcode, took in results.values():
+            assert rcode == "SERVFAIL"
+            assert FAST.total_timeout * 0.9 <= took < FAST.total_timeout + 0.5
+        assert served.forwarder.in_flight == 0
+    for name in ("mute1.example.test", "mute2.example.test"):
+        assert len(upstream.queries(name)) in (3, 4)  # asked again after each timeout
