@@ -18,18 +18,9 @@ CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
 """A dotted quad in the one form ``str(IPv4Address(...))`` produces: no leading zeros."""
 
 
-def is_canonical_ipv4(value: str) -> bool:
-    return CANONICAL_IPV4.match(value) is not None
-
-
 def ipv4_packed(address: str) -> bytes:
     """The four bytes of a canonical dotted quad (validated already)."""
     return bytes(map(int, address.split(".")))
-
-
-def ipv4_reverse_name(address: str) -> str:
-    """``d.c.b.a.in-addr.arpa`` for a canonical dotted quad (validated already)."""
-    return ".".join(reversed(address.split("."))) + ".in-addr.arpa"
 
 
 def canonical_ipv4(value: object, field: str) -> str:
@@ -106,11 +97,6 @@ def ipv6_packed(address: str) -> bytes:
     if hexed is None:
         return ipaddress.IPv6Address(address).packed
     return bytes.fromhex(hexed)
-
-
-def ipv6_reverse_name(address: str) -> str:
-    """The nibble name under ip6.arpa."""
-    return ".".join(reversed(ipv6_packed(address).hex())) + ".ip6.arpa"
 
 
 def canonical_ipv6(value: object, field: str) -> str:

@@ -119,8 +119,8 @@ class AnswerCache:
     def stored_bytes(self) -> int:
         return self._bytes
 
-    def get(self, key: bytes) -> tuple[UpstreamAnswer, bytes] | None:
-        """The answer and its sections with TTLs counted down, or None if absent or expired."""
+    def _live(self, key: bytes) -> _Entry | None:
+        """The entry, its sections counted down to now; None (and counted) if absent or expired."""
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
@@ -136,7 +136,12 @@ class AnswerCache:
             entry.sections = aged_sections(entry.answer, elapsed)
         entry.used = True
         self.hits += 1
-        return entry.answer, entry.sections
+        return entry
+
+    def get(self, key: bytes) -> tuple[UpstreamAnswer, bytes] | None:
+        """The answer and its sections with TTLs counted down, or None if absent or expired."""
+        entry = self._live(key)
+        return None if entry is None else (entry.answer, entry.sections)
 
     def replay(
         self, key: bytes, query: bytes, qend: int, variant: int, limit: int | None
@@ -147,21 +152,9 @@ class AnswerCache:
         flags and letter case are echoed); ``variant`` and ``limit`` as for
         ``render_answer``.
         """
-        entry = self._entries.get(key)
+        entry = self._live(key)
         if entry is None:
-            self.misses += 1
             return None
-        now = self.clock()
-        if now >= entry.expires:
-            self._drop(key)
-            self.misses += 1
-            return None
-        elapsed = int(now - entry.stored)
-        if elapsed != entry.second:
-            entry.second = elapsed
-            entry.sections = aged_sections(entry.answer, elapsed)
-        entry.used = True
-        self.hits += 1
         client_flags = query[2] << 8 | query[3]
         which = client_flags & _HEAD_FLAGS | variant << 16
         head = entry.heads.get(which)

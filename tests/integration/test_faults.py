@@ -684,16 +684,21 @@ def test_s3_bodies_that_trickle_or_stop_halfway(
         proxy.close()
 
 
-def test_sighup_while_the_first_fetch_is_still_running_does_not_kill_the_agent(
-    tmp_path: Path, aws: MotoServer, aws_env: dict[str, str], bucket: str, agents: list[Agent]
-) -> None:
-    """The listeners answer before the first fetch returns (it can take minutes against
-    S3), and READY=1 may be sent meanwhile: a reload then must fetch, not kill. SIGHUP's
-    handler used to be installed only after the first fetch, leaving its default action."""
+@contextlib.contextmanager
+def inside_a_trickled_first_fetch(
+    tmp_path: Path,
+    aws: MotoServer,
+    aws_env: dict[str, str],
+    bucket: str,
+    agents: list[Agent],
+    *,
+    filler: int,
+) -> Iterator[Agent]:
+    """An agent whose first S3 fetch is still trickling in (256 bytes per 50 ms)."""
     client = boto3.client("s3", region_name=REGION)
-    client.put_object(Bucket=bucket, Key=KEY, Body=document(10, 1, filler=40))
+    client.put_object(Bucket=bucket, Key=KEY, Body=document(10, 1, filler=filler))
     proxy = BodyProxy(aws.url)
-    proxy.mode = "trickle"  # about 2 s for this document
+    proxy.mode = "trickle"
     try:
         env = dict(aws_env, AWS_ENDPOINT_URL=proxy.url)
         agent = Agent(
@@ -703,6 +708,19 @@ def test_sighup_while_the_first_fetch_is_still_running_does_not_kill_the_agent(
         agents.append(agent)
         assert wait_for(lambda: proxy.touched >= 1, 5.0)
         assert "ready:" not in agent.log  # still inside the first fetch
+        yield agent
+    finally:
+        proxy.close()
+
+
+def test_sighup_while_the_first_fetch_is_still_running_does_not_kill_the_agent(
+    tmp_path: Path, aws: MotoServer, aws_env: dict[str, str], bucket: str, agents: list[Agent]
+) -> None:
+    """The listeners answer before the first fetch returns (it can take minutes against
+    S3), and READY=1 may be sent meanwhile: a reload then must fetch, not kill. SIGHUP's
+    handler used to be installed only after the first fetch, leaving its default action."""
+    # About 2 s for this document.
+    with inside_a_trickled_first_fetch(tmp_path, aws, aws_env, bucket, agents, filler=40) as agent:
         for _ in range(5):
             os.kill(agent.process.pid, signal.SIGHUP)
             time.sleep(0.05)
@@ -710,8 +728,6 @@ def test_sighup_while_the_first_fetch_is_still_running_does_not_kill_the_agent(
         assert not agent.exited
         assert agent.wait_log("ready:"), agent.log
         assert agent.stop() == 0
-    finally:
-        proxy.close()
 
 
 def test_sigterm_during_a_slow_first_fetch_stops_at_once(
@@ -719,18 +735,8 @@ def test_sigterm_during_a_slow_first_fetch_stops_at_once(
 ) -> None:
     """A stop must not wait for a first fetch that hangs: systemd's TimeoutStopSec would
     run out and the agent be killed. The fetch is abandoned, the agent exits 0."""
-    client = boto3.client("s3", region_name=REGION)
-    client.put_object(Bucket=bucket, Key=KEY, Body=document(10, 1, filler=400))
-    proxy = BodyProxy(aws.url)
-    proxy.mode = "trickle"  # about 20 s for this document
-    try:
-        env = dict(aws_env, AWS_ENDPOINT_URL=proxy.url)
-        agent = Agent(
-            tmp_path, "--source", f"s3://{bucket}/{KEY}", "--cache", "none", "--poll", "60",
-            env=env,
-        )  # fmt: skip
-        agents.append(agent)
-        assert wait_for(lambda: proxy.touched >= 1, 5.0)
+    # About 20 s for this document.
+    with inside_a_trickled_first_fetch(tmp_path, aws, aws_env, bucket, agents, filler=400) as agent:
         time.sleep(0.5)
         assert "ready:" not in agent.log  # still inside the first fetch
         started = time.monotonic()
@@ -738,5 +744,3 @@ def test_sigterm_during_a_slow_first_fetch_stops_at_once(
         assert agent.process.wait(10) == 0, agent.log
         assert time.monotonic() - started < 3.0, agent.log
         assert "stop requested during start-up" in agent.log
-    finally:
-        proxy.close()
