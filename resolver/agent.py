@@ -33,7 +33,7 @@ from resolver.adapters.systemd_notify import SystemdNotifier
 from resolver.config import HostsConfig
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
-from resolver.core.pipeline import DocumentFacts, LoadedZone, ZoneSettings, load_document
+from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
 from resolver.core.query_stats import QueryStats
 from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation, SourceLocation
@@ -59,7 +59,7 @@ JITTER = 0.1
 def load_in_worker(
     data: bytes,
     settings: ZoneSettings,
-    current: DocumentFacts | None,
+    previous: LoadedZone | None,
     *,
     force: bool = False,
     keep_records: bool = False,
@@ -68,10 +68,19 @@ def load_in_worker(
     with the cyclic collector paused (see ``collector_paused``).
 
     The view keeps its records only when ``[hosts]`` files are to be written from
-    them; otherwise they go before the zone is built, so their memory comes back.
+    them; otherwise they go before the zone is built, so their memory comes back,
+    and only the names whose entries changed since ``previous`` are rebuilt.
     """
+    current = previous.facts if previous is not None else None
     with collector_paused():
-        return load_document(data, settings, current, force=force, keep_records=keep_records)
+        return load_document(
+            data,
+            settings,
+            current,
+            force=force,
+            keep_records=keep_records,
+            previous=previous,
+        )
 
 
 @dataclass(frozen=True)
@@ -254,14 +263,15 @@ class Agent:
 
     async def _consider(self, data: bytes, origin: str, *, from_cache: bool = False) -> bool:
         """Validate and compile off the serving path, then install; False if refused."""
-        current = self.loaded.facts if self.loaded else None
+        previous = self.loaded
+        current = previous.facts if previous else None
         started = time.perf_counter()
         try:
             loaded = await asyncio.to_thread(
                 load_in_worker,
                 data,
                 self.plan.settings,
-                current,
+                previous,
                 force=from_cache,
                 keep_records=self.hosts_sync.enabled,
             )

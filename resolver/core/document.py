@@ -165,10 +165,19 @@ def make_document(
 
 def parse_document(data: bytes) -> MappingDocument:
     """Parse and fully validate document bytes; errors name the field at fault."""
+    return document_from_json(_json_value(_document_text(data)))
+
+
+def _document_text(data: bytes) -> str:
     try:
-        raw = json.loads(data.decode("utf-8"))
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DocumentError(f"document is not UTF-8 (byte {exc.start})") from None
+
+
+def _json_value(text: str) -> object:
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DocumentError(
             f"document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -177,7 +186,58 @@ def parse_document(data: bytes) -> MappingDocument:
         raise DocumentError("document is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit
         raise DocumentError(f"document is not valid JSON: {str(exc).split(':')[0]}") from None
-    return document_from_json(raw)
+
+
+@dataclass(frozen=True)
+class DecodedDocument:
+    """Document bytes decoded from JSON but not validated, with each host entry's own text."""
+
+    raw: object
+    host_texts: list[str] | None
+    """The JSON text of each entry of ``hosts``, in order and without its braces; None
+    unless the document is laid out as the publisher writes it. Two entries with the
+    same text are the same entry, which is what lets a reload skip unchanged ones."""
+
+
+CANONICAL_HEAD = re.compile(r'\{"generated_at":"[^"\\]*","hosts":(?=\[\{)')
+"""The start of a canonical document: its first key, then the hosts list."""
+_DECODER = json.JSONDecoder()
+
+
+def decode_document(data: bytes) -> DecodedDocument:
+    """Decode document bytes, cutting a canonical document's hosts into their texts.
+
+    The hosts list is decoded on its own (``raw_decode`` says exactly where it
+    ends) and its text cut at ``},{``. The cut is exact when the list holds no
+    whitespace and gives one piece per entry: a ``},{`` inside a string would add
+    a piece. Anything unusual (another layout, a second ``hosts`` key, bad JSON)
+    takes the plain decode, which also words the error.
+    """
+    text = _document_text(data)
+    head = CANONICAL_HEAD.match(text)
+    if head is not None:
+        start = head.end()
+        try:
+            hosts, end = _DECODER.raw_decode(text, start)
+            rest = json.loads(text[:start] + "[]" + text[end:])
+        except (ValueError, RecursionError):
+            pass  # worded below
+        else:
+            if type(rest) is dict and type(hosts) is list and '"hosts"' not in text[end:]:
+                rest["hosts"] = hosts
+                return DecodedDocument(rest, _host_texts(text[start:end], len(hosts)))
+    return DecodedDocument(_json_value(text), None)
+
+
+def _host_texts(hosts_text: str, count: int) -> list[str] | None:
+    """Each entry's text from the text of the hosts list, or None if a cut might be wrong."""
+    if not (hosts_text.startswith("[{") and hosts_text.endswith("}]")):
+        return None
+    inner = hosts_text[2:-2]
+    if " " in inner or "\n" in inner or "\t" in inner or "\r" in inner:
+        return None
+    pieces = inner.split("},{")
+    return pieces if len(pieces) == count else None
 
 
 def document_from_json(raw: object) -> MappingDocument:
@@ -249,6 +309,11 @@ def _regions(raw: object) -> list[str]:
     if len(set(regions)) != len(regions):
         raise DocumentError("regions: a region is listed twice")
     return regions
+
+
+def host_entries(raw: object, regions: Iterable[str]) -> list[HostEntry]:
+    """Validate a list of raw host entries on their own (a reload's changed entries)."""
+    return _hosts(raw, {region: region for region in regions})
 
 
 def _hosts(raw: object, regions: dict[str, str]) -> list[HostEntry]:

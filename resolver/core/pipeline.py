@@ -10,7 +10,13 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 
-from resolver.core.document import MappingDocument, parse_document
+from resolver.core.delta import Previous, rebuild_changed
+from resolver.core.document import (
+    DecodedDocument,
+    MappingDocument,
+    decode_document,
+    document_from_json,
+)
 from resolver.core.guards import check_serial, check_shrink
 from resolver.core.views import CrossRegion, View, build_view
 from resolver.core.zone import CompiledZone, ReplySettings, ZoneImage, compile_image
@@ -28,6 +34,14 @@ class ZoneSettings:
     authoritative: bool = False
     forwarding: bool = False
     max_shrink: float = 0.5
+
+    def reply_settings(self) -> ReplySettings:
+        return ReplySettings(
+            ttl=self.ttl,
+            negative_ttl=self.negative_ttl,
+            authoritative=self.authoritative,
+            recursion_available=self.forwarding,
+        )
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ class DocumentFacts:
         return cls(
             serial=document.serial,
             generated_at=document.generated_at,
-            fingerprint=hashlib.blake2b(data, digest_size=16).digest(),
+            fingerprint=_fingerprint(data),
             names_text="\n".join(names),
         )
 
@@ -61,11 +75,28 @@ class DocumentFacts:
         return frozenset(self.names_text.split("\n")) if self.names_text else frozenset()
 
 
+def _fingerprint(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+@dataclass(frozen=True)
+class ReuseBasis:
+    """What the next load may reuse of this one (see ``resolver.core.delta``)."""
+
+    settings: ZoneSettings
+    regions: tuple[str, ...]
+    host_texts: str
+    """Each host entry's JSON text, joined by NUL."""
+    shared_reverse: frozenset[bytes]
+
+
 @dataclass(frozen=True)
 class LoadedZone:
     facts: DocumentFacts
     view: View
     zone: CompiledZone
+    reuse: ReuseBasis | None = None
+    """Set when the document's entries came as the publisher writes them."""
 
 
 def _compiled_image(
@@ -73,13 +104,7 @@ def _compiled_image(
 ) -> tuple[DocumentFacts, View, ZoneImage]:
     facts = DocumentFacts.of(document, document.to_bytes() if data is None else data)
     view = build_view(document, settings.view, settings.zone, settings.cross_region)
-    reply_settings = ReplySettings(
-        ttl=settings.ttl,
-        negative_ttl=settings.negative_ttl,
-        authoritative=settings.authoritative,
-        recursion_available=settings.forwarding,
-    )
-    return facts, view, compile_image(view, reply_settings)
+    return facts, view, compile_image(view, settings.reply_settings())
 
 
 def compile_document(
@@ -93,16 +118,6 @@ def compile_document(
     return LoadedZone(facts, view, image.materialize())
 
 
-def _checked_image(
-    data: bytes, settings: ZoneSettings, current: DocumentFacts | None, force: bool
-) -> tuple[DocumentFacts, View, ZoneImage]:
-    document = parse_document(data)
-    if not force:
-        check_serial(current, document)
-        check_shrink(current, document, settings.max_shrink)
-    return _compiled_image(document, settings, data)
-
-
 def load_document(
     data: bytes,
     settings: ZoneSettings,
@@ -110,15 +125,79 @@ def load_document(
     *,
     force: bool = False,
     keep_records: bool = True,
+    previous: LoadedZone | None = None,
 ) -> LoadedZone:
     """Parse, validate against the document in force, and compile.
 
     Raises DocumentError (bad bytes or stale serial) or ShrinkError; ``force``
     skips the guards against ``current`` (a first load from the cache has none).
     Without ``keep_records`` the view comes back without its records, and they and
-    the document are freed before the zone's dictionary is built (see ``ZoneImage``).
+    the document are freed before the zone's dictionary is built (see ``ZoneImage``);
+    the result can then be ``previous`` to the next load, which rebuilds only the
+    names whose entries changed when it can (see ``resolver.core.delta``).
     """
-    facts, view, image = _checked_image(data, settings, current, force)
+    if previous is not None and not keep_records:
+        loaded = _rebuilt(data, settings, previous)
+        if loaded is not None:
+            if not force:
+                check_serial(current, loaded.facts)
+                check_shrink(current, loaded.facts, settings.max_shrink)
+            return loaded
+    decoded = decode_document(data)
+    facts, view, image, reuse = _checked_image(
+        decoded, data, settings, current, force, keep_records=keep_records
+    )
+    del decoded
     if not keep_records:
         view = dataclasses.replace(view, records=())
-    return LoadedZone(facts, view, image.materialize())
+    return LoadedZone(facts, view, image.materialize(), reuse)
+
+
+def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> LoadedZone | None:
+    """``previous`` with only the changed names rebuilt, or None for a full load."""
+    basis = previous.reuse
+    if basis is None or basis.settings != settings:
+        return None
+    since = Previous(
+        previous.zone,
+        previous.view.omitted,
+        basis.regions,
+        basis.host_texts,
+        basis.shared_reverse,
+    )
+    delta = rebuild_changed(
+        since, data, settings.view, settings.cross_region, settings.reply_settings()
+    )
+    if delta is None:
+        return None
+    header = delta.header
+    facts = DocumentFacts(
+        serial=header.serial,
+        generated_at=header.generated_at,
+        fingerprint=_fingerprint(data),
+        names_text="\n".join(dict.fromkeys(sorted(delta.names))),
+    )
+    view = View(delta.zone.label, settings.zone, header.serial, (), delta.omitted)
+    reuse = ReuseBasis(settings, header.regions, delta.host_texts, delta.shared_reverse)
+    return LoadedZone(facts, view, delta.zone, reuse)
+
+
+def _checked_image(
+    decoded: DecodedDocument,
+    data: bytes,
+    settings: ZoneSettings,
+    current: DocumentFacts | None,
+    force: bool,
+    *,
+    keep_records: bool,
+) -> tuple[DocumentFacts, View, ZoneImage, ReuseBasis | None]:
+    document = document_from_json(decoded.raw)
+    if not force:
+        check_serial(current, document)
+        check_shrink(current, document, settings.max_shrink)
+    facts, view, image = _compiled_image(document, settings, data)
+    reuse = None
+    if decoded.host_texts is not None and not keep_records and not settings.authoritative:
+        joined = "\0".join(decoded.host_texts)
+        reuse = ReuseBasis(settings, document.regions, joined, frozenset(image.shared_reverse))
+    return facts, view, image, reuse

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain, pairwise
@@ -204,6 +204,9 @@ class ZoneImage:
         """Records in each body: 1 means the value is the bare body."""
         self.structural: list[bytes] = []
         """Empty non-terminals (authoritative zones only: a few names, not one a record)."""
+        self.shared_reverse: set[bytes] = set()
+        """Reverse names more than one name claims (the first keeps the PTR): a reload
+        that changes one of these names cannot patch the PTR alone (see ``delta``)."""
 
     def add_value(self, body: bytes, count: int) -> int:
         self.bodies += body
@@ -351,6 +354,8 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
                 keys += _PTR_IN
                 end_key(len(keys))
                 link_key(len(body_ends) - 1)
+            else:
+                image.shared_reverse.add(reverse)
             continue
         reverse_names = [ipv4_reverse_wire(address) for address in ipv4]
         reverse_names += [ipv6_reverse_wire(p) for p in packed6]
@@ -369,11 +374,33 @@ def _add_reverse_names(
     ptr = -1
     for reverse in reverse_names:
         if reverse in claimed:
+            image.shared_reverse.add(reverse)
             continue
         claimed.add(reverse)
         if ptr < 0:
             ptr = image.add_value(ptr_fixed + _U16[len(target)] + target, 1)
         image.add_key(reverse, _PTR_IN, ptr)
+
+
+def reverse_claims(records: Iterable[ViewRecord], zone_wire: bytes) -> dict[bytes, list[str]]:
+    """Each reverse name (wire) with the names claiming it, in record order.
+
+    The same rule as ``_add_records`` spelt out plainly, for the few names a
+    reload changes: only qualified names claim, and the first claimant keeps the PTR.
+    """
+    claims: dict[bytes, list[str]] = {}
+    for name, ipv4, ipv6, is_qualified in records:
+        if not is_qualified or len(wire.encode_name(name)) - 1 + len(zone_wire) > wire.MAX_NAME:
+            continue
+        for address in ipv4:
+            claims.setdefault(ipv4_reverse_wire(address), []).append(name)
+        for address in ipv6:
+            claims.setdefault(ipv6_reverse_wire(ipv6_packed(address)), []).append(name)
+    return claims
+
+
+PTR_TARGET_OFFSET = len(wire.POINTER_TO_QNAME) + struct.calcsize("!HHIH")
+"""Where the target name starts in a PTR answer's body (after owner, type, class, TTL, length)."""
 
 
 def _add_apex_and_empty_non_terminals(

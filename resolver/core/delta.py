@@ -1,0 +1,272 @@
+"""A reload that rebuilds only the names whose host entries changed.
+
+A fleet's document changes a few instances at a time, yet a full load of
+100,000 names parses, validates, builds and compiles every one of them: seconds
+of a node's CPU for a handful of moved addresses. The agent keeps the text of
+each host entry it last accepted (``DecodedDocument.host_texts``). An entry of
+the new document with the very same text was validated before, in the same
+regions, and its name's answers are already in the zone. Only the names with an
+entry added or removed are rebuilt, through the same ``host_entries``,
+``build_view`` and ``compile_image`` as a full load, and patched into a copy of
+the zone's dictionary.
+
+The one answer that crosses names is a reverse name's PTR, which goes to the
+first name in order that claims the address. The last load recorded which
+reverse names more than one name claims; a change touching one of those, a
+change to a quarter of the entries or more, or anything this module does not
+check, returns None and the caller does a full load. A property test holds
+every result equal to a full load of the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import struct
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from resolver.core import wire
+from resolver.core.document import (
+    CANONICAL_HEAD,
+    HostEntry,
+    MappingDocument,
+    document_from_json,
+    host_entries,
+    make_document,
+)
+from resolver.core.names import zone_conflict
+from resolver.core.views import CrossRegion, Omission, View, build_view
+from resolver.core.zone import (
+    PTR_TARGET_OFFSET,
+    CompiledZone,
+    ReplySettings,
+    ZoneImage,
+    compile_image,
+    reverse_claims,
+)
+from resolver.errors import DocumentError, TagdnsError
+
+MAX_CHANGED_SHARE = 0.25
+"""Above this share of entries added or removed, a full load is as quick and simpler."""
+
+_A_IN = struct.pack("!HH", wire.TYPE_A, wire.CLASS_IN)
+_AAAA_IN = struct.pack("!HH", wire.TYPE_AAAA, wire.CLASS_IN)
+_PTR_IN = struct.pack("!HH", wire.TYPE_PTR, wire.CLASS_IN)
+
+
+class Previous(NamedTuple):
+    """What the load in force left for the next one."""
+
+    zone: CompiledZone
+    omitted: tuple[Omission, ...]
+    regions: tuple[str, ...]
+    """The regions its entries were validated against."""
+    host_texts: str
+    """Its entries' texts, joined by NUL (which JSON text never contains): one string,
+    not 100,000, for the life of the zone."""
+    shared_reverse: frozenset[bytes]
+
+
+class Delta(NamedTuple):
+    header: MappingDocument
+    """The new document without its hosts."""
+    zone: CompiledZone
+    omitted: tuple[Omission, ...]
+    names: list[str]
+    """Every entry's name, in the document's order (for the document's facts)."""
+    host_texts: str
+    shared_reverse: frozenset[bytes]
+
+
+class _Split(NamedTuple):
+    header: dict[str, Any]
+    texts: list[str]
+    names: list[str]
+
+
+_HOSTS_END = '}],"regions":['
+_NAME_FIELD = re.compile(r'"name":"([^"]*)"')
+
+
+def _split(data: bytes) -> _Split | None:
+    """A canonical document cut into its header and its entries' texts, without decoding
+    the entries; None for any other layout.
+
+    The cuts are checked, not assumed: an entry's text is trusted only if the last
+    load accepted the very same text, and every other one is decoded on its own.
+    A cut in the wrong place (inside a string, or inside a nested value) leaves
+    the piece before it with an open string or bracket, which does not decode, so
+    a wrong cut always ends in a full load. With no whitespace and no escapes in
+    the list, and only valid entries, ``"name":"`` occurs once per entry: in its
+    name field.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    head = CANONICAL_HEAD.match(text)
+    if head is None:
+        return None
+    start = head.end() + 2
+    end = text.find(_HOSTS_END, start)
+    if end < 0:
+        return None
+    listed = text[start:end]
+    if any(c in listed for c in (" ", "\n", "\t", "\r", "\\")):
+        return None
+    tail = text[end + 2 :]
+    if '"hosts"' in tail:
+        return None
+    try:
+        header = json.loads(text[: head.end()] + "[]" + tail)
+    except (ValueError, RecursionError):
+        return None
+    if type(header) is not dict:
+        return None
+    texts = listed.split("},{")
+    names = _NAME_FIELD.findall(listed)
+    return _Split(header, texts, names) if len(names) == len(texts) else None
+
+
+def rebuild_changed(
+    previous: Previous,
+    data: bytes,
+    view: str,
+    cross_region: CrossRegion,
+    reply: ReplySettings,
+) -> Delta | None:
+    """The zone for ``data``, rebuilt from ``previous`` where entries changed; None
+    when a full load is needed (which also words any error). The zone must not be
+    authoritative: its empty non-terminals depend on every name."""
+    split = _split(data) if not reply.authoritative else None
+    if split is None:
+        return None
+    texts = split.texts
+    new_texts = set(texts)
+    if len(new_texts) != len(texts):
+        return None  # an entry listed twice
+    old_list = previous.host_texts.split("\0") if previous.host_texts else []
+    old_texts = set(old_list)
+    added = [text for text in texts if text not in old_texts]
+    removed = [text for text in old_list if text not in new_texts]
+    if len(added) + len(removed) > MAX_CHANGED_SHARE * max(len(texts), len(old_list), 1):
+        return None
+    try:
+        header = document_from_json({**split.header, "hosts": []})
+        if header.regions != previous.regions:
+            return None
+        added_hosts = host_entries(_decoded(added), header.regions)
+        removed_hosts = host_entries(_decoded(removed), header.regions)
+        changed_names = {host.name for host in (*added_hosts, *removed_hosts)}
+        # Every entry is valid now (unchanged ones were last time): each name is its own.
+        at = [i for i, name in enumerate(split.names) if name in changed_names]
+        new_hosts = host_entries(_decoded([texts[i] for i in at]), header.regions)
+        old_hosts = [host for i, host in zip(at, new_hosts, strict=True) if texts[i] in old_texts]
+        old_hosts += removed_hosts
+        old_view = _view_of(old_hosts, header, view, previous.zone.zone, cross_region)
+        new_view = _view_of(new_hosts, header, view, previous.zone.zone, cross_region)
+    except TagdnsError:
+        return None
+    patched = _patched_answers(previous, changed_names, old_view, new_view, reply)
+    if patched is None:
+        return None
+    answers, shared = patched
+    names_served = previous.zone.names - len(old_view.records) + len(new_view.records)
+    empty = ZoneImage(dataclasses.replace(new_view, records=()), reply).materialize()
+    zone = dataclasses.replace(empty, answers=answers, names=names_served)
+    omitted = _merged_omissions(previous.omitted, new_view.omitted, changed_names, zone.zone)
+    joined = "\0".join(texts)
+    return Delta(header, zone, omitted, split.names, joined, frozenset(shared))
+
+
+def _decoded(texts: list[str]) -> list[object]:
+    """Each entry's text decoded on its own (see ``_split``): a DocumentError if one fails."""
+    try:
+        return [json.loads("{" + text + "}") for text in texts]
+    except (ValueError, RecursionError):
+        raise DocumentError("an entry of hosts is not valid JSON") from None
+
+
+def _view_of(
+    hosts: list[HostEntry], header: MappingDocument, view: str, zone: str, cross: CrossRegion
+) -> View:
+    document = make_document(
+        serial=header.serial,
+        generated_at=header.generated_at,
+        tag_key=header.tag_key,
+        regions=header.regions,
+        hosts=hosts,
+    )
+    return build_view(document, view, zone, cross)
+
+
+def _patched_answers(
+    previous: Previous,
+    changed_names: set[str],
+    old_view: View,
+    new_view: View,
+    reply: ReplySettings,
+) -> tuple[dict[bytes, Any], set[bytes]] | None:
+    """A copy of the zone's answers with the changed names' answers replaced."""
+    old_answers = previous.zone.answers
+    zone_wire = previous.zone.zone_wire
+    rebuilt = compile_image(new_view, reply).materialize().answers
+    answers = dict(old_answers)
+    for name in changed_names:
+        bare = wire.encode_name(name)
+        qualified = bare[:-1] + zone_wire
+        for key in (bare + _A_IN, bare + _AAAA_IN, qualified + _A_IN, qualified + _AAAA_IN):
+            answers.pop(key, None)
+    for key, value in rebuilt.items():
+        if not key.endswith(_PTR_IN):
+            answers[key] = value
+    old_claims = reverse_claims(old_view.records, zone_wire)
+    new_claims = reverse_claims(new_view.records, zone_wire)
+    shared = set(previous.shared_reverse)
+    for reverse in old_claims.keys() | new_claims.keys():
+        if reverse in previous.shared_reverse:
+            return None  # names this reload does not see may claim it too
+        key = reverse + _PTR_IN
+        claimants: Sequence[str] = new_claims.get(reverse, ())
+        kept = old_answers.get(key)
+        if kept is not None and reverse not in old_claims:
+            # Claimed by a name whose entries did not change: it claims it still.
+            assert isinstance(kept, bytes)
+            claimants = [*claimants, _bare_name(kept[PTR_TARGET_OFFSET:], zone_wire)]
+        if not claimants:
+            answers.pop(key, None)
+            continue
+        if len(claimants) > 1:
+            shared.add(reverse)
+        if min(claimants) in new_claims.get(reverse, ()):
+            answers[key] = rebuilt[key]
+        # Otherwise the unchanged name keeps the PTR it has in the copy.
+    return answers, shared
+
+
+def _bare_name(qualified: bytes, zone_wire: bytes) -> str:
+    """``web1`` from the wire form of ``web1.<zone>``."""
+    labels = []
+    at, end = 0, len(qualified) - len(zone_wire)
+    while at < end:
+        length = qualified[at]
+        labels.append(qualified[at + 1 : at + 1 + length].decode("ascii"))
+        at += 1 + length
+    return ".".join(labels)
+
+
+def _merged_omissions(
+    previous: tuple[Omission, ...],
+    rebuilt: tuple[Omission, ...],
+    changed_names: set[str],
+    zone: str,
+) -> tuple[Omission, ...]:
+    """The view's omissions in a full load's order: name collisions first, each part by name."""
+    kept = [omission for omission in previous if omission.name not in changed_names]
+    if not rebuilt:
+        return tuple(kept)
+    merged = [*kept, *rebuilt]
+    merged.sort(key=lambda o: (zone_conflict(o.name, zone) is None, o.name))
+    return tuple(merged)
