@@ -193,10 +193,11 @@ class DecodedDocument:
     """Document bytes decoded from JSON but not validated, with each host entry's own text."""
 
     raw: object
-    host_texts: list[str] | None
-    """The JSON text of each entry of ``hosts``, in order and without its braces; None
-    unless the document is laid out as the publisher writes it. Two entries with the
-    same text are the same entry, which is what lets a reload skip unchanged ones."""
+    host_texts: str | None
+    """The JSON text of each entry of ``hosts``, in order, without its braces and
+    joined by NUL (which JSON text never contains); None unless the document is laid
+    out as the publisher writes it. Two entries with the same text are the same
+    entry, which is what lets a reload skip unchanged ones."""
 
 
 CANONICAL_HEAD = re.compile(r'\{"generated_at":"[^"\\]*","hosts":(?=\[\{)')
@@ -229,15 +230,16 @@ def decode_document(data: bytes) -> DecodedDocument:
     return DecodedDocument(_json_value(text), None)
 
 
-def _host_texts(hosts_text: str, count: int) -> list[str] | None:
-    """Each entry's text from the text of the hosts list, or None if a cut might be wrong."""
+def _host_texts(hosts_text: str, count: int) -> str | None:
+    """The entries' texts from the text of the hosts list, or None if a cut might be wrong."""
     if not (hosts_text.startswith("[{") and hosts_text.endswith("}]")):
         return None
     inner = hosts_text[2:-2]
     if " " in inner or "\n" in inner or "\t" in inner or "\r" in inner:
         return None
-    pieces = inner.split("},{")
-    return pieces if len(pieces) == count else None
+    if inner.count("},{") + 1 != count:
+        return None
+    return inner.replace("},{", "\0")
 
 
 def document_from_json(raw: object) -> MappingDocument:

@@ -198,6 +198,6 @@ def _checked_image(
     facts, view, image = _compiled_image(document, settings, data)
     reuse = None
     if decoded.host_texts is not None and not keep_records and not settings.authoritative:
-        joined = "\0".join(decoded.host_texts)
-        reuse = ReuseBasis(settings, document.regions, joined, frozenset(image.shared_reverse))
+        texts = decoded.host_texts
+        reuse = ReuseBasis(settings, document.regions, texts, frozenset(image.shared_reverse))
     return facts, view, image, reuse

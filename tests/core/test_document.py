@@ -16,6 +16,7 @@ from resolver.core.document import (
     HostEntry,
     MappingDocument,
     Rejection,
+    decode_document,
     format_timestamp,
     make_document,
     parse_document,
@@ -430,3 +431,76 @@ def mutated_documents(draw: st.DrawFn) -> bytes:
 @given(data=mutated_documents())
 def test_mutated_documents_parse_or_document_error(data: bytes) -> None:
     _outcome(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(document=documents())
+def test_decoding_cuts_a_canonical_document_into_its_entries(document: MappingDocument) -> None:
+    data = document.to_bytes()
+    decoded = decode_document(data)
+    assert decoded.raw == json.loads(data)
+    texts = [
+        json.dumps(host.to_json(), sort_keys=True, separators=(",", ":"))[1:-1]
+        for host in document.hosts
+    ]
+    assert decoded.host_texts == ("\0".join(texts) if texts else None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    document=documents(),
+    at=st.integers(min_value=0),
+    token=st.sampled_from(["},{", " ", '"hosts":[]', "}]", "\\u0041", "{", '"']),
+)
+def test_decoding_any_bytes_reads_what_json_reads(
+    document: MappingDocument, at: int, token: str
+) -> None:
+    """Mutated layouts: the same value (or error) as ``json.loads``, and texts only when exact."""
+    text = document.to_bytes().decode()
+    at %= len(text)
+    data = (text[:at] + token + text[at:]).encode()
+    try:
+        expected = json.loads(data)
+    except ValueError:
+        with pytest.raises(DocumentError, match="not valid JSON"):
+            decode_document(data)
+        return
+    decoded = decode_document(data)
+    assert decoded.raw == expected
+    if decoded.host_texts is not None:
+        entries = [json.loads("{" + t + "}") for t in decoded.host_texts.split("\0")]
+        assert entries == expected["hosts"]
+
+
+def test_other_layouts_are_decoded_without_entry_texts() -> None:
+    data = make_document(
+        serial=1, generated_at="2026-01-01T00:00:00Z", tag_key="dns", regions=["us-east-1"],
+        hosts=[WEB_A, API],
+    ).to_bytes()  # fmt: skip
+    pretty = json.dumps(json.loads(data), indent=2).encode()
+    assert decode_document(pretty).raw == json.loads(data)
+    assert decode_document(pretty).host_texts is None
+    assert decode_document(data).host_texts is not None
+
+
+def test_entry_texts_are_not_cut_inside_strings() -> None:
+    """A ``},{`` inside a string and a spaced boundary elsewhere keep the count right:
+    the texts must still not be cut there (validation, which would refuse the
+    string, comes after decoding)."""
+    data = make_document(
+        serial=1, generated_at="2026-01-01T00:00:00Z", tag_key="dns", regions=["us-east-1"],
+        hosts=[WEB_A, API, WEB_B._replace(az="us-west-2b},{x")],
+    ).to_bytes()  # fmt: skip
+    spaced = data.replace(b"},{", b"}, {", 1)
+    decoded = decode_document(spaced)
+    assert decoded.raw == json.loads(spaced)
+    assert decoded.host_texts is None
+
+
+def test_a_second_hosts_key_is_the_one_json_keeps() -> None:
+    data = make_document(
+        serial=1, generated_at="2026-01-01T00:00:00Z", tag_key="dns", regions=["us-east-1"],
+        hosts=[WEB_A],
+    ).to_bytes()  # fmt: skip
+    twice = data.replace(b',"tag_key"', b',"hosts":[],"tag_key"')
+    assert decode_document(twice).raw == json.loads(twice)
