@@ -2,10 +2,11 @@
 
 A fleet's document changes a few instances at a time, yet a full load of
 100,000 names parses, validates, builds and compiles every one of them: seconds
-of a node's CPU for a handful of moved addresses. The agent keeps the text of
-each host entry it last accepted (``DecodedDocument.host_texts``). An entry of
-the new document with the very same text was validated before, in the same
-regions, and its name's answers are already in the zone. Only the names with an
+of a node's CPU for a handful of moved addresses. The agent keeps the bytes of
+the document it last accepted and where its host entries lie in them
+(``DecodedDocument.hosts_span``). An entry of the new document with the very
+same text was validated before, in the same regions, and its name's answers
+are already in the zone. Only the names with an
 entry added or removed are rebuilt, through the same ``host_entries``,
 ``build_view`` and ``compile_image`` as a full load, and patched into a copy of
 the zone's dictionary.
@@ -63,9 +64,8 @@ class Previous(NamedTuple):
     omitted: tuple[Omission, ...]
     regions: tuple[str, ...]
     """The regions its entries were validated against."""
-    host_texts: str
-    """Its entries' texts, joined by NUL (which JSON text never contains): one string,
-    not 100,000, for the life of the zone."""
+    document: bytes
+    hosts_span: tuple[int, int]
     shared_reverse: frozenset[bytes]
 
 
@@ -74,20 +74,23 @@ class Delta(NamedTuple):
     """The new document without its hosts."""
     zone: CompiledZone
     omitted: tuple[Omission, ...]
-    names: list[str]
-    """Every entry's name, in the document's order (for the document's facts)."""
-    host_texts: str
+    names_text: str
+    """The document's names, sorted, each once, one per line (``DocumentFacts``)."""
+    hosts_span: tuple[int, int]
     shared_reverse: frozenset[bytes]
 
 
 class _Split(NamedTuple):
     header: dict[str, Any]
-    texts: list[str]
-    names: list[str]
+    span: tuple[int, int]
+    texts: list[bytes]
+    names: list[bytes]
 
 
-_HOSTS_END = '}],"regions":['
-_NAME_FIELD = re.compile(r'"name":"([^"]*)"')
+_HOSTS_END = b'}],"regions":['
+_NAME_FIELD = re.compile(rb'"name":"([^"]*)"')
+_UNSAFE = re.compile(rb"[ \t\n\r\\]")
+"""Whitespace and escapes: neither is in a list of entries as the publisher writes it."""
 
 
 def _split(data: bytes) -> _Split | None:
@@ -102,32 +105,26 @@ def _split(data: bytes) -> _Split | None:
     the list, and only valid entries, ``"name":"`` occurs once per entry: in its
     name field.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    head = CANONICAL_HEAD.match(text)
+    head = CANONICAL_HEAD.match(data)
     if head is None:
         return None
     start = head.end() + 2
-    end = text.find(_HOSTS_END, start)
-    if end < 0:
+    end = data.find(_HOSTS_END, start)
+    if end < 0 or _UNSAFE.search(data, start, end):
         return None
-    listed = text[start:end]
-    if any(c in listed for c in (" ", "\n", "\t", "\r", "\\")):
-        return None
-    tail = text[end + 2 :]
-    if '"hosts"' in tail:
+    tail = data[end + 2 :]
+    if b'"hosts"' in tail:
         return None
     try:
-        header = json.loads(text[: head.end()] + "[]" + tail)
+        header = json.loads(data[: head.end()] + b"[]" + tail)
     except (ValueError, RecursionError):
         return None
     if type(header) is not dict:
         return None
-    texts = listed.split("},{")
+    listed = data[start:end]
+    texts = listed.split(b"},{")
     names = _NAME_FIELD.findall(listed)
-    return _Split(header, texts, names) if len(names) == len(texts) else None
+    return _Split(header, (start, end), texts, names) if len(names) == len(texts) else None
 
 
 def rebuild_changed(
@@ -147,7 +144,8 @@ def rebuild_changed(
     new_texts = set(texts)
     if len(new_texts) != len(texts):
         return None  # an entry listed twice
-    old_list = previous.host_texts.split("\0") if previous.host_texts else []
+    old_start, old_end = previous.hosts_span
+    old_list = previous.document[old_start:old_end].split(b"},{")
     old_texts = set(old_list)
     added = [text for text in texts if text not in old_texts]
     removed = [text for text in old_list if text not in new_texts]
@@ -160,8 +158,10 @@ def rebuild_changed(
         added_hosts = host_entries(_decoded(added), header.regions)
         removed_hosts = host_entries(_decoded(removed), header.regions)
         changed_names = {host.name for host in (*added_hosts, *removed_hosts)}
-        # Every entry is valid now (unchanged ones were last time): each name is its own.
-        at = [i for i, name in enumerate(split.names) if name in changed_names]
+        # Every entry is valid now (unchanged ones were last time): each name is its own,
+        # in ASCII.
+        changed = {name.encode() for name in changed_names}
+        at = [i for i, name in enumerate(split.names) if name in changed]
         new_hosts = host_entries(_decoded([texts[i] for i in at]), header.regions)
         old_hosts = [host for i, host in zip(at, new_hosts, strict=True) if texts[i] in old_texts]
         old_hosts += removed_hosts
@@ -177,14 +177,14 @@ def rebuild_changed(
     empty = ZoneImage(dataclasses.replace(new_view, records=()), reply).materialize()
     zone = dataclasses.replace(empty, answers=answers, names=names_served)
     omitted = _merged_omissions(previous.omitted, new_view.omitted, changed_names, zone.zone)
-    joined = "\0".join(texts)
-    return Delta(header, zone, omitted, split.names, joined, frozenset(shared))
+    names_text = b"\n".join(dict.fromkeys(sorted(split.names))).decode("ascii")
+    return Delta(header, zone, omitted, names_text, split.span, frozenset(shared))
 
 
-def _decoded(texts: list[str]) -> list[object]:
+def _decoded(texts: list[bytes]) -> list[object]:
     """Each entry's text decoded on its own (see ``_split``): a DocumentError if one fails."""
     try:
-        return [json.loads("{" + text + "}") for text in texts]
+        return [json.loads(b"{" + text + b"}") for text in texts]
     except (ValueError, RecursionError):
         raise DocumentError("an entry of hosts is not valid JSON") from None
 

@@ -190,33 +190,37 @@ def _json_value(text: str) -> object:
 
 @dataclass(frozen=True)
 class DecodedDocument:
-    """Document bytes decoded from JSON but not validated, with each host entry's own text."""
+    """Document bytes decoded from JSON but not validated, and where its entries' texts lie."""
 
     raw: object
-    host_texts: str | None
-    """The JSON text of each entry of ``hosts``, in order, without its braces and
-    joined by NUL (which JSON text never contains); None unless the document is laid
-    out as the publisher writes it. Two entries with the same text are the same
-    entry, which is what lets a reload skip unchanged ones."""
+    hosts_span: tuple[int, int] | None
+    """Where the entries of ``hosts`` lie in the bytes (inside ``[{`` and ``}]``, so
+    ``data[start:end].split(b"},{")`` is each entry's text without its braces); None
+    unless the document is laid out as the publisher writes it. Two entries with
+    the same text are the same entry, which is what lets a reload skip unchanged
+    ones (``resolver.core.delta``)."""
 
 
-CANONICAL_HEAD = re.compile(r'\{"generated_at":"[^"\\]*","hosts":(?=\[\{)')
+CANONICAL_HEAD = re.compile(rb'\{"generated_at":"[^"\\]*","hosts":(?=\[\{)')
 """The start of a canonical document: its first key, then the hosts list."""
 _DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]")
 
 
 def decode_document(data: bytes) -> DecodedDocument:
-    """Decode document bytes, cutting a canonical document's hosts into their texts.
+    """Decode document bytes, finding a canonical document's entries as a span of them.
 
     The hosts list is decoded on its own (``raw_decode`` says exactly where it
-    ends) and its text cut at ``},{``. The cut is exact when the list holds no
-    whitespace and gives one piece per entry: a ``},{`` inside a string would add
-    a piece. Anything unusual (another layout, a second ``hosts`` key, bad JSON)
-    takes the plain decode, which also words the error.
+    ends). Cutting its text at ``},{`` is exact when the list holds no whitespace
+    and that gives one piece per entry: a ``},{`` inside a string would add a
+    piece. Only ASCII documents (as the publisher writes them) get a span, so that
+    the text's offsets are the bytes' offsets. Nothing is copied: the span points
+    into ``data``, which the agent keeps. Anything unusual (another layout, a
+    second ``hosts`` key, bad JSON) takes the plain decode, which also words the error.
     """
     text = _document_text(data)
-    head = CANONICAL_HEAD.match(text)
-    if head is not None:
+    head = CANONICAL_HEAD.match(data)
+    if head is not None and data.isascii():
         start = head.end()
         try:
             hosts, end = _DECODER.raw_decode(text, start)
@@ -226,20 +230,15 @@ def decode_document(data: bytes) -> DecodedDocument:
         else:
             if type(rest) is dict and type(hosts) is list and '"hosts"' not in text[end:]:
                 rest["hosts"] = hosts
-                return DecodedDocument(rest, _host_texts(text[start:end], len(hosts)))
+                return DecodedDocument(rest, _hosts_span(text, start + 2, end - 2, len(hosts)))
     return DecodedDocument(_json_value(text), None)
 
 
-def _host_texts(hosts_text: str, count: int) -> str | None:
-    """The entries' texts from the text of the hosts list, or None if a cut might be wrong."""
-    if not (hosts_text.startswith("[{") and hosts_text.endswith("}]")):
+def _hosts_span(text: str, start: int, end: int, count: int) -> tuple[int, int] | None:
+    """``(start, end)`` if cutting the entries there at ``},{`` gives exactly the entries."""
+    if text[end : end + 2] != "}]" or _WHITESPACE.search(text, start, end):
         return None
-    inner = hosts_text[2:-2]
-    if " " in inner or "\n" in inner or "\t" in inner or "\r" in inner:
-        return None
-    if inner.count("},{") + 1 != count:
-        return None
-    return inner.replace("},{", "\0")
+    return (start, end) if text.count("},{", start, end) + 1 == count else None
 
 
 def document_from_json(raw: object) -> MappingDocument:

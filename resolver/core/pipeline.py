@@ -85,8 +85,10 @@ class ReuseBasis:
 
     settings: ZoneSettings
     regions: tuple[str, ...]
-    host_texts: str
-    """Each host entry's JSON text, joined by NUL."""
+    document: bytes
+    """The document's bytes, held rather than copied (the agent has them anyway)."""
+    hosts_span: tuple[int, int]
+    """Where its host entries lie in ``document`` (``DecodedDocument.hosts_span``)."""
     shared_reverse: frozenset[bytes]
 
 
@@ -162,7 +164,8 @@ def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> Loade
         previous.zone,
         previous.view.omitted,
         basis.regions,
-        basis.host_texts,
+        basis.document,
+        basis.hosts_span,
         basis.shared_reverse,
     )
     delta = rebuild_changed(
@@ -175,10 +178,10 @@ def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> Loade
         serial=header.serial,
         generated_at=header.generated_at,
         fingerprint=_fingerprint(data),
-        names_text="\n".join(dict.fromkeys(sorted(delta.names))),
+        names_text=delta.names_text,
     )
     view = View(delta.zone.label, settings.zone, header.serial, (), delta.omitted)
-    reuse = ReuseBasis(settings, header.regions, delta.host_texts, delta.shared_reverse)
+    reuse = ReuseBasis(settings, header.regions, data, delta.hosts_span, delta.shared_reverse)
     return LoadedZone(facts, view, delta.zone, reuse)
 
 
@@ -197,7 +200,8 @@ def _checked_image(
         check_shrink(current, document, settings.max_shrink)
     facts, view, image = _compiled_image(document, settings, data)
     reuse = None
-    if decoded.host_texts is not None and not keep_records and not settings.authoritative:
-        texts = decoded.host_texts
-        reuse = ReuseBasis(settings, document.regions, texts, frozenset(image.shared_reverse))
+    span = decoded.hosts_span
+    if span is not None and not keep_records and not settings.authoritative:
+        shared = frozenset(image.shared_reverse)
+        reuse = ReuseBasis(settings, document.regions, data, span, shared)
     return facts, view, image, reuse

@@ -172,7 +172,8 @@ def _since(loaded: LoadedZone) -> delta.Previous:
         loaded.zone,
         loaded.view.omitted,
         loaded.reuse.regions,
-        loaded.reuse.host_texts,
+        loaded.reuse.document,
+        loaded.reuse.hosts_span,
         loaded.reuse.shared_reverse,
     )
 
