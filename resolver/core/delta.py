@@ -2,14 +2,13 @@
 
 A fleet's document changes a few instances at a time, yet a full load of
 100,000 names parses, validates, builds and compiles every one of them: seconds
-of a node's CPU for a handful of moved addresses. The agent keeps the bytes of
-the document it last accepted and where its host entries lie in them
-(``DecodedDocument.hosts_span``). An entry of the new document with the very
+of a node's CPU for a handful of moved addresses. The agent keeps the text of
+the host entries it last accepted (``pack_entries``). An entry of the new document with the very
 same text was validated before, in the same regions, and its name's answers
-are already in the zone. Only the names with an
-entry added or removed are rebuilt, through the same ``host_entries``,
-``build_view`` and ``compile_image`` as a full load, and patched into a copy of
-the zone's dictionary.
+are already in the zone. Only the names with an entry added or removed are
+rebuilt, through the same ``host_entries``, ``build_view`` and
+``compile_image`` as a full load, and patched into a copy of the zone's
+dictionary.
 
 The one answer that crosses names is a reverse name's PTR, which goes to the
 first name in order that claims the address. The last load recorded which
@@ -25,6 +24,7 @@ import dataclasses
 import json
 import re
 import struct
+import zlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -64,8 +64,8 @@ class Previous(NamedTuple):
     omitted: tuple[Omission, ...]
     regions: tuple[str, ...]
     """The regions its entries were validated against."""
-    document: bytes
-    hosts_span: tuple[int, int]
+    entries: bytes
+    """Its host entries' text, as ``pack_entries`` keeps it."""
     shared_reverse: frozenset[bytes]
 
 
@@ -144,8 +144,7 @@ def rebuild_changed(
     new_texts = set(texts)
     if len(new_texts) != len(texts):
         return None  # an entry listed twice
-    old_start, old_end = previous.hosts_span
-    old_list = previous.document[old_start:old_end].split(b"},{")
+    old_list = zlib.decompress(previous.entries).split(b"},{")
     old_texts = set(old_list)
     added = [text for text in texts if text not in old_texts]
     removed = [text for text in old_list if text not in new_texts]
@@ -179,6 +178,14 @@ def rebuild_changed(
     omitted = _merged_omissions(previous.omitted, new_view.omitted, changed_names, zone.zone)
     names_text = b"\n".join(dict.fromkeys(sorted(split.names))).decode("ascii")
     return Delta(header, zone, omitted, names_text, split.span, frozenset(shared))
+
+
+def pack_entries(data: bytes, span: tuple[int, int]) -> bytes:
+    """The host entries' text (``span`` of ``data``, see ``DecodedDocument.hosts_span``),
+    compressed: at 100,000 names 17 MB of JSON keeps as 1.5 MB, for 0.1 s of CPU a
+    load (zlib lets the GIL go meanwhile)."""
+    start, end = span
+    return zlib.compress(memoryview(data)[start:end], 1)
 
 
 def _decoded(texts: list[bytes]) -> list[object]:

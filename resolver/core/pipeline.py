@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 
-from resolver.core.delta import Previous, rebuild_changed
+from resolver.core.delta import Previous, pack_entries, rebuild_changed
 from resolver.core.document import (
     DecodedDocument,
     MappingDocument,
@@ -85,10 +85,8 @@ class ReuseBasis:
 
     settings: ZoneSettings
     regions: tuple[str, ...]
-    document: bytes
-    """The document's bytes, held rather than copied (the agent has them anyway)."""
-    hosts_span: tuple[int, int]
-    """Where its host entries lie in ``document`` (``DecodedDocument.hosts_span``)."""
+    entries: bytes
+    """The document's host entries (``resolver.core.delta.pack_entries``)."""
     shared_reverse: frozenset[bytes]
 
 
@@ -164,8 +162,7 @@ def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> Loade
         previous.zone,
         previous.view.omitted,
         basis.regions,
-        basis.document,
-        basis.hosts_span,
+        basis.entries,
         basis.shared_reverse,
     )
     delta = rebuild_changed(
@@ -181,7 +178,8 @@ def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> Loade
         names_text=delta.names_text,
     )
     view = View(delta.zone.label, settings.zone, header.serial, (), delta.omitted)
-    reuse = ReuseBasis(settings, header.regions, data, delta.hosts_span, delta.shared_reverse)
+    entries = pack_entries(data, delta.hosts_span)
+    reuse = ReuseBasis(settings, header.regions, entries, delta.shared_reverse)
     return LoadedZone(facts, view, delta.zone, reuse)
 
 
@@ -203,5 +201,5 @@ def _checked_image(
     span = decoded.hosts_span
     if span is not None and not keep_records and not settings.authoritative:
         shared = frozenset(image.shared_reverse)
-        reuse = ReuseBasis(settings, document.regions, data, span, shared)
+        reuse = ReuseBasis(settings, document.regions, pack_entries(data, span), shared)
     return facts, view, image, reuse

@@ -172,8 +172,7 @@ def _since(loaded: LoadedZone) -> delta.Previous:
         loaded.zone,
         loaded.view.omitted,
         loaded.reuse.regions,
-        loaded.reuse.document,
-        loaded.reuse.hosts_span,
+        loaded.reuse.entries,
         loaded.reuse.shared_reverse,
     )
 
