@@ -85,7 +85,8 @@ def log_time(stamp: str) -> float:
 
 def serving_line(serial: int) -> re.Pattern[str]:
     return re.compile(_LOG_TIME + rf" INFO tagdns\.agent: serving serial {serial} .*"
-                      r"\(loaded in ([0-9.]+) s\)")  # fmt: skip
+                      r"\(loaded in ([0-9.]+) s: "
+                      r"(full load|rebuilt \d+ changed names?)\)")  # fmt: skip
 
 
 # -- the fleet --------------------------------------------------------------------------------
@@ -287,6 +288,8 @@ def measure_reloads(args: argparse.Namespace, work: Path) -> tuple[float, list[R
             match = agent.wait_for(serving_line(serial), 900)
             served = log_time(match.group(1))
             output, _ = perf.communicate()
+            if (match.group(3) == "full load") != full:
+                raise SystemExit(f"bench reload: serial {serial} was a {match.group(3)}")
             sent, lost, max_latency = dnsperf_figures(output)
             moved = args.changed_every
             answer = agent.ask(host_name(moved))

@@ -251,14 +251,18 @@ class Agent:
                 shown,
                 more,
             )
+        rebuilt = loaded.rebuilt
+        how = "full load" if rebuilt is None else f"rebuilt {rebuilt} changed name"
+        how += "s" if rebuilt is not None and rebuilt != 1 else ""
         log.info(
-            "serving serial %d (was %s) from %s: %d names in view %s (loaded in %.3f s)",
+            "serving serial %d (was %s) from %s: %d names in view %s (loaded in %.3f s: %s)",
             loaded.zone.serial,
             previous if previous is not None else "none",
             origin,
             loaded.zone.names,
             loaded.view.label,
             seconds,
+            how,
         )
 
     async def _consider(self, data: bytes, origin: str, *, from_cache: bool = False) -> bool:

@@ -588,3 +588,34 @@ def test_stop_during_a_hung_first_fetch_ends_at_once(caplog: pytest.LogCaptureFi
         release.set()
     assert "stop requested during start-up" in caplog.text
     assert "stopped" in caplog.text
+
+
+def test_a_small_change_rebuilds_only_its_names_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The log tells a full load from a rebuild of the changed names, answers follow either."""
+    caplog.set_level(logging.INFO, logger="tagdns")
+    names = tuple(f"node{i}" for i in range(40))
+
+    def fleet(serial: int, moved: str) -> bytes:
+        return one_region_document(
+            serial, names, lambda i: address(2 if names[i] == moved else 1, i)
+        )
+
+    source = FakeSource(fleet(10, ""), fleet(11, "node7"))
+    agent = make_agent(source)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            assert await answers(agent, "node7") == [address(1, 7)]
+            await agent.refresh()
+            assert await answers(agent, "node7") == [address(2, 7)]
+            assert await answers(agent, "node8") == [address(1, 8)]
+        finally:
+            await close(agent)
+
+    run(scenario)
+    serving = [m for m in caplog.messages if m.startswith("serving serial")]
+    assert serving[0].endswith(": full load)"), serving
+    assert serving[1].endswith(": rebuilt 1 changed name)"), serving

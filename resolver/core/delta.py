@@ -78,6 +78,8 @@ class Delta(NamedTuple):
     """The document's names, sorted, each once, one per line (``DocumentFacts``)."""
     hosts_span: tuple[int, int]
     shared_reverse: frozenset[bytes]
+    rebuilt: int
+    """How many names were rebuilt."""
 
 
 class _Split(NamedTuple):
@@ -177,7 +179,8 @@ def rebuild_changed(
     zone = dataclasses.replace(empty, answers=answers, names=names_served)
     omitted = _merged_omissions(previous.omitted, new_view.omitted, changed_names, zone.zone)
     names_text = b"\n".join(dict.fromkeys(sorted(split.names))).decode("ascii")
-    return Delta(header, zone, omitted, names_text, split.span, frozenset(shared))
+    shared_reverse = frozenset(shared)
+    return Delta(header, zone, omitted, names_text, split.span, shared_reverse, len(changed_names))
 
 
 def pack_entries(data: bytes, span: tuple[int, int]) -> bytes:

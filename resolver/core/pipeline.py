@@ -97,6 +97,8 @@ class LoadedZone:
     zone: CompiledZone
     reuse: ReuseBasis | None = None
     """Set when the document's entries came as the publisher writes them."""
+    rebuilt: int | None = None
+    """How many names were rebuilt when only the changed ones were; None after a full load."""
 
 
 def _compiled_image(
@@ -180,7 +182,7 @@ def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> Loade
     view = View(delta.zone.label, settings.zone, header.serial, (), delta.omitted)
     entries = pack_entries(data, delta.hosts_span)
     reuse = ReuseBasis(settings, header.regions, entries, delta.shared_reverse)
-    return LoadedZone(facts, view, delta.zone, reuse)
+    return LoadedZone(facts, view, delta.zone, reuse, rebuilt=delta.rebuilt)
 
 
 def _checked_image(
