@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from resolver.core.delta import Previous, pack_entries, rebuild_changed
 from resolver.core.document import (
@@ -97,8 +97,9 @@ class LoadedZone:
     zone: CompiledZone
     reuse: ReuseBasis | None = None
     """Set when the document's entries came as the publisher writes them."""
-    rebuilt: int | None = None
-    """How many names were rebuilt when only the changed ones were; None after a full load."""
+    rebuilt: int | None = field(default=None, compare=False)
+    """How many names were rebuilt when only the changed ones were; None after a full
+    load. How the zone was made, not what it is: equal results compare equal."""
 
 
 def _compiled_image(

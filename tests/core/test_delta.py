@@ -163,6 +163,7 @@ def test_a_small_change_is_rebuilt_not_reloaded() -> None:
             moved, chosen, previous.facts, keep_records=False, previous=previous
         )
     assert rebuilt == full
+    assert (rebuilt.rebuilt, full.rebuilt) == (1, None)
     assert rebuilt.zone.lookup(b"\x08host-007\x00\x00\x01\x00\x01") is not None
 
 
