@@ -283,3 +283,13 @@ def test_a_second_hosts_key_is_read_as_json_reads_it() -> None:
     full, rebuilt = _reload_both_ways(previous, data, chosen)
     assert isinstance(full, LoadedZone) and full.zone.names == 0
     assert rebuilt == full
+
+
+def test_the_guards_hold_on_a_rebuild() -> None:
+    """An older serial is refused with the same words whichever way the zone would be made."""
+    chosen = ZoneSettings(view=REGION)
+    previous = load_document(_fleet_document(5), chosen, keep_records=False)
+    older = _fleet_document(4, moved=7)
+    assert _rebuild(previous, older, chosen) is not None  # the rebuild itself would work
+    full, rebuilt = _reload_both_ways(previous, older, chosen)
+    assert full == rebuilt == "StaleSerialError: serial 4 is older than the serial 5 in force"
