@@ -149,6 +149,8 @@ class Agent:
         self.last_fetch_ok: float | None = None
         self.last_change: float | None = None
         self.counts = {"fetches": 0, "not_modified": 0, "accepted": 0, "rejected": 0, "errors": 0}
+        self.rebuilds = 0
+        self.last_load_seconds: float | None = None
         self._refresh_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._pending_watch: asyncio.TimerHandle | None = None
@@ -175,6 +177,8 @@ class Agent:
             rejected=self.counts["rejected"],
             fetch_errors=self.counts["errors"],
             bytes_downloaded=self.source.bytes_downloaded,
+            rebuilds=self.rebuilds,
+            last_load_seconds=self.last_load_seconds,
         )
 
     def _responder(self, zone: CompiledZone) -> Responder:
@@ -288,7 +292,9 @@ class Agent:
                 self.loaded_from = origin  # the source confirms the cached copy
             return True
         self.counts["accepted"] += 1
-        self._install(loaded, origin, time.perf_counter() - started)
+        self.rebuilds += loaded.rebuilt is not None
+        self.last_load_seconds = time.perf_counter() - started
+        self._install(loaded, origin, self.last_load_seconds)
         await self._sync_files(loaded)
         del loaded
         self._release_view_records()

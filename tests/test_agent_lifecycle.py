@@ -612,6 +612,9 @@ def test_a_small_change_rebuilds_only_its_names_and_says_so(
             await agent.refresh()
             assert await answers(agent, "node7") == [address(2, 7)]
             assert await answers(agent, "node8") == [address(1, 8)]
+            status = agent.status()
+            assert (status.accepted, status.rebuilds) == (2, 1)
+            assert status.last_load_seconds is not None
         finally:
             await close(agent)
 

@@ -148,6 +148,8 @@ def test_metrics_show_serial_source_and_query_counters(source: Path) -> None:
     assert value(samples, "tagdns_data_age_seconds") > 0
     assert value(samples, "tagdns_last_fetch_success_timestamp_seconds") > 1764076800
     assert value(samples, "tagdns_reloads_total", result="accepted") == 1
+    assert value(samples, "tagdns_rebuilds_total") == 0  # the first load is a full one
+    assert 0 < value(samples, "tagdns_last_load_seconds") < 60
     assert value(samples, "tagdns_queries_total", transport="udp") == 4
     assert value(samples, "tagdns_queries_total", transport="tcp") == 1
     assert value(samples, "tagdns_query_types_total", type="A") == 3

@@ -123,6 +123,18 @@ class AgentCollector:
         reloads.add_metric(["accepted"], status.accepted)
         reloads.add_metric(["rejected"], status.rejected)
         yield reloads
+        yield _counter(
+            "rebuilds",
+            "Accepted documents installed by rebuilding only the names whose entries changed",
+            status.rebuilds,
+        )
+        if status.last_load_seconds is not None:
+            yield _gauge(
+                "last_load_seconds",
+                "Seconds the last accepted document took off the serving path "
+                "(parse, validate, compile)",
+                status.last_load_seconds,
+            )
 
     def _queries(self) -> Iterator[Metric]:
         agent = self.agent

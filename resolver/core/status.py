@@ -25,6 +25,10 @@ class AgentStatus:
     rejected: int
     fetch_errors: int
     bytes_downloaded: int
+    rebuilds: int = 0
+    """Accepted documents installed by rebuilding only the names whose entries changed."""
+    last_load_seconds: float | None = None
+    """How long the last accepted document took off the serving path."""
 
     def data_age(self, now: float) -> float | None:
         """Seconds since the scan that produced the data in force."""

@@ -99,6 +99,13 @@ def render_status(samples: Samples, where: str, now: float) -> list[str]:
         f"{view.count('tagdns_reloads_total', result='rejected')} rejected, "
         f"{view.count('tagdns_source_errors_total')} failed"
     )
+    last_load = view.value("tagdns_last_load_seconds")
+    if last_load is not None:
+        lines.append(
+            f"  last load:  {last_load:.3f} s; {view.count('tagdns_rebuilds_total')} of "
+            f"{view.count('tagdns_reloads_total', result='accepted')} accepted documents "
+            "rebuilt only their changed names"
+        )
     error = view.info("tagdns_last_error_info")
     lines.append(f"  last error: {error.get('error', '?') if error else 'none'}")
     udp = view.count("tagdns_queries_total", transport="udp")

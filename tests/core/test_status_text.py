@@ -48,7 +48,9 @@ def _samples(**extra: list[tuple[dict[str, str], float]]) -> Samples:
         "tagdns_source_fetches_total": [({}, 40.0)],
         "tagdns_source_not_modified_total": [({}, 38.0)],
         "tagdns_source_errors_total": [({}, 1.0)],
-        "tagdns_reloads_total": [({"result": "accepted"}, 1.0), ({"result": "rejected"}, 0.0)],
+        "tagdns_reloads_total": [({"result": "accepted"}, 3.0), ({"result": "rejected"}, 0.0)],
+        "tagdns_rebuilds_total": [({}, 2.0)],
+        "tagdns_last_load_seconds": [({}, 0.4125)],
         "tagdns_queries_total": [({"transport": "udp"}, 120.0), ({"transport": "tcp"}, 3.0)],
         "tagdns_query_types_total": [({"type": "A"}, 100.0), ({"type": "AAAA"}, 23.0)],
         "tagdns_responses_total": [({"rcode": "NOERROR"}, 110.0), ({"rcode": "NXDOMAIN"}, 13.0)],
@@ -73,7 +75,8 @@ def test_render_serving_agent() -> None:
         "  data:       generated 2027-01-15 06:00:00 UTC, 2 h old",
         "  source:     s3://fleet-config/dns/mapping.json "
         "(data from cache /var/lib/tagdns/mapping.json)",
-        "  last fetch: 12 s ago; 40 fetches, 38 not modified, 1 accepted, 0 rejected, 1 failed",
+        "  last fetch: 12 s ago; 40 fetches, 38 not modified, 3 accepted, 0 rejected, 1 failed",
+        "  last load:  0.412 s; 2 of 3 accepted documents rebuilt only their changed names",
         "  last error: none",
         "  queries:    123 (UDP 120, TCP 3): owned 90, cached 10, forwarded 23",
         "  types:      A 100, AAAA 23",
@@ -92,6 +95,7 @@ def test_render_agent_without_data_and_with_an_error() -> None:
         "tagdns_data_age_seconds",
         "tagdns_last_fetch_success_timestamp_seconds",
         "tagdns_upstream_errors_total",
+        "tagdns_last_load_seconds",  # only once a document was accepted
     ):
         del samples[name]
     samples["tagdns_last_error_info"] = [({"error": "s3://x/y: access denied"}, 1.0)]
