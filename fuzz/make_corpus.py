@@ -50,7 +50,8 @@ from dnslib import (
     EDNSOption,
 )
 
-from fuzz.targets import CORPUS_DIR, EXAMPLE_MAPPING, VIEWS, _fleet_document
+from fuzz.targets import CORPUS_DIR, EXAMPLE_MAPPING, RELOAD_BASE, VIEWS, _fleet_document
+from resolver.core.document import HostEntry, make_document
 from resolver.core.hosts_merge import merge_hosts
 
 Seeds = dict[str, bytes]
@@ -385,6 +386,52 @@ def documents() -> Seeds:
     return seeds
 
 
+# -- reloads -----------------------------------------------------------------------------------
+
+
+def reloads() -> Seeds:
+    """Documents that follow the reload target's base: small changes, and layouts to refuse."""
+    base = RELOAD_BASE
+    hosts = list(base.hosts)
+
+    def bumped(entries: list[HostEntry], serial: int = 1) -> bytes:
+        return make_document(
+            serial=base.serial + serial,
+            generated_at=base.generated_at,
+            tag_key=base.tag_key,
+            regions=base.regions,
+            hosts=entries,
+        ).to_bytes()
+
+    moved = [hosts[0]._replace(private_ipv4="10.77.0.1"), *hosts[1:]]
+    first_v6 = next(i for i, h in enumerate(hosts) if h.ipv6)
+    v6 = [*hosts[:first_v6], hosts[first_v6]._replace(ipv6=()), *hosts[first_v6 + 1 :]]
+    same = base.to_bytes()
+    seeds: Seeds = {
+        "reload-same": same,
+        "reload-bumped": bumped(hosts),
+        "reload-moved": bumped(moved),
+        "reload-removed": bumped(hosts[1:]),
+        "reload-added": bumped(
+            [*hosts, hosts[0]._replace(name="newcomer", instance_id="i-00000000000abcdef")]
+        ),
+        "reload-v6-dropped": bumped(v6),
+        "reload-older": bumped(moved, serial=-1),
+        "reload-renamed": bumped([hosts[0]._replace(name="renamed"), *hosts[1:]]),
+        "reload-pretty": json.dumps(json.loads(bumped(moved)), indent=1).encode(),
+        "reload-doubled": _entry_twice(bumped(hosts)),
+        "reload-second-hosts": bumped(moved).replace(b',"tag_key"', b',"hosts":[],"tag_key"'),
+    }
+    return seeds
+
+
+def _entry_twice(data: bytes) -> bytes:
+    """The first host entry listed a second time, right after itself."""
+    start = data.index(b"[{") + 1
+    end = data.index(b"}", start) + 1
+    return data[:end] + b"," + data[start:end] + data[end:]
+
+
 # -- hosts files -------------------------------------------------------------------------------
 
 _DEBIAN = (
@@ -442,6 +489,7 @@ def main() -> None:
         "reply": {**dnsmasq_replies(), **built_replies(), **garbage_replies()},
         "document": documents(),
         "hosts": hosts_files(),
+        "reload": reloads(),
     }
     for target, seeds in corpora.items():
         count = _write(target, seeds)

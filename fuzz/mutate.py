@@ -68,6 +68,15 @@ DOCUMENT_TOKENS: tuple[bytes, ...] = tuple(
         "[[[[[[[[",
     )
 )
+RELOAD_TOKENS: tuple[bytes, ...] = (
+    *DOCUMENT_TOKENS,
+    b"},{",
+    b'}],"regions":[',
+    b'"name":"web"',
+    b'"private_ipv4":"10.0.0.1"',
+    b"\\u0061",
+)
+"""What could mislead a rebuild's cut of the entries, besides the document's own tokens."""
 
 HOSTS_TOKENS: tuple[bytes, ...] = (
     b"# BEGIN tagdns\n",

@@ -33,7 +33,7 @@ ROOT = FUZZ_DIR.parent
 WORK_DIR = FUZZ_DIR / "work"
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- fuzz:begin -->", "<!-- fuzz:end -->"
-TARGET_NAMES = ("respond", "reply", "document", "hosts")
+TARGET_NAMES = ("respond", "reply", "document", "hosts", "reload")
 
 
 @dataclasses.dataclass
@@ -230,6 +230,7 @@ def table(results: list[Stats], command: str) -> str:
         "reply": "`parse_reply`, cache, `render_answer`",
         "document": "`parse_document` to view, zone, answers, hosts text",
         "hosts": "`merge_hosts` (managed block)",
+        "reload": "`load_document` after a load: rebuild equals full load",
     }
     for s in results:
         rows.append(

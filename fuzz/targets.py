@@ -21,6 +21,9 @@ escapes is a bug, and so is an oracle failure:
 - ``hosts``: ``merge_hosts`` on any file content: every byte outside the managed
   block is kept, the block is exactly the rendered view, a second merge changes
   nothing; refusals only for files with (damaged) markers.
+- ``reload``: ``load_document`` of any bytes after the engine tests' fleet, once
+  given the fleet's load (so it may rebuild only the changed names) and once
+  not: the two must give the same zone, view and facts, or the same refusal.
 """
 
 from __future__ import annotations
@@ -49,11 +52,11 @@ from resolver.core.hosts_merge import (
     render_dnsmasq,
     render_hosts_block,
 )
-from resolver.core.pipeline import ZoneSettings, compile_document
+from resolver.core.pipeline import LoadedZone, ZoneSettings, compile_document, load_document
 from resolver.core.responder import Question, Responder, parse_query
 from resolver.core.upstream_reply import aged_sections, capped, parse_reply
-from resolver.core.views import PUBLIC, View, build_view
-from resolver.errors import DocumentError, HostsFileError
+from resolver.core.views import PUBLIC, CrossRegion, View, build_view
+from resolver.errors import DocumentError, HostsFileError, TagdnsError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_MAPPING = ROOT / "conf" / "example-mapping.json"
@@ -425,6 +428,49 @@ def check_hosts(data: bytes) -> None:
     assert merge_hosts(new, view, "fuzz") == new, "a second merge changed the file"
 
 
+# -- reload ---------------------------------------------------------------------------------
+
+RELOAD_BASE = _fleet_document()
+"""57 entries: one entry changed is well under the quarter a rebuild allows."""
+
+
+def _reload_settings() -> tuple[ZoneSettings, ...]:
+    return (
+        ZoneSettings(view="us-east-1", max_shrink=0.5),
+        ZoneSettings(view="eu-west-1", cross_region=CrossRegion.PRIVATE, forwarding=True),
+        ZoneSettings(view=PUBLIC, zone="fleet.internal", ttl=60),
+    )
+
+
+RELOAD_PREVIOUS = tuple(
+    (settings, load_document(RELOAD_BASE.to_bytes(), settings, keep_records=False))
+    for settings in _reload_settings()
+)
+
+
+def _reload(data: bytes, settings: ZoneSettings, after: LoadedZone, *, rebuild: bool) -> object:
+    """The load's result, or the words of its refusal; anything else escapes: a bug."""
+    try:
+        return load_document(
+            data,
+            settings,
+            after.facts,
+            keep_records=False,
+            previous=after if rebuild else None,
+        )
+    except TagdnsError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def check_reload(data: bytes) -> None:
+    """A reload after the fleet: rebuilding the changed names equals loading in full."""
+    for settings, previous in RELOAD_PREVIOUS:
+        with no_errors_logged():
+            full = _reload(data, settings, previous, rebuild=False)
+            rebuilt = _reload(data, settings, previous, rebuild=True)
+        assert rebuilt == full, f"{settings.view}: a rebuild differs from the full load"
+
+
 # -- the registry --------------------------------------------------------------------------
 
 
@@ -455,4 +501,5 @@ TARGETS: dict[str, Target] = {
         "document", check_document, 16384, mutate.json_document, mutate.DOCUMENT_TOKENS
     ),
     "hosts": Target("hosts", check_hosts, 1024, mutate.hosts_text, mutate.HOSTS_TOKENS),
+    "reload": Target("reload", check_reload, 16384, mutate.json_document, mutate.RELOAD_TOKENS),
 }
