@@ -293,3 +293,16 @@ def test_the_guards_hold_on_a_rebuild() -> None:
     assert _rebuild(previous, older, chosen) is not None  # the rebuild itself would work
     full, rebuilt = _reload_both_ways(previous, older, chosen)
     assert full == rebuilt == "StaleSerialError: serial 4 is older than the serial 5 in force"
+
+
+def test_an_entry_naming_itself_twice_is_read_as_json_reads_it() -> None:
+    """JSON keeps the last of two ``name`` keys; counting names by their key would not.
+    The rebuild must not pair a name with the wrong entry (it loads in full instead)."""
+    chosen = ZoneSettings(view=REGION)
+    previous = load_document(_fleet_document(1), chosen, keep_records=False)
+    data = _fleet_document(2, moved=7).replace(
+        b'"name":"host-003"', b'"name":"decoy","name":"host-003"', 1
+    )
+    full, rebuilt = _reload_both_ways(previous, data, chosen)
+    assert isinstance(full, LoadedZone)
+    assert rebuilt == full
