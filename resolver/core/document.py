@@ -215,8 +215,8 @@ def decode_document(data: bytes) -> DecodedDocument:
     and that gives one piece per entry: a ``},{`` inside a string would add a
     piece. Only ASCII documents (as the publisher writes them) get a span, so that
     the text's offsets are the bytes' offsets. Nothing is copied: the span points
-    into ``data``. Anything unusual (another layout, a
-    second ``hosts`` key, bad JSON) takes the plain decode, which also words the error.
+    into ``data``. Anything unusual (another layout, a second ``hosts`` key, bad
+    JSON) takes the plain decode, which also words the error.
     """
     text = _document_text(data)
     head = CANONICAL_HEAD.match(data)
