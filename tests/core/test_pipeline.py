@@ -77,3 +77,18 @@ def test_guards_run_against_the_facts_in_force() -> None:
         load_document(shrunk, SETTINGS, current)
     kept = one_region_document(11, [f"n{i}" for i in range(6)], _address)
     assert load_document(kept, SETTINGS, current).facts.serial == 11  # 40 % lost is allowed
+
+
+@pytest.mark.parametrize("keep_records", [False, True])
+def test_the_bytes_in_force_come_back_as_they_were_loaded(keep_records: bool) -> None:
+    # An agent started from its last-known-good copy is sent the same bytes by its
+    # source: they are not parsed and compiled a second time.
+    data = one_region_document(5, ["web", "api"], _address)
+    loaded = load_document(data, SETTINGS, keep_records=keep_records)
+    again = load_document(
+        bytes(data), SETTINGS, loaded.facts, keep_records=keep_records, previous=loaded
+    )
+    assert again is loaded
+    moved = one_region_document(5, ["web", "api"], lambda _: "10.9.9.9")
+    other = load_document(moved, SETTINGS, loaded.facts, keep_records=keep_records, previous=loaded)
+    assert other is not loaded and other.facts.fingerprint != loaded.facts.fingerprint
