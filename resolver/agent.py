@@ -272,7 +272,6 @@ class Agent:
     async def _consider(self, data: bytes, origin: str, *, from_cache: bool = False) -> bool:
         """Validate and compile off the serving path, then install; False if refused."""
         previous = self.loaded
-        current = previous.facts if previous else None
         started = time.perf_counter()
         try:
             loaded = await asyncio.to_thread(
@@ -287,7 +286,7 @@ class Agent:
             self.counts["rejected"] += 1
             self._report(f"{origin}: refused: {exc}")
             return False
-        if current is not None and loaded.facts.fingerprint == current.fingerprint:
+        if loaded is previous:  # the very bytes in force
             if not from_cache:
                 self.loaded_from = origin  # the source confirms the cached copy
             return True

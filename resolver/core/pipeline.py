@@ -142,10 +142,11 @@ def load_document(
     compiled when it was loaded, and an agent starting from its last-known-good
     copy is sent them again by its source.
     """
-    if previous is not None and _fingerprint(data) == previous.facts.fingerprint:
-        return previous
-    if previous is not None and not keep_records:
-        loaded = _rebuilt(data, settings, previous)
+    if previous is not None:
+        fingerprint = _fingerprint(data)
+        if fingerprint == previous.facts.fingerprint:
+            return previous
+        loaded = None if keep_records else _rebuilt(data, fingerprint, settings, previous)
         if loaded is not None:
             if not force:
                 check_serial(current, loaded.facts)
@@ -161,7 +162,9 @@ def load_document(
     return LoadedZone(facts, view, image.materialize(), reuse)
 
 
-def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> LoadedZone | None:
+def _rebuilt(
+    data: bytes, fingerprint: bytes, settings: ZoneSettings, previous: LoadedZone
+) -> LoadedZone | None:
     """``previous`` with only the changed names rebuilt, or None for a full load."""
     basis = previous.reuse
     if basis is None or basis.settings != settings:
@@ -182,7 +185,7 @@ def _rebuilt(data: bytes, settings: ZoneSettings, previous: LoadedZone) -> Loade
     facts = DocumentFacts(
         serial=header.serial,
         generated_at=header.generated_at,
-        fingerprint=_fingerprint(data),
+        fingerprint=fingerprint,
         names_text=delta.names_text,
     )
     view = View(delta.zone.label, settings.zone, header.serial, (), delta.omitted)

@@ -244,6 +244,9 @@ def test_read_only_cache_directory_keeps_serving_warns_and_recovers(
         replace_file(source, document(2, 2))
         assert agent.serves("web1", [address(2, 0)]), agent.log
         assert agent.ask("api") == [address(2, 1)]
+        # The copy is written after the swap: its warning may follow the first new answer.
+        assert wait_for(lambda: agent.log.count(warning) == 2), agent.log
+        time.sleep(2.5)  # two more polls of the unchanged source
         assert agent.log.count(warning) == 2  # one per accepted document, not per poll
         assert not cache.exists()
 
@@ -677,7 +680,7 @@ def test_s3_bodies_that_trickle_or_stop_halfway(
         assert agent.ask("web1") == [address(1, 0)]
         assert agent.serves("web1", [address(2, 0)], timeout=15.0), agent.log
         assert wait_for(lambda: cache.read_bytes() == document(11, 2, filler=40))
-        assert "recovered: s3://" in agent.log
+        assert wait_for(lambda: "recovered: s3://" in agent.log), agent.log  # after the write
         assert "Traceback" not in agent.log
         assert agent.stop() == 0
     finally:
