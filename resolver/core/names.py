@@ -103,20 +103,36 @@ def conflict_screen(zone: str) -> tuple[str, ...]:
     return tuple(suffixes)
 
 
+def plain_name_pattern(end: str) -> str:
+    """Regular-expression text for a name ``is_plain_name`` accepts, where ``end`` follows.
+
+    One expression rather than a match and three string tests, so that a name can
+    be checked inside a larger expression (``resolver.core.canonical_reader``
+    reads a whole document's entries in one pass). The lookaheads say, in order:
+    at most 253 octets; no reserved or all-numeric last label; not under AWS's
+    namespaces. The characters are those of LDH labels, which the last part checks.
+    """
+    reserved = "|".join(sorted(_RESERVED_LAST_LABELS))
+    aws = "|".join(re.escape(namespace) for namespace in _AWS_NAMESPACES)
+    return (
+        rf"(?=[a-z0-9.-]{{1,{MAX_NAME_OCTETS}}}{end})"
+        rf"(?!(?:[a-z0-9.-]*\.)?(?:{reserved}|[0-9]+){end})"
+        rf"(?!(?:[a-z0-9.-]*\.)?(?:{aws}){end})"
+        rf"{_LABEL_TEXT}(?:\.{_LABEL_TEXT})*(?={end})"
+    )
+
+
+_PLAIN_NAME = re.compile(plain_name_pattern(r"\Z"))
+
+
 def is_plain_name(raw: str) -> bool:
     """True when ``raw`` is a valid name already in normal form (no zone checks).
 
     The document parser's fast path: a published document holds only normal
-    names, so one regular expression and three string tests settle almost every
-    name, and ``validate_name`` is left to explain the rare one that fails.
+    names, so one regular expression settles almost every name, and
+    ``validate_name`` is left to explain the rare one that fails.
     """
-    if len(raw) > MAX_NAME_OCTETS or _LDH_NAME.match(raw) is None:
-        return False
-    last = raw.rpartition(".")[2] if "." in raw else raw
-    if last in _RESERVED_LAST_LABELS or last.isdigit():
-        return False
-    # Every name under an AWS namespace ends with the namespace: the cheap test first.
-    return not (raw.endswith(_AWS_NAMESPACES) and _under_aws(raw))
+    return _PLAIN_NAME.match(raw) is not None
 
 
 def validate_name(raw: str, zone: str | None = None) -> str:

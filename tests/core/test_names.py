@@ -299,6 +299,16 @@ _NEAR_NAMES = st.sampled_from(
         "a..b",
         "a." * 126 + "b",
         "a." * 127 + "b",
+        "xec2.internal",
+        "ec2.internalx",
+        "localhostx",
+        "x.local",
+        "local.x",
+        "web.12a",
+        "12.web",
+        "web1\n",
+        "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61,
+        "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 62,
     ]
 )
 
