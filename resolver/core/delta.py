@@ -31,9 +31,10 @@ from typing import Any, NamedTuple
 from resolver.core import wire
 from resolver.core.document import (
     CANONICAL_HEAD,
+    CANONICAL_HOSTS_END,
     HostEntry,
     MappingDocument,
-    document_from_json,
+    canonical_header,
     host_entries,
     make_document,
 )
@@ -90,7 +91,6 @@ class _Cut(NamedTuple):
     texts: list[bytes]
 
 
-_HOSTS_END = b'}],"regions":['
 _NAME_FIELD = re.compile(rb'"name":"([^"]*)"')
 _UNSAFE = re.compile(rb"[ \t\n\r\\]")
 """Whitespace and escapes: neither is in a list of entries as the publisher writes it."""
@@ -108,15 +108,15 @@ def _cut(data: bytes) -> _Cut | None:
     if head is None:
         return None
     start = head.end() + 2
-    end = data.find(_HOSTS_END, start)
+    end = data.find(CANONICAL_HOSTS_END, start)
     if end < 0:
         return None
     return _Cut(head.end(), (start, end), data[start:end].split(b"},{"))
 
 
-def _checked(data: bytes, cut: _Cut) -> tuple[dict[str, Any], list[bytes]] | None:
-    """The header and each entry's name, if the cuts of ``_cut`` fell between entries
-    the way the publisher writes them; None otherwise.
+def _checked(data: bytes, cut: _Cut) -> tuple[MappingDocument, list[bytes]] | None:
+    """The document without its hosts and each entry's name, if the cuts of ``_cut``
+    fell between entries the way the publisher writes them; None otherwise.
 
     The cuts are checked, not assumed: an entry's text is trusted only if the last
     load accepted the very same text, and every other one is decoded on its own.
@@ -129,14 +129,8 @@ def _checked(data: bytes, cut: _Cut) -> tuple[dict[str, Any], list[bytes]] | Non
     start, end = cut.span
     if _UNSAFE.search(data, start, end):
         return None
-    tail = data[end + 2 :]
-    if b'"hosts"' in tail:
-        return None
-    try:
-        header = json.loads(data[: cut.head_end] + b"[]" + tail)
-    except (ValueError, RecursionError):
-        return None
-    if type(header) is not dict:
+    header = canonical_header(data, cut.head_end, end + 2)
+    if header is None:
         return None
     names = _NAME_FIELD.findall(data, start, end)
     return (header, names) if len(names) == len(cut.texts) else None
@@ -167,13 +161,12 @@ def rebuild_changed(
     checked = _checked(data, cut)
     if checked is None:
         return None
-    raw_header, entry_names = checked
+    header, entry_names = checked
+    if header.regions != previous.regions:
+        return None
     added = [text for text in texts if text not in old_texts]
     removed = [text for text in old_list if text not in new_texts]
     try:
-        header = document_from_json({**raw_header, "hosts": []})
-        if header.regions != previous.regions:
-            return None
         added_hosts = host_entries(_decoded(added), header.regions)
         removed_hosts = host_entries(_decoded(removed), header.regions)
         changed_names = {host.name for host in (*added_hosts, *removed_hosts)}

@@ -26,10 +26,13 @@ from resolver.errors import DocumentError, InvalidName
 
 SCHEMA_VERSION = 1
 
-REGION_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}\Z")
-INSTANCE_ID_PATTERN = re.compile(r"i-[0-9a-f]{8,17}\Z")
+REGION_TEXT = r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}"
+REGION_PATTERN = re.compile(REGION_TEXT + r"\Z")
+INSTANCE_ID_TEXT = r"i-[0-9a-f]{8,17}"
+INSTANCE_ID_PATTERN = re.compile(INSTANCE_ID_TEXT + r"\Z")
 # us-east-1a; Local Zones us-west-2-lax-1a; Wavelength Zones us-east-1-wl1-bos-wlz-1.
-AZ_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}(?:[a-z]|(?:-[a-z0-9]+)+)\Z")
+AZ_TEXT = rf"{REGION_TEXT}(?:[a-z]|(?:-[a-z0-9]+)+)"
+AZ_PATTERN = re.compile(AZ_TEXT + r"\Z")
 # RFC 3339 in UTC: 2024-05-01T12:00:00Z, optional fraction, Z or +00:00.
 _UTC_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|\+00:00)\Z"
@@ -215,7 +218,7 @@ def decode_document(data: bytes) -> DecodedDocument:
     and that gives one piece per entry: a ``},{`` inside a string would add a
     piece. Only ASCII documents (as the publisher writes them) get a span, so that
     the text's offsets are the bytes' offsets. Nothing is copied: the span points
-    into ``data``. Anything unusual (another layout, a second ``hosts`` key, bad
+    into ``data``. Anything unusual (another layout, a key named twice, bad
     JSON) takes the plain decode, which also words the error.
     """
     text = _document_text(data)
@@ -224,14 +227,41 @@ def decode_document(data: bytes) -> DecodedDocument:
         start = head.end()
         try:
             hosts, end = _DECODER.raw_decode(text, start)
-            rest = json.loads(text[:start] + "[]" + text[end:])
         except (ValueError, RecursionError):
             pass  # worded below
         else:
-            if type(rest) is dict and type(hosts) is list and '"hosts"' not in text[end:]:
+            rest = _without_hosts(text[:start] + "[]" + text[end:])
+            if rest is not None and type(hosts) is list:
                 rest["hosts"] = hosts
                 return DecodedDocument(rest, _hosts_span(text, start + 2, end - 2, len(hosts)))
     return DecodedDocument(_json_value(text), None)
+
+
+class _KeyTwice(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    decoded = dict(pairs)
+    if len(decoded) != len(pairs):
+        raise _KeyTwice
+    return decoded
+
+
+def _without_hosts(text: str | bytes) -> dict[str, Any] | None:
+    """A document's JSON whose hosts list was replaced by ``[]``, decoded; None unless
+    it is an object and no object in it names a key twice.
+
+    The list was taken out to be read apart, so a second ``hosts`` key (spelt
+    ``"host\\u0073"`` even) must not be there to win over it, as JSON's last key
+    does; the publisher never writes a key twice. What is left is small: the
+    hook that sees each object's keys costs nothing that matters.
+    """
+    try:
+        rest = json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):
+        return None
+    return rest if type(rest) is dict else None
 
 
 def _hosts_span(text: str, start: int, end: int, count: int) -> tuple[int, int] | None:
@@ -239,6 +269,27 @@ def _hosts_span(text: str, start: int, end: int, count: int) -> tuple[int, int] 
     if text[end : end + 2] != "}]" or _WHITESPACE.search(text, start, end):
         return None
     return (start, end) if text.count("},{", start, end) + 1 == count else None
+
+
+CANONICAL_HOSTS_END = b'}],"regions":['
+"""What follows the last host entry of a canonical document."""
+
+
+def canonical_header(data: bytes, hosts_start: int, hosts_end: int) -> MappingDocument | None:
+    """The document without its hosts, validated, when ``data[hosts_start:hosts_end]``
+    is its hosts list; None when the rest does not decode and validate (the full
+    parse then words why) or names a key twice (see ``_without_hosts``).
+
+    For readers that take the entries apart themselves (``canonical_reader``,
+    ``delta``): the list is replaced by ``[]``, so the decode is of a few hundred bytes.
+    """
+    header = _without_hosts(data[:hosts_start] + b"[]" + data[hosts_end:])
+    if header is None:
+        return None
+    try:
+        return document_from_json(header)
+    except DocumentError:
+        return None
 
 
 def document_from_json(raw: object) -> MappingDocument:
@@ -400,7 +451,7 @@ def _host(item: object, regions: dict[str, str], shared: dict[str, str]) -> Host
         public_ipv4 = _ipv4(public_raw, ".public_ipv4")
     if type(ipv6_raw) is not list:
         raise _BadField(".ipv6", f"expected a list, got {type(ipv6_raw).__name__}")
-    ipv6 = _ipv6_list(ipv6_raw) if ipv6_raw else ()
+    ipv6 = ipv6_list(ipv6_raw) if ipv6_raw else ()
     return HostEntry(name, region, instance_id, az, private_ipv4, public_ipv4, ipv6)
 
 
@@ -416,7 +467,8 @@ def _explain_name(name: object) -> None:
         raise _BadField(".name", f"{name!r} is not in normal form")
 
 
-def _ipv6_list(raw: list[object]) -> tuple[str, ...]:
+def ipv6_list(raw: list[object]) -> tuple[str, ...]:
+    """A host's IPv6 addresses in canonical form and order; raises ValueError naming the item."""
     addresses = []
     for j, address in enumerate(raw):
         try:

@@ -508,5 +508,15 @@ def test_a_second_hosts_key_is_the_one_json_keeps() -> None:
         serial=1, generated_at="2026-01-01T00:00:00Z", tag_key="dns", regions=["us-east-1"],
         hosts=[WEB_A],
     ).to_bytes()  # fmt: skip
-    twice = data.replace(b',"tag_key"', b',"hosts":[],"tag_key"')
-    assert decode_document(twice).raw == json.loads(twice)
+    for second in (b'"hosts":[]', b'"host\\u0073":[]', b'"hosts" :[]'):
+        twice = data.replace(b',"tag_key"', b"," + second + b',"tag_key"')
+        assert decode_document(twice).raw == json.loads(twice), second
+        assert decode_document(twice).hosts_span is None, second
+
+
+def test_a_value_that_reads_hosts_is_no_second_key() -> None:
+    data = make_document(
+        serial=1, generated_at="2026-01-01T00:00:00Z", tag_key="hosts", regions=["us-east-1"],
+        hosts=[WEB_A],
+    ).to_bytes()  # fmt: skip
+    assert decode_document(data).hosts_span is not None
