@@ -300,8 +300,10 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
         "!HHIH", wire.TYPE_AAAA, wire.CLASS_IN, ttl, 16
     )
     ptr_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHI", wire.TYPE_PTR, wire.CLASS_IN, ttl)
-    octet = _OCTET_BYTE
+    octet, octet_label, in_addr_arpa = _OCTET_BYTE, _OCTET_LABEL, _IN_ADDR_ARPA
+    a_in = _A_IN
     qualified_names: set[bytes] = set()
+    qualify = qualified_names.add
     claimed: set[bytes] = set()
     """Reverse names already given to an earlier name."""
     for name, ipv4, ipv6, is_qualified in records:
@@ -314,26 +316,44 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
             qualified = bare[:-1] + zone_wire
             if len(qualified) > max_name:
                 qualified = None
+        if qualified is not None and len(ipv4) == 1 and not ipv6:
+            # The common case, spelt out: one name, one address, its PTR.
+            a, b, c, d = ipv4[0].split(".")
+            bodies += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
+            end_body(len(bodies))
+            count_body(1)
+            value = len(body_ends) - 1
+            keys += bare + a_in
+            end_key(len(keys))
+            link_key(value)
+            keys += qualified + a_in
+            end_key(len(keys))
+            link_key(value)
+            qualify(qualified)
+            reverse = (
+                octet_label[d] + octet_label[c] + octet_label[b] + octet_label[a] + in_addr_arpa
+            )
+            if reverse in claimed:
+                image.shared_reverse.add(reverse)
+                continue
+            claimed.add(reverse)
+            bodies += ptr_fixed + _U16[len(qualified)] + qualified
+            end_body(len(bodies))
+            count_body(1)
+            keys += reverse + _PTR_IN
+            end_key(len(keys))
+            link_key(len(body_ends) - 1)
+            continue
         if ipv4:
-            if len(ipv4) == 1:
-                a, b, c, d = ipv4[0].split(".")
+            for address in ipv4:
+                a, b, c, d = address.split(".")
                 bodies += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
-            else:
-                for address in ipv4:
-                    a, b, c, d = address.split(".")
-                    bodies += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
             end_body(len(bodies))
             count_body(len(ipv4))
             value = len(body_ends) - 1
-            keys += bare
-            keys += _A_IN
-            end_key(len(keys))
-            link_key(value)
+            image.add_key(bare, a_in, value)
             if qualified is not None:
-                keys += qualified
-                keys += _A_IN
-                end_key(len(keys))
-                link_key(value)
+                image.add_key(qualified, a_in, value)
         packed6 = [ipv6_packed(address) for address in ipv6] if ipv6 else []
         if packed6:
             value = image.add_value(b"".join([aaaa_fixed + p for p in packed6]), len(packed6))
@@ -342,21 +362,7 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
                 image.add_key(qualified, _AAAA_IN, value)
         if qualified is None:
             continue
-        qualified_names.add(qualified)
-        if len(ipv4) == 1 and not packed6:
-            reverse = ipv4_reverse_wire(ipv4[0])
-            if reverse not in claimed:  # the common case, spelt out
-                claimed.add(reverse)
-                bodies += ptr_fixed + _U16[len(qualified)] + qualified
-                end_body(len(bodies))
-                count_body(1)
-                keys += reverse
-                keys += _PTR_IN
-                end_key(len(keys))
-                link_key(len(body_ends) - 1)
-            else:
-                image.shared_reverse.add(reverse)
-            continue
+        qualify(qualified)
         reverse_names = [ipv4_reverse_wire(address) for address in ipv4]
         reverse_names += [ipv6_reverse_wire(p) for p in packed6]
         _add_reverse_names(image, reverse_names, qualified, ptr_fixed, claimed)
