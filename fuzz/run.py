@@ -228,7 +228,7 @@ def table(results: list[Stats], command: str) -> str:
     functions = {
         "respond": "`Responder.respond` (wire in, reply out)",
         "reply": "`parse_reply`, cache, `render_answer`",
-        "document": "`parse_document` to view, zone, answers, hosts text",
+        "document": "`parse_document` and the canonical reader to view, zone, answers, hosts text",
         "hosts": "`merge_hosts` (managed block)",
         "reload": "`load_document` after a load: rebuild equals full load",
     }

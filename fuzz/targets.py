@@ -15,7 +15,8 @@ escapes is a bug, and so is an oracle failure:
 - ``reply``: ``parse_reply`` on an upstream's bytes, then the cache and the
   re-rendering for a client: whatever is accepted must re-render as a
   well-formed message holding the same records.
-- ``document``: ``parse_document``; an accepted document must round-trip to the
+- ``document``: ``parse_document``; the canonical reader (the agent's fast path)
+  must read the same document or decline; an accepted document must round-trip to the
   same canonical bytes, compile for every view, answer each of its names over
   the wire with exactly the view's addresses, and render as hosts text.
 - ``hosts``: ``merge_hosts`` on any file content: every byte outside the managed
@@ -42,7 +43,8 @@ from fuzz import mutate
 from fuzz.wirecheck import Malformed, comparable, parse_message
 from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
-from resolver.core.document import MappingDocument, parse_document
+from resolver.core.canonical_reader import read_canonical
+from resolver.core.document import MappingDocument, decode_document, parse_document
 from resolver.core.guards import check_serial, check_shrink
 from resolver.core.hosts_merge import (
     find_block,
@@ -355,10 +357,15 @@ def _wire_name(name: str) -> bytes:
 def check_document(data: bytes) -> None:
     """``parse_document`` and, for what it accepts, the whole way to answers and hosts text."""
     with no_errors_logged():
+        read = read_canonical(data)
         try:
             document = parse_document(data)
         except DocumentError:
+            assert read is None, "the canonical reader accepted what the parse refuses"
             return
+    if read is not None:
+        assert read.document == document, "the canonical reader read another document"
+        assert read.hosts_span == decode_document(data).hosts_span, "the readers' spans differ"
     canonical = document.to_bytes()
     again = parse_document(canonical)
     assert again == document, "canonical bytes parse to another document"

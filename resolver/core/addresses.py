@@ -14,7 +14,8 @@ import re
 from resolver.errors import DocumentError
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
+CANONICAL_IPV4_TEXT = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+CANONICAL_IPV4 = re.compile(CANONICAL_IPV4_TEXT + r"\Z")
 """A dotted quad in the one form ``str(IPv4Address(...))`` produces: no leading zeros."""
 
 

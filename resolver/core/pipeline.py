@@ -9,14 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from operator import attrgetter
 
+from resolver.core.canonical_reader import read_canonical
 from resolver.core.delta import Previous, pack_entries, rebuild_changed
-from resolver.core.document import (
-    DecodedDocument,
-    MappingDocument,
-    decode_document,
-    document_from_json,
-)
+from resolver.core.document import MappingDocument, decode_document, document_from_json
 from resolver.core.guards import check_serial, check_shrink
 from resolver.core.views import CrossRegion, View, build_view
 from resolver.core.zone import CompiledZone, ReplySettings, ZoneImage, compile_image
@@ -44,6 +41,9 @@ class ZoneSettings:
         )
 
 
+_NAME = attrgetter("name")
+
+
 @dataclass(frozen=True)
 class DocumentFacts:
     """What an agent keeps of the document in force: enough for the guards and its status.
@@ -63,7 +63,7 @@ class DocumentFacts:
     @classmethod
     def of(cls, document: MappingDocument, data: bytes) -> DocumentFacts:
         # Hosts come in name order, so a name listed for several instances is adjacent.
-        names = dict.fromkeys(host.name for host in document.hosts)
+        names = dict.fromkeys(map(_NAME, document.hosts))
         return cls(
             serial=document.serial,
             generated_at=document.generated_at,
@@ -152,11 +152,11 @@ def load_document(
                 check_serial(current, loaded.facts)
                 check_shrink(current, loaded.facts, settings.max_shrink)
             return loaded
-    decoded = decode_document(data)
+    document, hosts_span = _read(data)
     facts, view, image, reuse = _checked_image(
-        decoded, data, settings, current, force, keep_records=keep_records
+        document, hosts_span, data, settings, current, force, keep_records=keep_records
     )
-    del decoded
+    del document
     if not keep_records:
         view = dataclasses.replace(view, records=())
     return LoadedZone(facts, view, image.materialize(), reuse)
@@ -194,8 +194,23 @@ def _rebuilt(
     return LoadedZone(facts, view, delta.zone, reuse, rebuilt=delta.rebuilt)
 
 
+def _read(data: bytes) -> tuple[MappingDocument, tuple[int, int] | None]:
+    """The validated document and where its entries lie (``DecodedDocument.hosts_span``).
+
+    The canonical reader takes a document as the publisher writes it at about
+    twice the speed; anything else, or anything it does not clear, takes the
+    general parse, which gives the same result or words the error.
+    """
+    canonical = read_canonical(data)
+    if canonical is not None:
+        return canonical
+    decoded = decode_document(data)
+    return document_from_json(decoded.raw), decoded.hosts_span
+
+
 def _checked_image(
-    decoded: DecodedDocument,
+    document: MappingDocument,
+    hosts_span: tuple[int, int] | None,
     data: bytes,
     settings: ZoneSettings,
     current: DocumentFacts | None,
@@ -203,14 +218,13 @@ def _checked_image(
     *,
     keep_records: bool,
 ) -> tuple[DocumentFacts, View, ZoneImage, ReuseBasis | None]:
-    document = document_from_json(decoded.raw)
     if not force:
         check_serial(current, document)
         check_shrink(current, document, settings.max_shrink)
     facts, view, image = _compiled_image(document, settings, data)
     reuse = None
-    span = decoded.hosts_span
-    if span is not None and not keep_records and not settings.authoritative:
+    if hosts_span is not None and not keep_records and not settings.authoritative:
         shared = frozenset(image.shared_reverse)
-        reuse = ReuseBasis(settings, document.regions, pack_entries(data, span), shared)
+        entries = pack_entries(data, hosts_span)
+        reuse = ReuseBasis(settings, document.regions, entries, shared)
     return facts, view, image, reuse
