@@ -238,7 +238,7 @@ def decode_document(data: bytes) -> DecodedDocument:
 
 
 class _KeyTwice(ValueError):
-    pass
+    """An object names a key twice (see ``_without_hosts``)."""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
