@@ -159,8 +159,7 @@ def _in_canonical_order(names: list[str], regions: list[str], instances: list[st
     Names are compared as a column; only where a name repeats (one name on several
     instances) are regions and instances looked at.
     """
-    following = islice(names, 1, None)
-    if not all(map(le, names, following)):
+    if not all(map(le, names, islice(names, 1, None))):
         return False
     repeats = list(compress(range(len(names)), map(eq, names, islice(names, 1, None))))
     for index in repeats:
