@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -135,3 +137,37 @@ def test_fast_ipv6_parse_agrees_on_any_colon_hex_text(text: str) -> None:
     except ValueError:
         expected = None
     assert ipv6_value(text) == expected
+
+
+def _ipaddress_verdict(text: str) -> str:
+    try:
+        return ipaddress.IPv6Address(text).compressed
+    except ValueError:
+        return "refused"
+
+
+def _canonical_ipv6_verdict(text: str) -> str:
+    try:
+        return canonical_ipv6(text, "f")
+    except DocumentError:
+        return "refused"
+
+
+@given(
+    st.text(alphabet="0123456789abcdef:", min_size=0, max_size=42)
+    | (st.integers(min_value=0, max_value=2**128 - 1) | _GROUPS).map(
+        lambda value: ipaddress.IPv6Address(value).compressed
+    )
+)
+def test_canonical_ipv6_says_what_ipaddress_says(text: str) -> None:
+    """Its checks at sight (canonical forms with no zero group outside ``::``) included."""
+    assert _canonical_ipv6_verdict(text) == _ipaddress_verdict(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1:2:3:4:5:6::7", "1:2:3:4:5:6:7::", "::1:2:3:4:5:6:7", "1:0::2", "1::0:2", "0::1",
+     "1:0:0:2::3", "2600:1f18:1234:5600::4", "::", "1::", "::1", "1:2:3:4:5:6:7:8"],
+)  # fmt: skip
+def test_canonical_ipv6_on_compression_edges(text: str) -> None:
+    assert _canonical_ipv6_verdict(text) == _ipaddress_verdict(text)
