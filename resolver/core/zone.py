@@ -301,7 +301,7 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
     )
     ptr_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHI", wire.TYPE_PTR, wire.CLASS_IN, ttl)
     octet, octet_label, in_addr_arpa = _OCTET_BYTE, _OCTET_LABEL, _IN_ADDR_ARPA
-    a_in = _A_IN
+    a_in, aaaa_in = _A_IN, _AAAA_IN
     qualified_names: set[bytes] = set()
     qualify = qualified_names.add
     claimed: set[bytes] = set()
@@ -316,8 +316,9 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
             qualified = bare[:-1] + zone_wire
             if len(qualified) > max_name:
                 qualified = None
-        if qualified is not None and len(ipv4) == 1 and not ipv6:
-            # The common case, spelt out: one name, one address, its PTR.
+        if qualified is not None and len(ipv4) == 1 and len(ipv6) < 2:
+            # The common records, spelt out: one name, one IPv4 address (and perhaps one
+            # IPv6 address), and their PTRs, which share one answer.
             a, b, c, d = ipv4[0].split(".")
             bodies += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
             end_body(len(bodies))
@@ -329,20 +330,38 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
             keys += qualified + a_in
             end_key(len(keys))
             link_key(value)
-            qualify(qualified)
             reverse = (
                 octet_label[d] + octet_label[c] + octet_label[b] + octet_label[a] + in_addr_arpa
             )
-            if reverse in claimed:
-                image.shared_reverse.add(reverse)
-                continue
-            claimed.add(reverse)
-            bodies += ptr_fixed + _U16[len(qualified)] + qualified
-            end_body(len(bodies))
-            count_body(1)
-            keys += reverse + _PTR_IN
-            end_key(len(keys))
-            link_key(len(body_ends) - 1)
+            reverse_names: tuple[bytes, ...] = (reverse,)
+            if ipv6:
+                packed = ipv6_packed(ipv6[0])
+                bodies += aaaa_fixed + packed
+                end_body(len(bodies))
+                count_body(1)
+                value = len(body_ends) - 1
+                keys += bare + aaaa_in
+                end_key(len(keys))
+                link_key(value)
+                keys += qualified + aaaa_in
+                end_key(len(keys))
+                link_key(value)
+                reverse_names = (reverse, ipv6_reverse_wire(packed))
+            qualify(qualified)
+            ptr = -1
+            for reverse in reverse_names:
+                if reverse in claimed:
+                    image.shared_reverse.add(reverse)
+                    continue
+                claimed.add(reverse)
+                if ptr < 0:
+                    bodies += ptr_fixed + _U16[len(qualified)] + qualified
+                    end_body(len(bodies))
+                    count_body(1)
+                    ptr = len(body_ends) - 1
+                keys += reverse + _PTR_IN
+                end_key(len(keys))
+                link_key(ptr)
             continue
         if ipv4:
             for address in ipv4:
@@ -363,9 +382,16 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
         if qualified is None:
             continue
         qualify(qualified)
-        reverse_names = [ipv4_reverse_wire(address) for address in ipv4]
-        reverse_names += [ipv6_reverse_wire(p) for p in packed6]
-        _add_reverse_names(image, reverse_names, qualified, ptr_fixed, claimed)
+        _add_reverse_names(
+            image,
+            [
+                *(ipv4_reverse_wire(address) for address in ipv4),
+                *(ipv6_reverse_wire(p) for p in packed6),
+            ],
+            qualified,
+            ptr_fixed,
+            claimed,
+        )
     return qualified_names
 
 

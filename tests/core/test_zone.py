@@ -15,8 +15,17 @@ from resolver.core import wire
 from resolver.core.document import HostEntry, MappingDocument, make_document
 from resolver.core.pipeline import ZoneSettings, compile_document
 from resolver.core.responder import Responder
-from resolver.core.views import CrossRegion, build_view
-from resolver.core.zone import CompiledZone, OwnedNames, Prepared, compile_zone, prepared_heads
+from resolver.core.views import CrossRegion, View, ViewRecord, build_view
+from resolver.core.zone import (
+    CompiledZone,
+    OwnedNames,
+    Prepared,
+    ReplySettings,
+    compile_image,
+    compile_zone,
+    prepared_heads,
+    reverse_claims,
+)
 from tests.core import strategies
 from tests.core.dns_helpers import (
     AWAY,
@@ -311,3 +320,41 @@ def test_any_document_answers_exactly_its_view(
                 assert got == [str(ipaddress.ip_address(a)) for a in addresses]
                 if not addresses:
                     assert [rr.rtype for rr in reply.auth] == [SOA]
+
+
+_TOO_LONG_TO_QUALIFY = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + ".d" * 28
+_RECORDS = st.lists(
+    st.builds(
+        ViewRecord,
+        name=st.sampled_from(["api", "db.eu", "web", "x", _TOO_LONG_TO_QUALIFY]),
+        ipv4=st.lists(
+            st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"]), max_size=2, unique=True
+        ).map(tuple),
+        ipv6=st.lists(st.sampled_from(["2600::1", "2600::2"]), max_size=2, unique=True).map(tuple),
+        qualified=st.booleans(),
+    ),
+    max_size=5,
+    unique_by=lambda record: record.name,
+).map(lambda records: sorted(records, key=lambda record: record.name))
+"""Few names on few addresses, so that names share addresses (and dual-stack names) often."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=_RECORDS)
+def test_each_reverse_name_answers_its_first_claimant(records: list[ViewRecord]) -> None:
+    """The compile's inlined paths against the rule spelt out plainly (``reverse_claims``)."""
+    view = View("us-east-1", "internal", SERIAL, tuple(records))
+    image = compile_image(view, ReplySettings(ttl=TTL))
+    zone = image.materialize()
+    claims = reverse_claims(records, zone.zone_wire)
+    ptr_keys = {k for k in zone.answers if k.endswith(struct.pack("!HH", PTR, 1))}
+    assert ptr_keys == {name + struct.pack("!HH", PTR, 1) for name in claims}
+    for reverse_wire, claimants in claims.items():
+        prepared = zone.lookup(reverse_wire + struct.pack("!HH", PTR, 1))
+        assert prepared is not None
+        assert prepared.body[12:] == name_wire(claimants[0] + ".internal")
+    assert image.shared_reverse == {name for name, by in claims.items() if len(by) > 1}
+    for record in records:
+        for qtype, addresses in ((A, record.ipv4), (AAAA, record.ipv6)):
+            prepared = zone.lookup(key(record.name, qtype))
+            assert (prepared is None) == (not addresses)
