@@ -349,17 +349,17 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
                 reverse_names = (reverse, ipv6_reverse_wire(packed))
             qualify(qualified)
             ptr = -1
-            for reverse in reverse_names:
-                if reverse in claimed:
-                    image.shared_reverse.add(reverse)
+            for reverse_name in reverse_names:  # as _add_reverse_names, inline
+                if reverse_name in claimed:
+                    image.shared_reverse.add(reverse_name)
                     continue
-                claimed.add(reverse)
+                claimed.add(reverse_name)
                 if ptr < 0:
                     bodies += ptr_fixed + _U16[len(qualified)] + qualified
                     end_body(len(bodies))
                     count_body(1)
                     ptr = len(body_ends) - 1
-                keys += reverse + _PTR_IN
+                keys += reverse_name + _PTR_IN
                 end_key(len(keys))
                 link_key(ptr)
             continue
