@@ -301,7 +301,7 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
     )
     ptr_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHI", wire.TYPE_PTR, wire.CLASS_IN, ttl)
     octet, octet_label, in_addr_arpa = _OCTET_BYTE, _OCTET_LABEL, _IN_ADDR_ARPA
-    a_in, aaaa_in = _A_IN, _AAAA_IN
+    a_in = _A_IN
     qualified_names: set[bytes] = set()
     qualify = qualified_names.add
     claimed: set[bytes] = set()
@@ -336,16 +336,9 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
             reverse_names: tuple[bytes, ...] = (reverse,)
             if ipv6:
                 packed = ipv6_packed(ipv6[0])
-                bodies += aaaa_fixed + packed
-                end_body(len(bodies))
-                count_body(1)
-                value = len(body_ends) - 1
-                keys += bare + aaaa_in
-                end_key(len(keys))
-                link_key(value)
-                keys += qualified + aaaa_in
-                end_key(len(keys))
-                link_key(value)
+                value = image.add_value(aaaa_fixed + packed, 1)
+                image.add_key(bare, _AAAA_IN, value)
+                image.add_key(qualified, _AAAA_IN, value)
                 reverse_names = (reverse, ipv6_reverse_wire(packed))
             qualify(qualified)
             ptr = -1
