@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from itertools import compress, islice
+from itertools import compress, islice, repeat
 from operator import eq, itemgetter, le
 from typing import NamedTuple
 
@@ -135,9 +135,11 @@ def _hosts(
             ipv6[index] = ipv6_list(ipv6_texts[index][1:-1].split('","'))
         except ValueError:
             return None
+    # tuple.__new__ directly: HostEntry._make checks the length in Python, once an entry.
     return tuple(
         map(
-            HostEntry._make,
+            tuple.__new__,
+            repeat(HostEntry),
             zip(
                 names,
                 map(shared_region.__getitem__, region_names),

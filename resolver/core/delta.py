@@ -154,10 +154,14 @@ def rebuild_changed(
     if len(new_texts) != len(texts):
         return None  # an entry listed twice
     old_list = zlib.decompress(previous.entries).split(b"},{")
-    old_texts = set(old_list)
-    changes = len(new_texts - old_texts) + len(old_texts - new_texts)
+    # Entries in both, counted without building the old set or the differences: a
+    # document that changed too much is told apart at the least cost (the last load's
+    # entries were accepted, so none is listed twice).
+    kept = len(new_texts.intersection(old_list))
+    changes = len(texts) - kept + len(old_list) - kept
     if changes > MAX_CHANGED_SHARE * max(len(texts), len(old_list), 1):
         return None
+    old_texts = set(old_list)
     checked = _checked(data, cut)
     if checked is None:
         return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from itertools import groupby
-from operator import itemgetter
+from itertools import compress, groupby, islice, repeat
+from operator import attrgetter, itemgetter, lt
 from typing import NamedTuple
 
 from resolver.core.addresses import address_sort_key
@@ -77,6 +77,9 @@ def _sorted_unique(addresses: Iterable[str]) -> tuple[str, ...]:
 
 
 _BY_NAME = itemgetter(0)
+_REGION = attrgetter("region")
+_PRIVATE_IPV4 = attrgetter("private_ipv4")
+_IPV6 = attrgetter("ipv6")
 
 
 def _usable_groups(
@@ -116,6 +119,16 @@ def region_view(
             f"view region {region!r} is not among the document's regions "
             f"({', '.join(document.regions) or 'none'})"
         )
+    every_one_local = _every_name_one_local_instance(document, region, zone)
+    if every_one_local is not None:
+        return View(region, zone, document.serial, every_one_local)
+    return _region_view_by_name(document, region, zone, cross_region)
+
+
+def _region_view_by_name(
+    document: MappingDocument, region: str, zone: str, cross_region: CrossRegion
+) -> View:
+    """``region_view`` in general: name by name, each with all its instances."""
     collisions: list[Omission] = []
     omitted: list[Omission] = []
     records: list[ViewRecord] = []
@@ -149,6 +162,34 @@ def region_view(
         if addresses:
             records.append(ViewRecord(name, _sorted_unique(addresses), (), qualified=False))
     return View(region, zone, document.serial, tuple(records), (*collisions, *omitted))
+
+
+def _every_name_one_local_instance(
+    document: MappingDocument, region: str, zone: str
+) -> tuple[ViewRecord, ...] | None:
+    """The records of ``region_view`` when every name is on one instance, in the region,
+    and clear of the zone's conflicts (a node's view of a one-region fleet); else None.
+
+    That case needs no grouping and no per-name choice, so it is built on whole
+    columns, a few C calls each, instead of a Python loop over 100,000 hosts. The
+    records are the loop's own: a property test holds the two to the same view.
+    """
+    hosts = document.hosts
+    names = list(map(_BY_NAME, hosts))
+    if (
+        not hosts
+        # Strictly increasing: sorted, and no name on two instances.
+        or not all(map(lt, names, islice(names, 1, None)))
+        or any(map(str.__ne__, map(_REGION, hosts), repeat(region)))
+        or any(map(str.endswith, names, repeat(conflict_screen(zone))))
+    ):
+        return None
+    ipv6 = list(map(_IPV6, hosts))
+    for index in compress(range(len(ipv6)), map(lt, repeat(1), map(len, ipv6))):
+        ipv6[index] = _sorted_unique(ipv6[index])
+    # tuple.__new__ directly: ViewRecord._make checks the length in Python, once a record.
+    fields = zip(names, zip(map(_PRIVATE_IPV4, hosts)), ipv6, repeat(True))
+    return tuple(map(tuple.__new__, repeat(ViewRecord), fields))
 
 
 def public_view(document: MappingDocument, zone: str) -> View:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolver.core.document import MappingDocument, parse_document
-from resolver.core.guards import check_shrink
-from resolver.core.pipeline import DocumentFacts, ZoneSettings, load_document
+from resolver.core.guards import check_serial, check_shrink
+from resolver.core.pipeline import (
+    DocumentFacts,
+    ZoneSettings,
+    check_guards,
+    document_fingerprint,
+    load_document,
+)
 from resolver.errors import ShrinkError, StaleSerialError
 from tests.core import strategies
 from tests.documents import REGION, one_region_document
@@ -29,7 +38,7 @@ def _facts(serial: int, names: list[str]) -> DocumentFacts:
 @given(document=strategies.documents())
 def test_facts_keep_the_names_serial_and_time(document: MappingDocument) -> None:
     data = document.to_bytes()
-    facts = DocumentFacts.of(parse_document(data), data)
+    facts = DocumentFacts.of(parse_document(data), document_fingerprint(data))
     assert facts.names() == document.names()
     assert (facts.serial, facts.generated_at) == (document.serial, document.generated_at)
 
@@ -46,7 +55,7 @@ def test_shrink_guard_gives_the_same_verdict_on_facts(
             return str(exc)
         return "accepted"
 
-    assert verdict(DocumentFacts.of(old, old.to_bytes())) == verdict(old)
+    assert verdict(DocumentFacts.of(old, document_fingerprint(old.to_bytes()))) == verdict(old)
 
 
 def test_a_name_on_several_instances_is_kept_once() -> None:
@@ -92,3 +101,34 @@ def test_the_bytes_in_force_come_back_as_they_were_loaded(keep_records: bool) ->
     moved = one_region_document(5, ["web", "api"], lambda _: "10.9.9.9")
     other = load_document(moved, SETTINGS, loaded.facts, keep_records=keep_records, previous=loaded)
     assert other is not loaded and other.facts.fingerprint != loaded.facts.fingerprint
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    old=strategies.documents(),
+    new=strategies.documents(),
+    limit=st.floats(0.0, 1.0),
+    same_names=st.booleans(),
+)
+def test_check_guards_gives_the_guards_verdicts(
+    old: MappingDocument, new: MappingDocument, limit: float, same_names: bool
+) -> None:
+    """The shortcut for unchanged names must not change any verdict of the two guards."""
+    if same_names:
+        new = dataclasses.replace(new, hosts=old.hosts)
+    current = DocumentFacts.of(old, b"old")
+    facts = DocumentFacts.of(new, b"new")
+
+    def verdict(check: Callable[[], None]) -> str:
+        try:
+            check()
+        except (ShrinkError, StaleSerialError) as exc:
+            return str(exc)
+        return "accepted"
+
+    def both() -> None:
+        check_serial(current, new)
+        check_shrink(current, new, limit)
+
+    assert verdict(lambda: check_guards(current, facts, limit)) == verdict(both)
+    assert verdict(lambda: check_guards(None, facts, limit)) == "accepted"
