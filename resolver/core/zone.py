@@ -278,8 +278,8 @@ class ZoneImage:
         return prepare(wire.NOERROR, [], [soa], ra=self.settings.recursion_available)
 
 
-def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:  # noqa: PLR0915 - one loop, inlined on purpose
-    """Every record's A, AAAA and PTR answers, in one pass; returns the qualified names.
+def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # noqa: PLR0915 - one loop, inlined on purpose
+    """Every record's A, AAAA and PTR answers, in one pass.
 
     A name longer than 253 octets plus the zone cannot be qualified: it answers
     bare only, and its addresses get no PTR (a PTR target must be a legal name).
@@ -302,8 +302,6 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
     ptr_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHI", wire.TYPE_PTR, wire.CLASS_IN, ttl)
     octet, octet_label, in_addr_arpa = _OCTET_BYTE, _OCTET_LABEL, _IN_ADDR_ARPA
     a_in = _A_IN
-    qualified_names: set[bytes] = set()
-    qualify = qualified_names.add
     claimed: set[bytes] = set()
     """Reverse names already given to an earlier name."""
     for name, ipv4, ipv6, is_qualified in records:
@@ -318,20 +316,27 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
                 qualified = None
         if qualified is not None and len(ipv4) == 1 and len(ipv6) < 2:
             # The common records, spelt out: one name, one IPv4 address (and perhaps one
-            # IPv6 address), and their PTRs, which share one answer.
+            # IPv6 address), and their PTRs, which share one answer. Each piece is
+            # appended on its own: joining them first would allocate an object a piece.
             a, b, c, d = ipv4[0].split(".")
-            bodies += a_fixed + octet[a] + octet[b] + octet[c] + octet[d]
+            bodies += a_fixed
+            bodies += octet[a]
+            bodies += octet[b]
+            bodies += octet[c]
+            bodies += octet[d]
             end_body(len(bodies))
             count_body(1)
             value = len(body_ends) - 1
-            keys += bare + a_in
+            keys += bare
+            keys += a_in
             end_key(len(keys))
             link_key(value)
-            keys += qualified + a_in
+            keys += qualified
+            keys += a_in
             end_key(len(keys))
             link_key(value)
-            reverse = (
-                octet_label[d] + octet_label[c] + octet_label[b] + octet_label[a] + in_addr_arpa
+            reverse = b"".join(
+                (octet_label[d], octet_label[c], octet_label[b], octet_label[a], in_addr_arpa)
             )
             reverse_names: tuple[bytes, ...] = (reverse,)
             if ipv6:
@@ -340,7 +345,6 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
                 image.add_key(bare, _AAAA_IN, value)
                 image.add_key(qualified, _AAAA_IN, value)
                 reverse_names = (reverse, ipv6_reverse_wire(packed))
-            qualify(qualified)
             ptr = -1
             for reverse_name in reverse_names:  # as _add_reverse_names, inline
                 if reverse_name in claimed:
@@ -374,7 +378,6 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
                 image.add_key(qualified, _AAAA_IN, value)
         if qualified is None:
             continue
-        qualify(qualified)
         _add_reverse_names(
             image,
             [
@@ -385,7 +388,6 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> set[bytes]:
             ptr_fixed,
             claimed,
         )
-    return qualified_names
 
 
 def _add_reverse_names(
@@ -428,10 +430,13 @@ PTR_TARGET_OFFSET = len(wire.POINTER_TO_QNAME) + struct.calcsize("!HHIH")
 """Where the target name starts in a PTR answer's body (after owner, type, class, TTL, length)."""
 
 
-def _add_apex_and_empty_non_terminals(
-    image: ZoneImage, records: Sequence[ViewRecord], qualified_names: set[bytes]
-) -> None:
+def _add_apex_and_empty_non_terminals(image: ZoneImage, records: Sequence[ViewRecord]) -> None:
     """In an authoritative zone the apex answers SOA, and parents of names exist."""
+    qualified_names = {
+        wire.encode_name(f"{record.name}.{image.zone}")
+        for record in records
+        if record.qualified and len(record.name) + 1 + len(image.zone_wire) <= wire.MAX_NAME
+    }
     soa_answer = wire.resource_record(
         wire.POINTER_TO_QNAME, wire.TYPE_SOA, image.settings.negative_ttl, image.soa
     )
@@ -453,9 +458,9 @@ def _add_apex_and_empty_non_terminals(
 def compile_image(view: View, settings: ReplySettings) -> ZoneImage:
     """Every owned name of ``view`` (``name``, ``name.<zone>``, reverse names), as an image."""
     image = ZoneImage(view, settings)
-    qualified_names = _add_records(image, view.records)
+    _add_records(image, view.records)
     if settings.authoritative:
-        _add_apex_and_empty_non_terminals(image, view.records, qualified_names)
+        _add_apex_and_empty_non_terminals(image, view.records)
     return image
 
 

@@ -293,6 +293,18 @@ def test_name_too_long_with_the_zone_answers_bare_only() -> None:
     assert set(zone.structural) == {name_wire("internal")}
 
 
+def test_a_parent_that_is_a_name_is_no_empty_non_terminal() -> None:
+    hosts = [
+        HostEntry(name, HOME, f"i-0000000000000000{n}", "us-east-1a", f"10.9.9.{n}", None, ())
+        for n, name in enumerate(["api.svc", "svc", "db.eu.svc"], start=1)
+    ]
+    document = make_document(
+        serial=1, generated_at="2025-01-01T00:00:00Z", tag_key="dns", regions=[HOME], hosts=hosts
+    )
+    zone = compile_document(document, ZoneSettings(view=HOME, authoritative=True)).zone
+    assert set(zone.structural) == {name_wire("internal"), name_wire("eu.svc.internal")}
+
+
 def _ask(responder: Responder, name: str, qtype: int) -> DNSRecord:
     reply = responder.respond(query(name, qtype), udp=False)
     assert isinstance(reply, bytes)
