@@ -96,22 +96,49 @@ _UNSAFE = re.compile(rb"[ \t\n\r\\]")
 """Whitespace and escapes: neither is in a list of entries as the publisher writes it."""
 
 
-def _cut(data: bytes) -> _Cut | None:
+def _cut(data: bytes, old_entries: bytes) -> _Cut | None:
     """The entries' texts of a document laid out as the publisher writes it, cut at
-    every ``},{``; None for any other layout.
+    every ``},{``; None for any other layout, or when a sample of its entries says
+    that nearly all of them are new (``_mostly_new``).
 
-    Two C calls: cheap enough to count the changed entries before any check, so a
-    document that changed too much for a rebuild costs almost nothing more than
-    its full load. ``_checked`` then decides whether the cuts can be trusted.
+    A few C calls: cheap enough to count the changed entries before any check, so a
+    document that changed too much for a rebuild costs little more than its full
+    load. ``_checked`` then decides whether the cuts can be trusted.
     """
     head = CANONICAL_HEAD.match(data)
     if head is None:
         return None
     start = head.end() + 2
     end = data.find(CANONICAL_HOSTS_END, start)
-    if end < 0:
+    if end < 0 or _mostly_new(data, start, end, old_entries):
         return None
     return _Cut(head.end(), (start, end), data[start:end].split(b"},{"))
+
+
+_SAMPLES = 8
+_SEPARATOR = b"},{"
+
+
+def _mostly_new(data: bytes, start: int, end: int, old_entries: bytes) -> bool:
+    """True when nearly every entry of a few spread over ``data[start:end]`` is missing
+    from ``old_entries`` (the last load's, joined by ``},{``).
+
+    A redeployed fleet changes every entry. Cutting both lists into 100,000 pieces
+    and comparing them as sets only to learn that took a tenth of a second of every
+    such full load; eight searches of the old text take a fiftieth. The sample only
+    chooses the path: a misleading one means a full load where a rebuild would do,
+    or the exact count below. Above three times ``MAX_CHANGED_SHARE`` it never decides.
+    """
+    framed_old = _SEPARATOR + old_entries + _SEPARATOR
+    missing = 0
+    for index in range(_SAMPLES):
+        at = data.find(_SEPARATOR, start + (end - start) * index // _SAMPLES, end)
+        if at < 0:
+            return False  # too few entries to sample: the exact count will do
+        following = data.find(_SEPARATOR, at + 3, end)
+        entry = data[at + 3 : end if following < 0 else following]
+        missing += _SEPARATOR + entry + _SEPARATOR not in framed_old
+    return missing > 3 * MAX_CHANGED_SHARE * _SAMPLES
 
 
 def _checked(data: bytes, cut: _Cut) -> tuple[MappingDocument, list[bytes]] | None:
@@ -146,14 +173,18 @@ def rebuild_changed(
     """The zone for ``data``, rebuilt from ``previous`` where entries changed; None
     when a full load is needed (which also words any error). The zone must not be
     authoritative: its empty non-terminals depend on every name."""
-    cut = _cut(data) if not reply.authoritative else None
+    if reply.authoritative:
+        return None
+    old_entries = zlib.decompress(previous.entries)
+    cut = _cut(data, old_entries)
     if cut is None:
         return None
     texts = cut.texts
     new_texts = set(texts)
     if len(new_texts) != len(texts):
         return None  # an entry listed twice
-    old_list = zlib.decompress(previous.entries).split(b"},{")
+    old_list = old_entries.split(_SEPARATOR)
+    del old_entries
     # Entries in both, counted without building the old set or the differences: a
     # document that changed too much is told apart at the least cost (the last load's
     # entries were accepted, so none is listed twice).

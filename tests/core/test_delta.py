@@ -306,3 +306,42 @@ def test_an_entry_naming_itself_twice_is_read_as_json_reads_it() -> None:
     full, rebuilt = _reload_both_ways(previous, data, chosen)
     assert isinstance(full, LoadedZone)
     assert rebuilt == full
+
+
+def _entries(data: bytes) -> tuple[int, int, bytes]:
+    """Where ``data``'s entries lie, and their text as ``pack_entries`` keeps it."""
+    start = data.index(b'"hosts":[{') + len(b'"hosts":[{')
+    end = data.index(b"}],", start)
+    return start, end, data[start:end]
+
+
+@pytest.mark.parametrize(
+    ("new", "mostly_new"),
+    [
+        (_fleet_document(2), False),
+        (_fleet_document(2, moved=7), False),
+        # 40 of 200 entries moved, every fifth: under half of any sample.
+        (
+            one_region_document(
+                2,
+                [f"host-{i:03d}" for i in range(200)],
+                lambda i: "10.9.9.9" if i % 5 == 0 else f"10.0.{i // 250}.{i % 250 + 1}",
+            ),
+            False,
+        ),
+        (one_region_document(2, [f"other-{i}" for i in range(200)], lambda i: "10.1.1.1"), True),
+        (one_region_document(2, [f"host-{i:03d}" for i in range(200)], lambda i: "10.8.8.8"), True),
+        (one_region_document(2, ["a", "b", "c"], lambda i: "10.1.1.1"), False),  # too few
+    ],
+)
+def test_a_sample_tells_a_redeployed_fleet_apart(new: bytes, mostly_new: bool) -> None:
+    old = _entries(_fleet_document(1))[2]
+    start, end, _ = _entries(new)
+    assert delta._mostly_new(new, start, end, old) is mostly_new
+
+
+def test_the_sample_never_decides_when_every_change_may_be_rebuilt() -> None:
+    new = one_region_document(2, [f"other-{i}" for i in range(200)], lambda i: "10.1.1.1")
+    start, end, _ = _entries(new)
+    with patch.object(delta, "MAX_CHANGED_SHARE", 2.0):
+        assert not delta._mostly_new(new, start, end, _entries(_fleet_document(1))[2])
