@@ -124,10 +124,11 @@ def _mostly_new(data: bytes, start: int, end: int, old_entries: bytes) -> bool:
     from ``old_entries`` (the last load's, joined by ``},{``).
 
     A redeployed fleet changes every entry. Cutting both lists into 100,000 pieces
-    and comparing them as sets only to learn that took a tenth of a second of every
-    such full load; eight searches of the old text take a fiftieth. The sample only
-    chooses the path: a misleading one means a full load where a rebuild would do,
-    or the exact count below. Above three times ``MAX_CHANGED_SHARE`` it never decides.
+    and comparing them as sets only to learn that added 0.13 to 0.2 s to every such
+    full load; the old text's decompression and eight searches of it take 0.05 s.
+    The sample only chooses the path: a misleading one means a full load where a
+    rebuild would do, or the exact count below. Once three times
+    ``MAX_CHANGED_SHARE`` reaches 1, it never decides.
     """
     framed_old = _SEPARATOR + old_entries + _SEPARATOR
     missing = 0
