@@ -44,6 +44,9 @@ _LENGTH_BYTE = [bytes((length,)) for length in range(256)]
 _U16 = [struct.pack("!H", length) for length in range(wire.MAX_NAME + 1)]
 """RDLENGTH of a PTR record by target length (a name is at most 255 octets)."""
 _IP6_ARPA = wire.encode_name("ip6.arpa")
+KEY_END = b"\xff"
+"""Ends each key in ``ZoneImage.keys``. No key holds that byte (names are ASCII, labels
+at most 63 octets, types and class below 256), so one ``split`` cuts all the keys."""
 
 Heads: TypeAlias = tuple[bytes, bytes, bytes, bytes]
 
@@ -195,7 +198,7 @@ class ZoneImage:
         self.zone_wire = wire.encode_name(view.zone)
         self.soa = wire.soa_rdata(view.zone, view.serial, settings.negative_ttl)
         self.keys = bytearray()
-        self.key_ends = array("I")
+        """Every key, each followed by ``KEY_END``."""
         self.key_values = array("I")
         """For each key, the index of its value: shared values are stored once."""
         self.bodies = bytearray()
@@ -217,7 +220,7 @@ class ZoneImage:
     def add_key(self, name_wire: bytes, type_class: bytes, value: int) -> None:
         self.keys += name_wire
         self.keys += type_class
-        self.key_ends.append(len(self.keys))
+        self.keys += KEY_END
         self.key_values.append(value)
 
     def materialize(self) -> CompiledZone:
@@ -241,14 +244,10 @@ class ZoneImage:
             count = self.body_counts[index]
             heads = prepared_heads(wire.NOERROR, count, 0, aa=True, ra=ra)
             values[index] = Prepared(heads, values[index])  # type: ignore[arg-type]
-        keys = bytes(self.keys)
-        key_ends = self.key_ends
+        keys = bytes(self.keys).split(KEY_END)
+        del keys[-1]  # what follows the last KEY_END
         answers: dict[bytes, Answer] = dict(
-            zip(
-                [keys[start:end] for start, end in pairwise(chain((0,), key_ends))],
-                map(values.__getitem__, self.key_values),
-                strict=True,
-            )
+            zip(keys, map(values.__getitem__, self.key_values), strict=True)
         )
         del keys, values
         structural: dict[bytes, Prepared] = {}
@@ -284,15 +283,18 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
     A name longer than 253 octets plus the zone cannot be qualified: it answers
     bare only, and its addresses get no PTR (a PTR target must be a legal name).
     Records come sorted by name: the first name to claim an address keeps its PTR.
-    This loop runs once per name: the image's appends and the one-label,
-    one-address case are spelt out inline, and everything else is a local.
+    This loop runs once per name: the image's appends and the common records are
+    spelt out inline, and everything else is a local. A key is written as the
+    name's labels followed by a constant tail (root or zone, type, class, end),
+    so neither wire form of the name is built as an object of its own.
     """
     ttl = image.settings.ttl
     zone_wire = image.zone_wire
+    zone_length = len(zone_wire)
     max_name = wire.MAX_NAME
-    length_byte = _LENGTH_BYTE
+    length_byte, u16 = _LENGTH_BYTE, _U16
     keys = image.keys
-    end_key, link_key = image.key_ends.append, image.key_values.append
+    link_key = image.key_values.append
     bodies, body_ends = image.bodies, image.body_ends
     end_body, count_body = body_ends.append, image.body_counts.append
     a_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHIH", wire.TYPE_A, wire.CLASS_IN, ttl, 4)
@@ -301,20 +303,19 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
     )
     ptr_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHI", wire.TYPE_PTR, wire.CLASS_IN, ttl)
     octet, octet_label, in_addr_arpa = _OCTET_BYTE, _OCTET_LABEL, _IN_ADDR_ARPA
-    a_in = _A_IN
+    # Tails of keys: bare name (root label), qualified name (the zone), then type, class, end.
+    bare_a, qualified_a = b"\x00" + _A_IN + KEY_END, zone_wire + _A_IN + KEY_END
+    bare_aaaa, qualified_aaaa = b"\x00" + _AAAA_IN + KEY_END, zone_wire + _AAAA_IN + KEY_END
+    ptr_tail = _PTR_IN + KEY_END
     claimed: set[bytes] = set()
     """Reverse names already given to an earlier name."""
     for name, ipv4, ipv6, is_qualified in records:
         if "." in name:
-            bare = wire.encode_name(name)
+            labels = wire.encode_name(name)[:-1]
         else:
-            bare = length_byte[len(name)] + name.encode("ascii") + b"\x00"
-        qualified: bytes | None = None
-        if is_qualified:
-            qualified = bare[:-1] + zone_wire
-            if len(qualified) > max_name:
-                qualified = None
-        if qualified is not None and len(ipv4) == 1 and len(ipv6) < 2:
+            labels = length_byte[len(name)] + name.encode("ascii")
+        qualifies = is_qualified and len(labels) + zone_length <= max_name
+        if qualifies and len(ipv4) == 1 and len(ipv6) < 2:
             # The common records, spelt out: one name, one IPv4 address (and perhaps one
             # IPv6 address), and their PTRs, which share one answer. Each piece is
             # appended on its own: joining them first would allocate an object a piece.
@@ -327,13 +328,11 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
             end_body(len(bodies))
             count_body(1)
             value = len(body_ends) - 1
-            keys += bare
-            keys += a_in
-            end_key(len(keys))
+            keys += labels
+            keys += bare_a
             link_key(value)
-            keys += qualified
-            keys += a_in
-            end_key(len(keys))
+            keys += labels
+            keys += qualified_a
             link_key(value)
             reverse = b"".join(
                 (octet_label[d], octet_label[c], octet_label[b], octet_label[a], in_addr_arpa)
@@ -341,9 +340,17 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
             reverse_names: tuple[bytes, ...] = (reverse,)
             if ipv6:
                 packed = ipv6_packed(ipv6[0])
-                value = image.add_value(aaaa_fixed + packed, 1)
-                image.add_key(bare, _AAAA_IN, value)
-                image.add_key(qualified, _AAAA_IN, value)
+                bodies += aaaa_fixed
+                bodies += packed
+                end_body(len(bodies))
+                count_body(1)
+                value = len(body_ends) - 1
+                keys += labels
+                keys += bare_aaaa
+                link_key(value)
+                keys += labels
+                keys += qualified_aaaa
+                link_key(value)
                 reverse_names = (reverse, ipv6_reverse_wire(packed))
             ptr = -1
             for reverse_name in reverse_names:  # as _add_reverse_names, inline
@@ -352,14 +359,19 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
                     continue
                 claimed.add(reverse_name)
                 if ptr < 0:
-                    bodies += ptr_fixed + _U16[len(qualified)] + qualified
+                    bodies += ptr_fixed
+                    bodies += u16[len(labels) + zone_length]
+                    bodies += labels
+                    bodies += zone_wire
                     end_body(len(bodies))
                     count_body(1)
                     ptr = len(body_ends) - 1
-                keys += reverse_name + _PTR_IN
-                end_key(len(keys))
+                keys += reverse_name
+                keys += ptr_tail
                 link_key(ptr)
             continue
+        bare = labels + b"\x00"
+        qualified = labels + zone_wire if qualifies else None
         if ipv4:
             for address in ipv4:
                 a, b, c, d = address.split(".")
@@ -367,9 +379,9 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
             end_body(len(bodies))
             count_body(len(ipv4))
             value = len(body_ends) - 1
-            image.add_key(bare, a_in, value)
+            image.add_key(bare, _A_IN, value)
             if qualified is not None:
-                image.add_key(qualified, a_in, value)
+                image.add_key(qualified, _A_IN, value)
         packed6 = [ipv6_packed(address) for address in ipv6] if ipv6 else []
         if packed6:
             value = image.add_value(b"".join([aaaa_fixed + p for p in packed6]), len(packed6))
