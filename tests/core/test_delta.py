@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from resolver.core import delta
 from resolver.core.document import HostEntry, make_document
-from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
+from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document, with_entries_packed
 from resolver.core.views import CrossRegion
 from resolver.errors import TagdnsError
 from tests.documents import REGION, one_region_document
@@ -167,8 +167,29 @@ def test_a_small_change_is_rebuilt_not_reloaded() -> None:
     assert rebuilt.zone.lookup(b"\x08host-007\x00\x00\x01\x00\x01") is not None
 
 
+def test_entries_packed_later_are_what_the_next_load_compares_with() -> None:
+    """Deferred, the entries are missing until packed: until then the next load is a full one."""
+    chosen = ZoneSettings(view=REGION)
+    first = _fleet_document(1)
+    deferred = load_document(first, chosen, keep_records=False, defer_packing=True)
+    assert deferred.reuse is not None and deferred.reuse.entries is None
+    moved = _fleet_document(2, moved=7)
+    unpacked_next = load_document(
+        moved, chosen, deferred.facts, keep_records=False, previous=deferred
+    )
+    assert unpacked_next.rebuilt is None
+    packed = with_entries_packed(deferred, first)
+    assert packed == load_document(first, chosen, keep_records=False)
+    assert with_entries_packed(packed, first) is packed
+    rebuilt = load_document(
+        moved, chosen, packed.facts, keep_records=False, previous=packed, defer_packing=True
+    )
+    assert rebuilt.rebuilt == 1
+    assert with_entries_packed(rebuilt, moved) == unpacked_next
+
+
 def _since(loaded: LoadedZone) -> delta.Previous:
-    assert loaded.reuse is not None
+    assert loaded.reuse is not None and loaded.reuse.entries is not None
     return delta.Previous(
         loaded.zone,
         loaded.view.omitted,
