@@ -185,9 +185,9 @@ class ReplySettings:
 class ZoneImage:
     """A compiled zone held in a few large buffers, before it becomes a dictionary.
 
-    Keys and bodies are appended to two byte arrays, their ends and links to
-    integer arrays; ``materialize`` then cuts them into the dictionary in one
-    pass. Large buffers live outside the small-object heap, so the parsed
+    Keys and bodies are appended to two byte arrays (each key followed by
+    ``KEY_END``), the bodies' ends and the links to integer arrays; ``materialize``
+    then cuts them into the dictionary in one pass. Large buffers live outside the small-object heap, so the parsed
     document can be freed in between and its memory really returned.
     """
 
