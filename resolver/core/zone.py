@@ -24,7 +24,8 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain, pairwise
+from itertools import chain, compress, pairwise, repeat
+from operator import ne
 from typing import TypeAlias
 
 from resolver.core import wire
@@ -187,8 +188,9 @@ class ZoneImage:
 
     Keys and bodies are appended to two byte arrays (each key followed by
     ``KEY_END``), the bodies' ends and the links to integer arrays; ``materialize``
-    then cuts them into the dictionary in one pass. Large buffers live outside the small-object heap, so the parsed
-    document can be freed in between and its memory really returned.
+    then cuts them into the dictionary in one pass. Large buffers live outside the
+    small-object heap, so the parsed document can be freed in between and its
+    memory really returned.
     """
 
     def __init__(self, view: View, settings: ReplySettings) -> None:
@@ -240,10 +242,11 @@ class ZoneImage:
             bodies[start:end] for start, end in pairwise(chain((0,), body_ends))
         ]
         del bodies
-        for index in [i for i, count in enumerate(self.body_counts) if count != 1]:
-            count = self.body_counts[index]
-            heads = prepared_heads(wire.NOERROR, count, 0, aa=True, ra=ra)
-            values[index] = Prepared(heads, values[index])  # type: ignore[arg-type]
+        counts = self.body_counts
+        if counts.count(1) != len(counts):  # a name with several addresses: rare, and found in C
+            for index in compress(range(len(counts)), map(ne, counts, repeat(1))):
+                heads = prepared_heads(wire.NOERROR, counts[index], 0, aa=True, ra=ra)
+                values[index] = Prepared(heads, values[index])  # type: ignore[arg-type]
         keys = bytes(self.keys).split(KEY_END)
         del keys[-1]  # what follows the last KEY_END
         answers: dict[bytes, Answer] = dict(
