@@ -624,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--names", type=int, default=100_000)
     parser.add_argument("--reloads", type=int, default=3, help="reloads moving some names")
     parser.add_argument(
-        "--full-reloads", type=int, default=3, help="reloads after them redeploying every name"
+        "--full-reloads", type=int, default=5, help="reloads after them redeploying every name"
     )
     parser.add_argument("--rate", type=int, default=5000, help="dnsperf -Q")
     parser.add_argument("--lead", type=float, default=3.0, help="seconds of load before a reload")

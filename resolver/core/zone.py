@@ -47,7 +47,8 @@ _U16 = [struct.pack("!H", length) for length in range(wire.MAX_NAME + 1)]
 _IP6_ARPA = wire.encode_name("ip6.arpa")
 KEY_END = b"\xff"
 """Ends each key in ``ZoneImage.keys``. No key holds that byte (names are ASCII, labels
-at most 63 octets, types and class below 256), so one ``split`` cuts all the keys."""
+at most 63 octets, and the types and class stored, A, AAAA, PTR, SOA and IN, are below
+255), so one ``split`` cuts all the keys; ``materialize`` checks their count."""
 
 Heads: TypeAlias = tuple[bytes, bytes, bytes, bytes]
 
