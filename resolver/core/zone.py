@@ -306,13 +306,16 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
         "!HHIH", wire.TYPE_AAAA, wire.CLASS_IN, ttl, 16
     )
     ptr_fixed = wire.POINTER_TO_QNAME + struct.pack("!HHI", wire.TYPE_PTR, wire.CLASS_IN, ttl)
-    octet, octet_label, in_addr_arpa = _OCTET_BYTE, _OCTET_LABEL, _IN_ADDR_ARPA
+    octet, octet_label = _OCTET_BYTE, _OCTET_LABEL
     # Tails of keys: bare name (root label), qualified name (the zone), then type, class, end.
     bare_a, qualified_a = b"\x00" + _A_IN + KEY_END, zone_wire + _A_IN + KEY_END
     bare_aaaa, qualified_aaaa = b"\x00" + _AAAA_IN + KEY_END, zone_wire + _AAAA_IN + KEY_END
     ptr_tail = _PTR_IN + KEY_END
     claimed: set[bytes] = set()
     """Reverse names already given to an earlier name."""
+    prefixes: dict[str, tuple[bytes, bytes]] = {}
+    """A body's start up to the last octet and the reverse name after the first label, by
+    the address's first three octets: a fleet's addresses share a few hundred of them."""
     for name, ipv4, ipv6, is_qualified in records:
         if "." in name:
             labels = wire.encode_name(name)[:-1]
@@ -323,11 +326,11 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
             # The common records, spelt out: one name, one IPv4 address (and perhaps one
             # IPv6 address), and their PTRs, which share one answer. Each piece is
             # appended on its own: joining them first would allocate an object a piece.
-            a, b, c, d = ipv4[0].split(".")
-            bodies += a_fixed
-            bodies += octet[a]
-            bodies += octet[b]
-            bodies += octet[c]
+            network, _, d = ipv4[0].rpartition(".")
+            prefix = prefixes.get(network)
+            if prefix is None:
+                prefix = prefixes[network] = _network_prefix(network, a_fixed)
+            bodies += prefix[0]
             bodies += octet[d]
             end_body(len(bodies))
             count_body(1)
@@ -338,9 +341,7 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
             keys += labels
             keys += qualified_a
             link_key(value)
-            reverse = b"".join(
-                (octet_label[d], octet_label[c], octet_label[b], octet_label[a], in_addr_arpa)
-            )
+            reverse = octet_label[d] + prefix[1]
             reverse_names: tuple[bytes, ...] = (reverse,)
             if ipv6:
                 packed = ipv6_packed(ipv6[0])
@@ -404,6 +405,15 @@ def _add_records(image: ZoneImage, records: Sequence[ViewRecord]) -> None:  # no
             ptr_fixed,
             claimed,
         )
+
+
+def _network_prefix(network: str, a_fixed: bytes) -> tuple[bytes, bytes]:
+    """For ``a.b.c``: the A answer up to its last octet, and ``c.b.a.in-addr.arpa`` (wire)."""
+    a, b, c = network.split(".")
+    return (
+        a_fixed + _OCTET_BYTE[a] + _OCTET_BYTE[b] + _OCTET_BYTE[c],
+        _OCTET_LABEL[c] + _OCTET_LABEL[b] + _OCTET_LABEL[a] + _IN_ADDR_ARPA,
+    )
 
 
 def _add_reverse_names(
