@@ -480,7 +480,7 @@ def time_compile(data: bytes, rounds: int) -> tuple[list[float], list[float]]:
     loads, zones = [], []
     for _ in range(rounds):
         started = time.perf_counter()
-        load_in_worker(data, settings, None, defer_packing=True)  # packed once it serves
+        load_in_worker(data, settings, None, keep_entries_later=True)  # kept once it serves
         loads.append(time.perf_counter() - started)
     view = region_view(parse_document(data))
     with collector_paused():  # as in the agent's load

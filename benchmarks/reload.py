@@ -339,7 +339,7 @@ def time_stages(args: argparse.Namespace) -> Stages:
     settings = ZoneSettings(view=REGION, zone=ZONE)
     previous = load_in_worker(fleet_document(args.names, 1, args.changed_every), settings, None)
     started = time.perf_counter()
-    load_in_worker(data, settings, previous, defer_packing=True)  # packed once it serves
+    load_in_worker(data, settings, previous, keep_entries_later=True)  # kept once it serves
     return dataclasses.replace(stages, rebuild_s=time.perf_counter() - started)
 
 

@@ -33,7 +33,7 @@ from resolver.adapters.systemd_notify import SystemdNotifier
 from resolver.config import HostsConfig
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
-from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document, with_entries_packed
+from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document, with_entries_kept
 from resolver.core.query_stats import QueryStats
 from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation, SourceLocation
@@ -63,7 +63,7 @@ def load_in_worker(
     *,
     force: bool = False,
     keep_records: bool = False,
-    defer_packing: bool = False,
+    keep_entries_later: bool = False,
 ) -> LoadedZone:
     """What the agent runs off the event loop for each document: the pure pipeline,
     with the cyclic collector paused (see ``collector_paused``).
@@ -71,7 +71,7 @@ def load_in_worker(
     The view keeps its records only when ``[hosts]`` files are to be written from
     them; otherwise they go before the zone is built, so their memory comes back,
     and only the names whose entries changed since ``previous`` are rebuilt.
-    ``defer_packing``: see ``load_document``.
+    ``keep_entries_later``: see ``load_document``.
     """
     current = previous.facts if previous is not None else None
     with collector_paused():
@@ -82,7 +82,7 @@ def load_in_worker(
             force=force,
             keep_records=keep_records,
             previous=previous,
-            defer_packing=defer_packing,
+            keep_entries_later=keep_entries_later,
         )
 
 
@@ -284,7 +284,7 @@ class Agent:
                 previous,
                 force=from_cache,
                 keep_records=self.hosts_sync.enabled,
-                defer_packing=True,
+                keep_entries_later=True,
             )
         except TagdnsError as exc:
             self.counts["rejected"] += 1
@@ -300,10 +300,10 @@ class Agent:
         self._install(loaded, origin, self.last_load_seconds)
         await self._sync_files(loaded)
         # Serving already: what the next load compares with is kept now.
-        packed = await asyncio.to_thread(with_entries_packed, loaded, data)
+        kept = await asyncio.to_thread(with_entries_kept, loaded, data)
         if self.loaded is loaded:
-            self.loaded = packed
-        del packed
+            self.loaded = kept
+        del kept
         del loaded
         self._release_view_records()
         if not from_cache and self.last_known_good is not None:

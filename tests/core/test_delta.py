@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from array import array
 from collections.abc import Callable
 from unittest.mock import patch
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from resolver.core import delta
 from resolver.core.document import HostEntry, make_document
-from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document, with_entries_packed
+from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document, with_entries_kept
 from resolver.core.views import CrossRegion
 from resolver.errors import TagdnsError
 from tests.documents import REGION, one_region_document
@@ -167,25 +168,25 @@ def test_a_small_change_is_rebuilt_not_reloaded() -> None:
     assert rebuilt.zone.lookup(b"\x08host-007\x00\x00\x01\x00\x01") is not None
 
 
-def test_entries_packed_later_are_what_the_next_load_compares_with() -> None:
-    """Deferred, the entries are missing until packed: until then the next load is a full one."""
+def test_entries_kept_later_are_what_the_next_load_compares_with() -> None:
+    """Deferred, the entries are missing until kept: until then the next load is a full one."""
     chosen = ZoneSettings(view=REGION)
     first = _fleet_document(1)
-    deferred = load_document(first, chosen, keep_records=False, defer_packing=True)
+    deferred = load_document(first, chosen, keep_records=False, keep_entries_later=True)
     assert deferred.reuse is not None and deferred.reuse.entries is None
     moved = _fleet_document(2, moved=7)
-    unpacked_next = load_document(
+    next_in_full = load_document(
         moved, chosen, deferred.facts, keep_records=False, previous=deferred
     )
-    assert unpacked_next.rebuilt is None
-    packed = with_entries_packed(deferred, first)
-    assert packed == load_document(first, chosen, keep_records=False)
-    assert with_entries_packed(packed, first) is packed
+    assert next_in_full.rebuilt is None
+    kept = with_entries_kept(deferred, first)
+    assert kept == load_document(first, chosen, keep_records=False)
+    assert with_entries_kept(kept, first) is kept
     rebuilt = load_document(
-        moved, chosen, packed.facts, keep_records=False, previous=packed, defer_packing=True
+        moved, chosen, kept.facts, keep_records=False, previous=kept, keep_entries_later=True
     )
     assert rebuilt.rebuilt == 1
-    assert with_entries_packed(rebuilt, moved) == unpacked_next
+    assert with_entries_kept(rebuilt, moved) == next_in_full
 
 
 def _since(loaded: LoadedZone) -> delta.Previous:
@@ -329,11 +330,11 @@ def test_an_entry_naming_itself_twice_is_read_as_json_reads_it() -> None:
     assert rebuilt == full
 
 
-def _entries(data: bytes) -> tuple[int, int, bytes]:
-    """Where ``data``'s entries lie, and their text as ``pack_entries`` keeps it."""
+def _entries(data: bytes) -> tuple[int, int, array[int]]:
+    """Where ``data``'s entries lie, and their hashes as ``keep_entries`` keeps them."""
     start = data.index(b'"hosts":[{') + len(b'"hosts":[{')
     end = data.index(b"}],", start)
-    return start, end, data[start:end]
+    return start, end, delta.keep_entries(data, (start, end)).hashes
 
 
 @pytest.mark.parametrize(
