@@ -101,7 +101,7 @@ def ipv6_packed(address: str) -> bytes:
 
 
 _GROUP = "[1-9a-f][0-9a-f]{0,3}"
-_PLAINLY_CANONICAL_IPV6 = re.compile(
+PLAINLY_CANONICAL_IPV6 = re.compile(
     rf"(?:{_GROUP}(?::{_GROUP}){{7}}"
     rf"|(?!(?::*+[0-9a-f]++){{7}})(?:{_GROUP}(?::{_GROUP})*)?::(?:{_GROUP}(?::{_GROUP})*)?)\Z"
 )
@@ -119,7 +119,7 @@ def canonical_ipv6(value: object, field: str) -> str:
     """Return the compressed form of an IPv6 address or raise naming ``field``."""
     if not isinstance(value, str):
         raise DocumentError(f"{field}: expected an IPv6 address string, got {type(value).__name__}")
-    if _PLAINLY_CANONICAL_IPV6.match(value):
+    if PLAINLY_CANONICAL_IPV6.match(value):
         return value
     fast = ipv6_value(value)
     if fast is not None and format_ipv6(fast) == value:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -467,7 +467,7 @@ def _explain_name(name: object) -> None:
         raise _BadField(".name", f"{name!r} is not in normal form")
 
 
-def ipv6_list(raw: list[object]) -> tuple[str, ...]:
+def ipv6_list(raw: Sequence[object]) -> tuple[str, ...]:
     """A host's IPv6 addresses in canonical form and order; raises ValueError naming the item."""
     addresses = []
     for j, address in enumerate(raw):

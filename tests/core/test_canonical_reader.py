@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resolver.core import canonical_reader
 from resolver.core.canonical_reader import CanonicalRead, read_canonical
 from resolver.core.document import (
     HostEntry,
@@ -173,3 +174,24 @@ def test_a_name_on_several_instances_and_regions_is_read() -> None:
     assert read is not None
     assert read == _general(data)
     assert [host.name for host in read.document.hosts] == ["api", "web", "web", "web"]
+
+
+@pytest.mark.parametrize(
+    ("texts", "column"),
+    [
+        (["", ""], [(), ()]),
+        (['"2600:1f18::1"', "", '"2600:1f18::2"'], [("2600:1f18::1",), (), ("2600:1f18::2",)]),
+        # One list that is not a single plain address: each list goes through ipv6_list.
+        (
+            ['"2600:1f18::1"', '"2600:1f18::3","2600:1f18::2"'],
+            [("2600:1f18::1",), ("2600:1f18::2", "2600:1f18::3")],
+        ),
+        # Not in canonical form: ipv6_list writes it so.
+        (['"2600:1f18::1"', '"2600:1f18:0:0:0:0:0:2"'], [("2600:1f18::1",), ("2600:1f18::2",)]),
+        (['"2600:1f18::1"', '"2600:1f18::g"'], None),
+    ],
+)
+def test_ipv6_lists_are_read_as_ipv6_list_reads_them(
+    texts: list[str], column: list[tuple[str, ...]] | None
+) -> None:
+    assert canonical_reader._ipv6_column(texts) == column
