@@ -21,8 +21,11 @@ from resolver.core.zone import (
     OwnedNames,
     Prepared,
     ReplySettings,
+    _ipv6_packed,
+    _ipv6_reverse,
     compile_image,
     compile_zone,
+    ipv6_reverse_wire,
     prepared_heads,
     reverse_claims,
 )
@@ -370,3 +373,27 @@ def test_each_reverse_name_answers_its_first_claimant(records: list[ViewRecord])
         for qtype, addresses in ((A, record.ipv4), (AAAA, record.ipv6)):
             prepared = zone.lookup(key(record.name, qtype))
             assert (prepared is None) == (not addresses)
+
+
+_IPV6_HEADS: dict[str, bytes] = {}
+_IPV6_TAILS: dict[bytes, bytes] = {}
+
+
+@settings(max_examples=300)
+@given(
+    value=st.one_of(
+        st.integers(min_value=0, max_value=2**128 - 1),
+        # A few /64s with many hosts, as a fleet has: the caches are hit.
+        st.builds(
+            lambda net, host: net << 64 | host,
+            st.sampled_from([0x2600_1F18_1234_5600, 0x2001_0DB8_0000_0000, 0]),
+            st.integers(min_value=0, max_value=2**64 - 1) | st.integers(0, 0xFFFF),
+        ),
+    )
+)
+def test_compiled_ipv6_packing_and_reverse_names_match_the_plain_ones(value: int) -> None:
+    """The compile's per-/64 shortcuts: the bytes of ``ipaddress`` and ``ipv6_reverse_wire``."""
+    address = ipaddress.IPv6Address(value)
+    packed = _ipv6_packed(address.compressed, _IPV6_HEADS)
+    assert packed == address.packed
+    assert _ipv6_reverse(packed, _IPV6_TAILS) == ipv6_reverse_wire(packed)
