@@ -156,21 +156,23 @@ def _ipv6_column(texts: list[str]) -> list[tuple[str, ...]] | None:
     None if one does not validate.
 
     Most lists a fleet carries hold one address canonical at sight, which
-    ``ipv6_list`` returns as it is: when all of them do, one C pass checks them
-    all (25,000 lists in 25 ms, against 65 ms one call each).
+    ``ipv6_list`` returns as it is: one C pass picks those out (25,000 lists in
+    about 30 ms, against 65 ms one call each), and only the others are given to it.
     """
-    quoted = [text for text in texts if text]
-    if not quoted:
+    if not any(texts):
         return [()] * len(texts)
-    if all(map(PLAINLY_CANONICAL_IPV6.match, [text[1:-1] for text in quoted])):
-        return [(text[1:-1],) if text else () for text in texts]
-    column: list[tuple[str, ...]] = [()] * len(texts)
-    for index in compress(range(len(texts)), texts):
-        try:
-            column[index] = ipv6_list(texts[index][1:-1].split('","'))
-        except ValueError:
-            return None
-    return column
+    bodies = [text[1:-1] for text in texts if text]
+    plain = map(PLAINLY_CANONICAL_IPV6.match, bodies)
+    try:
+        lists = iter(
+            [
+                (body,) if match is not None else ipv6_list(body.split('","'))
+                for body, match in zip(bodies, plain, strict=True)
+            ]
+        )
+    except ValueError:
+        return None
+    return [next(lists) if text else () for text in texts]
 
 
 def _in_canonical_order(names: list[str], regions: list[str], instances: list[str]) -> bool:
