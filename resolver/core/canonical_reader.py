@@ -156,8 +156,8 @@ def _ipv6_column(texts: list[str]) -> list[tuple[str, ...]] | None:
     None if one does not validate.
 
     Most lists a fleet carries hold one address canonical at sight, which
-    ``ipv6_list`` returns as it is: one C pass picks those out (25,000 lists in
-    about 30 ms, against 65 ms one call each), and only the others are given to it.
+    ``ipv6_list`` returns as it is: one C pass picks those out, and only the others
+    are given to it (25,000 lists: 48 ms, against 68 ms with one call each).
     """
     if not any(texts):
         return [()] * len(texts)
