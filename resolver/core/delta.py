@@ -107,6 +107,10 @@ _UNSAFE = re.compile(rb"[ \t\n\r\\]")
 """Whitespace and escapes: neither is in a list of entries as the publisher writes it."""
 
 
+_SAMPLES = 8
+_SEPARATOR = b"},{"
+
+
 def _cut(data: bytes, old_hashes: Sequence[int]) -> _Cut | None:
     """The entries' texts of a document laid out as the publisher writes it, cut at
     every ``},{``; None for any other layout, or when a sample of its entries says
@@ -123,11 +127,7 @@ def _cut(data: bytes, old_hashes: Sequence[int]) -> _Cut | None:
     end = data.find(CANONICAL_HOSTS_END, start)
     if end < 0 or _mostly_new(data, start, end, old_hashes):
         return None
-    return _Cut(head.end(), (start, end), data[start:end].split(b"},{"))
-
-
-_SAMPLES = 8
-_SEPARATOR = b"},{"
+    return _Cut(head.end(), (start, end), data[start:end].split(_SEPARATOR))
 
 
 def _mostly_new(data: bytes, start: int, end: int, old_hashes: Sequence[int]) -> bool:
@@ -201,8 +201,8 @@ def rebuild_changed(
     # Entries in both, counted without building the old set or the differences: a
     # document that changed too much is told apart at the least cost (the last load's
     # entries were accepted, so none is listed twice).
-    kept = len(new_texts.intersection(old_list))
-    changes = len(texts) - kept + len(old_list) - kept
+    unchanged = len(new_texts.intersection(old_list))
+    changes = len(texts) - unchanged + len(old_list) - unchanged
     if changes > MAX_CHANGED_SHARE * max(len(texts), len(old_list), 1):
         return None
     old_texts = set(old_list)

@@ -167,12 +167,10 @@ def load_document(
         if fingerprint == previous.facts.fingerprint:
             return previous
         loaded = None if keep_records else _rebuilt(data, fingerprint, settings, previous)
-        if loaded is not None and not keep_entries_later:
-            loaded = with_entries_kept(loaded, data)
         if loaded is not None:
             if not force:
                 check_guards(current, loaded.facts, settings.max_shrink)
-            return loaded
+            return loaded if keep_entries_later else with_entries_kept(loaded, data)
     document, hosts_span = _read(data)
     facts = DocumentFacts.of(document, fingerprint)
     if not force:

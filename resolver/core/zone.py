@@ -166,7 +166,12 @@ def prepare(rcode: int, answers: list[bytes], authority: list[bytes], *, ra: boo
 def ipv4_reverse_wire(address: str) -> bytes:
     """``d.c.b.a.in-addr.arpa`` in wire form, for a canonical dotted quad."""
     a, b, c, d = address.split(".")
-    return _OCTET_LABEL[d] + _OCTET_LABEL[c] + _OCTET_LABEL[b] + _OCTET_LABEL[a] + _IN_ADDR_ARPA
+    return _OCTET_LABEL[d] + _in_addr_tail(a, b, c)
+
+
+def _in_addr_tail(a: str, b: str, c: str) -> bytes:
+    """``c.b.a.in-addr.arpa`` in wire form: a reverse name after its first label."""
+    return _OCTET_LABEL[c] + _OCTET_LABEL[b] + _OCTET_LABEL[a] + _IN_ADDR_ARPA
 
 
 def ipv6_reverse_wire(packed: bytes) -> bytes:
@@ -453,10 +458,7 @@ def _ipv6_reverse(packed: bytes, tails: dict[bytes, bytes]) -> bytes:
 def _network_prefix(network: str, a_fixed: bytes) -> tuple[bytes, bytes]:
     """For ``a.b.c``: the A answer up to its last octet, and ``c.b.a.in-addr.arpa`` (wire)."""
     a, b, c = network.split(".")
-    return (
-        a_fixed + _OCTET_BYTE[a] + _OCTET_BYTE[b] + _OCTET_BYTE[c],
-        _OCTET_LABEL[c] + _OCTET_LABEL[b] + _OCTET_LABEL[a] + _IN_ADDR_ARPA,
-    )
+    return a_fixed + _OCTET_BYTE[a] + _OCTET_BYTE[b] + _OCTET_BYTE[c], _in_addr_tail(a, b, c)
 
 
 def _add_reverse_names(
