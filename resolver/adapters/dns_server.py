@@ -4,7 +4,8 @@ This is the thin shell of hypercorn's split: bytes in, ``Responder.respond``,
 bytes out. It owns only transport concerns: the client allow-list, RFC 7766 TCP
 framing with several queries per connection, an idle timeout, and a connection
 cap that evicts the least recently active connection so idle or slow clients
-cannot lock new ones out.
+cannot lock new ones out. UDP is read in batches where the platform allows
+(``udp_batch``), through asyncio's datagram transport elsewhere.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,17 +21,30 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, cast
 
+from resolver.adapters.query_log import Address, log_reply
+from resolver.adapters.udp_batch import BatchUdpListener, batch_calls
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
-from resolver.core.query_stats import describe_reply
 from resolver.core.responder import Question, Responder, error_reply, servfail
 
 log = logging.getLogger("tagdns.server")
-query_log = logging.getLogger("tagdns.query")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Forward = Callable[[Question, bool], Awaitable[bytes | None]]
 """Ask upstream for a question not owned; (question, udp) -> reply bytes or None."""
+SendTo = Callable[[bytes, Address], None]
+"""How a UDP listener sends one reply outside its own per-packet path."""
+
+
+class UdpListener(Protocol):
+    """One bound UDP socket, whichever way it is read."""
+
+    @property
+    def port(self) -> int: ...
+
+    def set_logging(self, enabled: bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class CallbackForwarder(Protocol):
@@ -65,6 +80,8 @@ class ServerCounters:
     """Plain counters the metrics adapter reads; increments are cheap on the hot path."""
 
     udp_queries: int = 0
+    udp_batches: int = 0
+    """Wake-ups that read at least one datagram (batched UDP only)."""
     tcp_queries: int = 0
     refused_clients: int = 0
     dropped: int = 0
@@ -85,9 +102,12 @@ class DnsServer:
         forward: Forward | None = None,
         forwarder: CallbackForwarder | None = None,
         limits: ServerLimits | None = None,
+        udp_batching: bool = True,
     ) -> None:
         """``forwarder`` asks upstream for names not owned; ``forward``, a plain
-        coroutine, is the alternative for callers without one (a task per query)."""
+        coroutine, is the alternative for callers without one (a task per query).
+        ``udp_batching`` False keeps UDP on asyncio's transport even where
+        recvmmsg is available."""
         self.respond = responder.respond
         """The current responder's ``respond``, kept beside it for the per-packet path."""
         self._responder = responder
@@ -98,11 +118,11 @@ class DnsServer:
         self._allow = tuple(allow)
         self._allow_cache: dict[str, bool] = {}
         self._tcp: OrderedDict[_TcpProtocol, None] = OrderedDict()
-        self._udp_transports: list[asyncio.DatagramTransport] = []
+        self._udp: list[UdpListener] = []
         self._tcp_servers: list[asyncio.Server] = []
         self.udp_pending = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._udp_protocols: list[_UdpProtocol] = []
+        self._batch_calls = batch_calls() if udp_batching else None
         self.log_queries = False
         """Log every reply sent (client, name, type, rcode); see ``set_query_logging``."""
 
@@ -123,30 +143,49 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         attempts = 20 if endpoint.port == 0 else 1
         for attempt in range(attempts):
-            transport, udp = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(endpoint.host, endpoint.port)
-            )
-            port = transport.get_extra_info("sockname")[1]
+            udp = await self._bind_udp(loop, endpoint)
             try:
                 server = await loop.create_server(
-                    lambda: _TcpProtocol(self), endpoint.host, port, reuse_address=True
+                    lambda: _TcpProtocol(self), endpoint.host, udp.port, reuse_address=True
                 )
             except OSError:
-                transport.close()
+                udp.close()
                 if attempt + 1 == attempts:
                     raise
                 continue
-            self._udp_transports.append(transport)
-            self._udp_protocols.append(udp)
+            self._udp.append(udp)
             udp.set_logging(self.log_queries)
             self._tcp_servers.append(server)
-            return Endpoint(endpoint.host, port)
+            return Endpoint(endpoint.host, udp.port)
         raise OSError(f"could not bind {endpoint}")  # pragma: no cover
+
+    async def _bind_udp(self, loop: asyncio.AbstractEventLoop, endpoint: Endpoint) -> UdpListener:
+        calls = self._batch_calls
+        if calls is None:
+            _transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(endpoint.host, endpoint.port)
+            )
+            return protocol
+        family, kind, proto, _name, address = (
+            await loop.getaddrinfo(
+                endpoint.host, endpoint.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+            )
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(address)
+            listener = BatchUdpListener(self, sock, calls)
+        except BaseException:
+            sock.close()
+            raise
+        listener.start(loop)
+        return listener
 
     async def close(self) -> None:
         """Stop accepting, close every connection and wait for forwards in flight."""
-        for transport in self._udp_transports:
-            transport.close()
+        for udp in self._udp:
+            udp.close()
         for server in self._tcp_servers:
             server.close()
         for protocol in list(self._tcp):
@@ -157,19 +196,19 @@ class DnsServer:
             self.forwarder.close()
         for server in self._tcp_servers:
             await server.wait_closed()
-        self._udp_transports.clear()
-        self._udp_protocols.clear()
+        self._udp.clear()
         self._tcp_servers.clear()
 
     def set_query_logging(self, enabled: bool) -> None:
         """Turn query logging on or off, at no cost per query while it is off.
 
-        UDP replies go through a logging wrapper of the transport only while it is
-        on; TCP replies check this flag (TCP is not the path that needs every cycle).
+        UDP listeners check it once per batch, or swap in a logging wrapper of their
+        transport; TCP replies check this flag (TCP is not the path that needs every
+        cycle).
         """
         self.log_queries = enabled
-        for protocol in self._udp_protocols:
-            protocol.set_logging(enabled)
+        for udp in self._udp:
+            udp.set_logging(enabled)
 
     # -- shared helpers --------------------------------------------------------------------
 
@@ -206,6 +245,41 @@ class DnsServer:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def forward_udp(self, question: Question, addr: Address, send: SendTo) -> None:
+        """Ask upstream for a UDP client; ``send`` delivers the reply to ``addr``.
+
+        Over UDP the forwarder's callback path is used when there is one: a task
+        per query, its coroutine chain and the loop passes they take were most of
+        the cost of a cache miss.
+        """
+        if self.udp_pending >= self.limits.udp_max_pending_forwards:
+            self.counters.forward_overflow += 1
+            return
+        self.udp_pending += 1
+        forwarder = self.forwarder
+        if forwarder is None:
+            self.spawn(self._forward_udp_task(question, addr, send))
+            return
+        try:
+            forwarder.start(question, True, partial(self._udp_forwarded, addr, send))
+        except Exception:
+            self.counters.internal_errors += 1
+            log.exception("internal error forwarding a query")
+            self._udp_forwarded(addr, send, error_reply(question, wire.SERVFAIL, ra=True))
+
+    def _udp_forwarded(self, addr: Address, send: SendTo, reply: bytes) -> None:
+        self.udp_pending -= 1
+        self._responder.stats.count_reply(reply)
+        send(reply, addr)
+
+    async def _forward_udp_task(self, question: Question, addr: Address, send: SendTo) -> None:
+        try:
+            reply = await self.forward_reply(question, udp=True)
+            if reply is not None:
+                send(reply, addr)
+        finally:
+            self.udp_pending -= 1
 
     async def forward_reply(self, question: Question, *, udp: bool) -> bytes | None:
         """Forwarded answer, or SERVFAIL when the forwarder fails in any way."""
@@ -245,36 +319,13 @@ class DnsServer:
         return len(self._tcp)
 
 
-def log_reply(client: tuple[str, int] | None, transport: str, reply: bytes) -> None:
-    """One query-log line: client, transport, name, type, rcode."""
-    name, qtype, rcode = describe_reply(reply)
-    peer = str(Endpoint(client[0], client[1])) if client else "?"
-    query_log.info(
-        "query %s %s %s %s %s",
-        peer,
-        transport,
-        name,
-        qtype,
-        rcode,
-        extra={
-            "fields": {
-                "client": peer,
-                "transport": transport,
-                "name": name,
-                "type": qtype,
-                "rcode": rcode,
-            }
-        },
-    )
-
-
 class _LoggingUdpTransport:
     """Stands in for a UDP transport while query logging is on: logs, then sends."""
 
     def __init__(self, transport: asyncio.DatagramTransport) -> None:
         self._transport = transport
 
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+    def sendto(self, data: bytes, addr: Address) -> None:
         log_reply(addr, "udp", data)
         self._transport.sendto(data, addr)
 
@@ -328,37 +379,23 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             self.counters.dropped += 1
         else:
             assert isinstance(reply, Question)
-            if server.udp_pending >= server.limits.udp_max_pending_forwards:
-                self.counters.forward_overflow += 1
-                return
-            server.udp_pending += 1
-            forwarder = server.forwarder
-            if forwarder is None:
-                server.spawn(self._forward(reply, addr))
-                return
-            try:
-                forwarder.start(reply, True, partial(self._forwarded, addr))
-            except Exception:
-                self.counters.internal_errors += 1
-                log.exception("internal error forwarding a query")
-                self._forwarded(addr, error_reply(reply, wire.SERVFAIL, ra=True))
+            server.forward_udp(reply, addr, self.send_one)
 
-    def _forwarded(self, addr: tuple[str, int], reply: bytes) -> None:
-        """A forwarded reply for ``addr``: counted and sent (``start_forward`` inlined)."""
-        server = self.server
-        server.udp_pending -= 1
-        server._responder.stats.count_reply(reply)
+    def send_one(self, reply: bytes, addr: Address) -> None:
+        """Send a reply from outside ``datagram_received`` (a forwarded answer)."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.sendto(reply, addr)
 
-    async def _forward(self, question: Question, addr: tuple[str, int]) -> None:
-        try:
-            reply = await self.server.forward_reply(question, udp=True)
-            if reply is not None and self.transport is not None and not self.transport.is_closing():
-                self.transport.sendto(reply, addr)
-        finally:
-            self.server.udp_pending -= 1
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        port: int = self.transport.get_extra_info("sockname")[1]
+        return port
+
+    def close(self) -> None:
+        if self._raw_transport is not None:
+            self._raw_transport.close()
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)

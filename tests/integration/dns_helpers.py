@@ -125,8 +125,10 @@ class ThreadedServer:
         limits: ServerLimits | None = None,
         host: str = "127.0.0.1",
         loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+        udp_batching: bool = True,
     ) -> None:
         self.responder = responder
+        self.udp_batching = udp_batching
         self.allow = tuple(allow)
         self.limits = limits
         self.host = host
@@ -136,7 +138,9 @@ class ThreadedServer:
         self.server: DnsServer | None = None
 
     async def _start(self) -> Endpoint:
-        self.server = DnsServer(self.responder, allow=self.allow, limits=self.limits)
+        self.server = DnsServer(
+            self.responder, allow=self.allow, limits=self.limits, udp_batching=self.udp_batching
+        )
         return await self.server.listen(Endpoint(self.host, 0))
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 5.0) -> T:

@@ -382,6 +382,13 @@ def loop_factory(request: pytest.FixtureRequest) -> LoopFactory:
     return asyncio.new_event_loop
 
 
+@pytest.fixture(params=[True, False], ids=["batched", "transport"])
+def udp_batching(request: pytest.FixtureRequest) -> bool:
+    """Both UDP paths: recvmmsg batches (Linux) and asyncio's datagram transport."""
+    batching: bool = request.param
+    return batching
+
+
 def test_incomplete_tcp_message_is_closed_after_the_idle_timeout(
     loop_factory: LoopFactory,
 ) -> None:
@@ -403,10 +410,14 @@ def test_incomplete_tcp_message_is_closed_after_the_idle_timeout(
         assert until(lambda: server.server is not None and server.server.tcp_connections == 0)
 
 
-def test_connection_cap_evicts_the_oldest(loop_factory: LoopFactory) -> None:
+def test_connection_cap_evicts_the_oldest(loop_factory: LoopFactory, udp_batching: bool) -> None:
     limits = ServerLimits(tcp_max_connections=50)
     with ThreadedServer(
-        example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
+        example_responder(),
+        allow=LOOPBACK,
+        limits=limits,
+        loop_factory=loop_factory,
+        udp_batching=udp_batching,
     ) as server:
         assert server.server is not None
         dns = server.server
@@ -424,9 +435,13 @@ def test_connection_cap_evicts_the_oldest(loop_factory: LoopFactory) -> None:
                 assert recv_frame(newest)[:2] == b"\x40\x02"
 
 
-def test_client_outside_the_allow_list_gets_nothing(loop_factory: LoopFactory) -> None:
+def test_client_outside_the_allow_list_gets_nothing(
+    loop_factory: LoopFactory, udp_batching: bool
+) -> None:
     allow = [ipaddress.ip_network("10.0.0.0/8")]
-    with ThreadedServer(example_responder(), allow=allow, loop_factory=loop_factory) as server:
+    with ThreadedServer(
+        example_responder(), allow=allow, loop_factory=loop_factory, udp_batching=udp_batching
+    ) as server:
         assert server.server is not None
         counters = server.server.counters
         assert udp_exchange(server.host, server.port, query("web1"), timeout=0.5) is None
@@ -450,13 +465,19 @@ class _ForwardingServer(ThreadedServer):
 
         self.forwarded = []
         responder = Responder(self.responder.zone, forwarding=True)
-        self.server = DnsServer(responder, allow=self.allow, forward=forward)
+        self.server = DnsServer(
+            responder, allow=self.allow, forward=forward, udp_batching=self.udp_batching
+        )
         return await self.server.listen(Endpoint(self.host, 0))
 
 
-def test_a_plain_forward_coroutine_answers_udp_and_tcp(loop_factory: LoopFactory) -> None:
+def test_a_plain_forward_coroutine_answers_udp_and_tcp(
+    loop_factory: LoopFactory, udp_batching: bool
+) -> None:
     """Any ``forward`` coroutine works; only a Forwarder's gets the callback path over UDP."""
-    server = _ForwardingServer(example_responder(), allow=LOOPBACK, loop_factory=loop_factory)
+    server = _ForwardingServer(
+        example_responder(), allow=LOOPBACK, loop_factory=loop_factory, udp_batching=udp_batching
+    )
     with server:
         assert server.server is not None and server.server.forwarder is None
         udp = udp_exchange(server.host, server.port, query("elsewhere.example", qid=0x5001))

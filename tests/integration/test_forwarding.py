@@ -513,6 +513,7 @@ def serving(
     *upstreams: HostileUpstream | str,
     limits: ForwarderLimits = FAST,
     cache_limits: CacheLimits | None = None,
+    udp_batching: bool = True,
 ) -> Iterator[Served]:
     clock = FakeClock()
     cache = AnswerCache(cache_limits, clock=clock)
@@ -526,6 +527,7 @@ def serving(
             Responder(zone, forwarding=True, cache=cache),  # as the agent wires it
             allow=[ipaddress.ip_network("127.0.0.0/8")],
             forwarder=forwarder,
+            udp_batching=udp_batching,
         )
         return server, forwarder, await server.listen(Endpoint("127.0.0.1", 0))
 
@@ -684,15 +686,17 @@ def test_a_lost_datagram_is_retried_instead_of_servfail(
     assert len(upstream.queries("lossy.example.test")) == 2
 
 
+@pytest.mark.parametrize("udp_batching", [True, False], ids=["batched", "transport"])
 def test_identical_concurrent_questions_share_one_upstream_query(
-    loop_thread: LoopThread, upstream: HostileUpstream
+    loop_thread: LoopThread, upstream: HostileUpstream, udp_batching: bool
 ) -> None:
     upstream.add("popular.example.test", "A", "192.0.2.47")
     upstream.script("popular.example.test", Mode.SLOW)
     upstream.delay = 0.25
     spellings = ["popular.example.test", "POPULAR.example.test", "Popular.Example.Test"]
     queries = [make_query(spellings[i % 3], qid=1000 + i) for i in range(12)]
-    with serving(loop_thread, upstream, limits=ForwarderLimits(1.0, 3.0)) as served:
+    limits = ForwarderLimits(1.0, 3.0)
+    with serving(loop_thread, upstream, limits=limits, udp_batching=udp_batching) as served:
         replies = exchange_many(served.port, queries)
         assert served.forwarder.counters.coalesced == 11
     assert len(upstream.queries("popular.example.test")) == 1
