@@ -22,6 +22,7 @@ import ipaddress
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -64,6 +65,7 @@ TTL = 30
 SEED = 20240503
 AGENT = "tagdns agent"
 CEILING = "ceiling (C echo)"
+CEILING_BATCHED = "ceiling (C echo, batched)"
 SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 # Targets for owned names (issue 3).
@@ -331,19 +333,24 @@ def unbound_server(view: View, work: Path) -> Server:
     return Server("unbound", port, argv, work / "unbound.log")
 
 
-def ceiling_server(work: Path) -> Server | None:
-    """The C echo of benchmarks/udp_ceiling.c, or None when there is no C compiler."""
+def ceiling_servers(work: Path) -> list[Server]:
+    """The C echoes of benchmarks/udp_ceiling.c (packet by packet, batched); none without cc."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        print("bench dns: no C compiler: no ceiling row", file=sys.stderr)
-        return None
+        print("bench dns: no C compiler: no ceiling rows", file=sys.stderr)
+        return []
     binary = work / "udp_ceiling"
     subprocess.run(
         [compiler, "-O2", "-o", str(binary), str(ROOT / "benchmarks" / "udp_ceiling.c")],
         check=True,
     )
-    port = free_port()
-    return Server(CEILING, port, [str(binary), str(port)], work / "ceiling.log", answers=False)
+    servers = []
+    for label, mode in ((CEILING, []), (CEILING_BATCHED, ["batch"])):
+        port = free_port()
+        argv = [str(binary), str(port), *mode]
+        log_path = work / f"ceiling{'-'.join(['', *mode])}.log"
+        servers.append(Server(label, port, argv, log_path, answers=False))
+    return servers
 
 
 # -- checks and measurements ----------------------------------------------------------------
@@ -417,6 +424,8 @@ class PerfResult:
     completed: int
     lost: int
     seconds: float
+    client_cpu: float
+    """Seconds of CPU (user + system) dnsperf itself used."""
 
 
 _PERF_FIELDS = {
@@ -430,7 +439,9 @@ _PERF_FIELDS = {
 
 def dnsperf(port: int, query_file: Path, args: Sequence[str]) -> PerfResult:
     command = [tool("dnsperf"), "-s", "127.0.0.1", "-p", str(port), "-d", str(query_file), *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     found = {key: pattern.search(result.stdout) for key, pattern in _PERF_FIELDS.items()}
     if result.returncode != 0 or not all(found.values()):
         raise SystemExit(f"bench dns: dnsperf failed: {result.stdout}{result.stderr}")
@@ -441,6 +452,7 @@ def dnsperf(port: int, query_file: Path, args: Sequence[str]) -> PerfResult:
         completed=int(values["completed"]),
         lost=int(values["lost"]),
         seconds=float(values["seconds"]),
+        client_cpu=after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
     )
 
 
@@ -453,6 +465,8 @@ class Measurements:
     """Share of one core the server used during each throughput round."""
     per_cpu: list[float] = field(default_factory=list)
     """Queries answered per CPU-second of the server during each throughput round."""
+    client_us: list[float] = field(default_factory=list)
+    """dnsperf's own CPU per answered query during each throughput round, in µs."""
     cpu_us: list[float] = field(default_factory=list)
     user_us: list[float] = field(default_factory=list)
     rss_mb: float = 0.0
@@ -520,8 +534,8 @@ class Report:
         rows = [
             "| server | queries/s (median) | rounds | lost | vs dnsmasq | vs unbound "
             "| server CPU busy | queries per CPU-second | vs dnsmasq | vs unbound "
-            "| CPU µs/query at fixed rate (user) | RSS MB |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| CPU µs/query at fixed rate (user) | RSS MB | dnsperf CPU µs/query |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for label, m in self.results.items():
             qps, per_cpu = median(m.qps), median(m.per_cpu)
@@ -532,9 +546,24 @@ class Report:
                 f"| {median(m.busy):.0%} | {per_cpu:,.0f} "
                 f"| {per_cpu / median(dnsmasq.per_cpu):.2f}x "
                 f"| {per_cpu / median(unbound.per_cpu):.2f}x "
-                f"| {median(m.cpu_us):.1f} ({median(m.user_us):.1f}) | {m.rss_mb:.1f} |"
+                f"| {median(m.cpu_us):.1f} ({median(m.user_us):.1f}) | {m.rss_mb:.1f} "
+                f"| {median(m.client_us):.1f} |"
             )
         return rows
+
+    def _load_generator_limit(self) -> str:
+        """What the 3x target asks of the load generator on this machine's cores."""
+        agent, dnsmasq = self.results[AGENT], self.results["dnsmasq"]
+        wanted = TARGET_QPS_VS_DNSMASQ * median(dnsmasq.qps)
+        client_us = median(agent.client_us)
+        cores = wanted * client_us / 1e6
+        return (
+            f"What {TARGET_QPS_VS_DNSMASQ:.0f}x dnsmasq asks of this machine: dnsperf itself "
+            f"spent {client_us:.1f} µs of CPU per query in the agent's throughput rounds "
+            f"(*dnsperf CPU µs/query*), so sending and receiving {wanted:,.0f} queries/s "
+            f"({TARGET_QPS_VS_DNSMASQ:.0f}x dnsmasq's median) would take {cores:.1f} cores "
+            f"for dnsperf alone, before any server work; the machine has {os.cpu_count()}."
+        )
 
     def _targets(self) -> list[str]:
         agent, dnsmasq = self.results[AGENT], self.results["dnsmasq"]
@@ -577,10 +606,13 @@ class Report:
         ceiling = ""
         if CEILING in self.results:
             ceiling = (
-                f" The **{CEILING}** row is not a DNS server: benchmarks/udp_ceiling.c "
-                "receives each query with one `recvfrom()` and sends it back with one "
-                "`sendto()`, doing no DNS work, so it marks the most this machine and this "
-                "dnsperf setting can show for a server that answers packet by packet."
+                " The two **ceiling** rows are not DNS servers: benchmarks/udp_ceiling.c "
+                "sends each query back with QR set, doing no DNS work. Packet by packet (one "
+                "`recvfrom()` and one `sendto()` per query, as dnsmasq and unbound do), it "
+                "marks the most this machine and this dnsperf setting can show for a server "
+                "that answers that way. Batched (one `recvmmsg()` for up to 64 waiting queries "
+                "and one `sendmmsg()` for their replies, as the agent does), it marks the most "
+                "dnsperf itself can drive here."
             )
         lines = [
             "## DNS: the agent against dnsmasq and unbound",
@@ -595,7 +627,8 @@ class Report:
             "",
             f"Setup: {self.names:,} names in one region (private IPv4, every fourth name with "
             "IPv6), the same view for all three servers: the agent (`tagdns serve --upstream none "
-            "--cache none`, uvloop) from the mapping document; dnsmasq from the hosts text of "
+            "--cache none`, uvloop, UDP read and answered in batches of up to 64 datagrams "
+            "with `recvmmsg`/`sendmmsg`) from the mapping document; dnsmasq from the hosts text of "
             "the view (`--addn-hosts`, `name` and `name.internal`, no upstream, "
             "`--cache-size=10000`); unbound (`num-threads: 1`) from `local-data` in static "
             "local zones. Before measuring, dig checked that all three give the same status, "
@@ -631,6 +664,8 @@ class Report:
             f"index) takes {median(self.zone_compile_100k_s):.2f} s (median of {zone_all} s).",
             "",
             *self._targets(),
+            "",
+            self._load_generator_limit(),
         ]
         return "\n".join(lines) + "\n"
 
@@ -688,9 +723,8 @@ def measure_servers(
         dnsmasq_server(inputs.hosts, work),
         unbound_server(inputs.view, work),
     ]
-    ceiling = ceiling_server(work) if args.ceiling else None
-    if ceiling is not None:
-        servers.append(ceiling)
+    if args.ceiling:
+        servers.extend(ceiling_servers(work))
     results = {server.label: Measurements() for server in servers}
 
     def throughput(server: Server) -> None:
@@ -703,6 +737,7 @@ def measure_servers(
         m.sent.append(result.sent)
         m.busy.append(used / result.seconds)
         m.per_cpu.append(result.completed / used)
+        m.client_us.append(result.client_cpu / max(result.completed, 1) * 1e6)
 
     def cpu(server: Server) -> None:
         total, user = measure_cpu(server, inputs.queries, args.rate, args.cpu_seconds)
