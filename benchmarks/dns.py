@@ -487,6 +487,19 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def load_generator_limit(dnsmasq_qps: float, client_us: float) -> str:
+    """What the 3x-dnsmasq target asks of the load generator on this machine's cores."""
+    wanted = TARGET_QPS_VS_DNSMASQ * dnsmasq_qps
+    cores = wanted * client_us / 1e6
+    return (
+        f"What {TARGET_QPS_VS_DNSMASQ:.0f}x dnsmasq asks of this machine: dnsperf itself "
+        f"spent {client_us:.1f} µs of CPU per query in the agent's throughput rounds "
+        f"(*dnsperf CPU µs/query*), so sending and receiving {wanted:,.0f} queries/s "
+        f"({TARGET_QPS_VS_DNSMASQ:.0f}x dnsmasq's median) would take {cores:.1f} cores "
+        f"for dnsperf alone, before any server work; the machine has {os.cpu_count()}."
+    )
+
+
 def time_compile(data: bytes, rounds: int) -> tuple[list[float], list[float]]:
     """Seconds for the whole load (what the agent runs for each document: parse,
     validate, view, zone) and for the zone compile alone (view to answers index)."""
@@ -550,20 +563,6 @@ class Report:
                 f"| {median(m.client_us):.1f} |"
             )
         return rows
-
-    def _load_generator_limit(self) -> str:
-        """What the 3x target asks of the load generator on this machine's cores."""
-        agent, dnsmasq = self.results[AGENT], self.results["dnsmasq"]
-        wanted = TARGET_QPS_VS_DNSMASQ * median(dnsmasq.qps)
-        client_us = median(agent.client_us)
-        cores = wanted * client_us / 1e6
-        return (
-            f"What {TARGET_QPS_VS_DNSMASQ:.0f}x dnsmasq asks of this machine: dnsperf itself "
-            f"spent {client_us:.1f} µs of CPU per query in the agent's throughput rounds "
-            f"(*dnsperf CPU µs/query*), so sending and receiving {wanted:,.0f} queries/s "
-            f"({TARGET_QPS_VS_DNSMASQ:.0f}x dnsmasq's median) would take {cores:.1f} cores "
-            f"for dnsperf alone, before any server work; the machine has {os.cpu_count()}."
-        )
 
     def _targets(self) -> list[str]:
         agent, dnsmasq = self.results[AGENT], self.results["dnsmasq"]
@@ -665,7 +664,9 @@ class Report:
             "",
             *self._targets(),
             "",
-            self._load_generator_limit(),
+            load_generator_limit(
+                median(self.results["dnsmasq"].qps), median(self.results[AGENT].client_us)
+            ),
         ]
         return "\n".join(lines) + "\n"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
-import re
 import secrets
 import socket
 import statistics
@@ -38,6 +37,7 @@ from benchmarks.dns import (
     Server,
     dns_query,
     dnsperf,
+    load_generator_limit,
     running,
     tool,
 )
@@ -189,6 +189,8 @@ class Throughput:
     qps: list[float] = field(default_factory=list)
     per_cpu: list[float] = field(default_factory=list)
     busy: list[float] = field(default_factory=list)
+    client_us: list[float] = field(default_factory=list)
+    """dnsperf's own CPU per answered query, in µs."""
     lost: int = 0
     sent: int = 0
 
@@ -221,17 +223,6 @@ def measure_latency(agent: Server, upstream: Server, count: int) -> Latency:
     return latency
 
 
-def ceiling_note() -> str:
-    """The C echo's ratio to dnsmasq from the dns table, if that table has one."""
-    if PERFORMANCE_DOC.exists():
-        for line in PERFORMANCE_DOC.read_text().splitlines():
-            if line.startswith("| ceiling (C echo) |"):
-                cells = [cell.strip() for cell in line.strip("|").split("|")]
-                if len(cells) > 4 and re.fullmatch(r"[\d.]+x", cells[4]):
-                    return cells[4]
-    return "about 1.5x"
-
-
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -252,15 +243,15 @@ class Report:
         med = statistics.median
         rows = [
             "| server | queries/s (median) | rounds | lost | vs dnsmasq | server CPU busy "
-            "| queries per CPU-second | vs dnsmasq |",
-            "|---|---:|---|---:|---:|---:|---:|---:|",
+            "| queries per CPU-second | vs dnsmasq | dnsperf CPU µs/query |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for label, m in self.results.items():
             rows.append(
                 f"| {label} | {med(m.qps):,.0f} | {' / '.join(f'{q:,.0f}' for q in m.qps)} "
                 f"| {m.lost} of {m.sent:,} | {med(m.qps) / med(dnsmasq.qps):.2f}x "
                 f"| {med(m.busy):.0%} | {med(m.per_cpu):,.0f} "
-                f"| {med(m.per_cpu) / med(dnsmasq.per_cpu):.2f}x |"
+                f"| {med(m.per_cpu) / med(dnsmasq.per_cpu):.2f}x | {med(m.client_us):.1f} |"
             )
         lat = self.latency
         added = lat.added_ms
@@ -317,11 +308,7 @@ class Report:
             "median reported; all of it is answered from the forwarders' caches. *Server CPU "
             "busy* is the share of one core the server got; *queries per CPU-second* "
             "(answered queries over the server's utime+stime from `/proc/PID/stat`) is its "
-            "capacity with a core to itself and is much less sensitive to the noise. For "
-            "scale: in the DNS table above, a C UDP echo that does no DNS work at all reaches "
-            f"only {ceiling_note()} dnsmasq's queries/s on this machine and dnsperf setting, "
-            "so a 3x ratio in queries/s cannot be shown here by any server answering packet "
-            "by packet.",
+            "capacity with a core to itself and is much less sensitive to the noise.",
             "",
             *rows,
             "",
@@ -335,6 +322,8 @@ class Report:
             *lat_rows,
             "",
             *targets,
+            "",
+            load_generator_limit(med(dnsmasq.qps), med(agent.client_us)),
         ]
         return "\n".join(lines) + "\n"
 
@@ -389,6 +378,7 @@ def run(args: argparse.Namespace) -> Report:
                         m.qps.append(result.qps)
                         m.per_cpu.append(result.completed / used)
                         m.busy.append(used / result.seconds)
+                        m.client_us.append(result.client_cpu / max(result.completed, 1) * 1e6)
                         m.lost += result.lost
                         m.sent += result.sent
                 print("  cache-miss latency", file=sys.stderr)
