@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import ipaddress
 import os
 import random
@@ -66,6 +67,7 @@ SEED = 20240503
 AGENT = "tagdns agent"
 CEILING = "ceiling (C echo)"
 CEILING_BATCHED = "ceiling (C echo, batched)"
+PYTHON_FLOOR = "floor (Python echo, uvloop)"
 SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 # Targets for owned names (issue 3).
@@ -333,6 +335,13 @@ def unbound_server(view: View, work: Path) -> Server:
     return Server("unbound", port, argv, work / "unbound.log")
 
 
+def python_floor_server(work: Path) -> Server:
+    """benchmarks/python_floor.py: the least a server on Python's event loop spends."""
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "benchmarks" / "python_floor.py"), str(port)]
+    return Server(PYTHON_FLOOR, port, argv, work / "python-floor.log", answers=False)
+
+
 def ceiling_servers(work: Path) -> list[Server]:
     """The C echoes of benchmarks/udp_ceiling.c (packet by packet, batched); none without cc."""
     compiler = shutil.which("cc") or shutil.which("gcc")
@@ -564,6 +573,20 @@ class Report:
             )
         return rows
 
+    def _python_floor(self) -> list[str]:
+        """What the CPU target asks of a Python server, from the floor row if it ran."""
+        floor = self.results.get(PYTHON_FLOOR)
+        if floor is None:
+            return []
+        floor_us, dnsmasq_us = median(floor.cpu_us), median(self.results["dnsmasq"].cpu_us)
+        return [
+            "",
+            f"What the CPU target asks of a Python server: at {self.rate:,} queries/s each "
+            "query wakes the server on its own, and the floor row (a uvloop echo doing no DNS "
+            f"work) spends {floor_us:.1f} µs of CPU per query against dnsmasq's "
+            f"{dnsmasq_us:.1f} µs ({floor_us / dnsmasq_us:.2f}x) before any DNS work.",
+        ]
+
     def _targets(self) -> list[str]:
         agent, dnsmasq = self.results[AGENT], self.results["dnsmasq"]
         unbound = self.results["unbound"]
@@ -611,7 +634,10 @@ class Report:
                 "marks the most this machine and this dnsperf setting can show for a server "
                 "that answers that way. Batched (one `recvmmsg()` for up to 64 waiting queries "
                 "and one `sendmmsg()` for their replies, as the agent does), it marks the most "
-                "dnsperf itself can drive here."
+                "dnsperf itself can drive here. The **floor** row is not a DNS server either: "
+                "benchmarks/python_floor.py sends each query back with QR set from a uvloop "
+                "`datagram_received`, the least any server on Python's event loop spends per "
+                "query."
             )
         lines = [
             "## DNS: the agent against dnsmasq and unbound",
@@ -667,6 +693,7 @@ class Report:
             load_generator_limit(
                 median(self.results["dnsmasq"].qps), median(self.results[AGENT].client_us)
             ),
+            *self._python_floor(),
         ]
         return "\n".join(lines) + "\n"
 
@@ -726,6 +753,8 @@ def measure_servers(
     ]
     if args.ceiling:
         servers.extend(ceiling_servers(work))
+        if importlib.util.find_spec("uvloop") is not None:
+            servers.append(python_floor_server(work))
     results = {server.label: Measurements() for server in servers}
 
     def throughput(server: Server) -> None:
