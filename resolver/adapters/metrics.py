@@ -147,6 +147,11 @@ class AgentCollector:
         queries.add_metric(["udp"], server.counters.udp_queries if server else 0)
         queries.add_metric(["tcp"], server.counters.tcp_queries if server else 0)
         yield queries
+        yield _counter(
+            "udp_batches",
+            "UDP reads that got at least one datagram (queries per read: queries / batches)",
+            server.counters.udp_batches if server else 0,
+        )
         by_type = CounterMetricFamily(f"{PREFIX}_query_types", "Queries by QTYPE", labels=["type"])
         for qtype, total in sorted(counts.by_type.items()):
             by_type.add_metric([type_name(qtype)], total)
