@@ -249,9 +249,8 @@ class DnsServer:
     def forward_udp(self, question: Question, addr: Address, send: SendTo) -> None:
         """Ask upstream for a UDP client; ``send`` delivers the reply to ``addr``.
 
-        Over UDP the forwarder's callback path is used when there is one: a task
-        per query, its coroutine chain and the loop passes they take were most of
-        the cost of a cache miss.
+        Both UDP paths come here: a ``CallbackForwarder`` is given a callback, a
+        plain ``forward`` coroutine a task.
         """
         if self.udp_pending >= self.limits.udp_max_pending_forwards:
             self.counters.forward_overflow += 1
