@@ -487,3 +487,21 @@ def test_a_plain_forward_coroutine_answers_udp_and_tcp(
             assert parse(reply).header.rcode == 3  # the forward's NXDOMAIN, passed on
         assert [via_udp for _name, via_udp in server.forwarded] == [True, False]
         assert until(lambda: server.server is not None and server.server.udp_pending == 0)
+
+
+def test_ipv6_clients_of_either_udp_path_are_answered_and_filtered(udp_batching: bool) -> None:
+    """An IPv6 listener, with the allow-list read from a sockaddr_in6 on both UDP paths."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    for allow, answered in (([ipaddress.ip_network("::1/128")], True), (LOOPBACK, False)):
+        with ThreadedServer(
+            example_responder(), allow=allow, host="::1", udp_batching=udp_batching
+        ) as server:
+            reply = udp_exchange("::1", server.port, query("web1", AAAA), timeout=1.0)
+            if answered:
+                assert [str(rr.rdata) for rr in parse(reply).rr] == ["2600:1f18:1::10"]
+            else:
+                assert reply is None, "::1 is not in 127.0.0.0/8"
