@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -28,15 +29,25 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from resolver.adapters.dns_server import DnsServer, Network, ServerLimits
+from resolver.core.document import parse_document
 from resolver.core.endpoints import Endpoint
+from resolver.core.pipeline import ZoneSettings, compile_document
 from resolver.core.responder import Responder
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_MAPPING = REPO / "conf" / "example-mapping.json"
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 TAGDNS = Path(sys.executable).with_name("tagdns")
 START_TIMEOUT = 10.0
 _READY = re.compile(r"ready: (\S+)")
 T = TypeVar("T")
+
+
+def example_responder() -> Responder:
+    """The example mapping's us-east-1 view, as an in-process server answers it."""
+    document = parse_document(EXAMPLE_MAPPING.read_bytes())
+    zone = compile_document(document, ZoneSettings(view="us-east-1")).zone
+    return Responder(zone, forwarding=False)
 
 
 def split_endpoint(text: str) -> tuple[str, int]:

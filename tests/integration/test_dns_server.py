@@ -22,15 +22,14 @@ from dnslib import DNSRecord
 
 from resolver.adapters.dns_server import DnsServer, ServerLimits
 from resolver.core import wire
-from resolver.core.document import parse_document
 from resolver.core.endpoints import Endpoint
-from resolver.core.pipeline import ZoneSettings, compile_document
 from resolver.core.responder import Question, Responder, error_reply
 from tests.core.dns_helpers import header, opt, query, question, question_of, reply_question
 from tests.integration.dns_helpers import (
-    EXAMPLE_MAPPING,
+    LOOPBACK,
     AgentProcess,
     ThreadedServer,
+    example_responder,
     frame,
     many_connections,
     recv_frame,
@@ -358,13 +357,6 @@ def test_ipv6_listen(tmp_path: Path) -> None:
 # -- limits, on a server in this process -------------------------------------------------------
 
 
-def example_responder() -> Responder:
-    document = parse_document(EXAMPLE_MAPPING.read_bytes())
-    zone = compile_document(document, ZoneSettings(view="us-east-1")).zone
-    return Responder(zone, forwarding=False)
-
-
-LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 

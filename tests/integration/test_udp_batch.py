@@ -23,8 +23,12 @@ from resolver.adapters.dns_server import DnsServer
 from resolver.adapters.udp_batch import CAPACITY, IOV_LEN_WORD, SLOT, MessageRing, batch_calls
 from resolver.core import wire
 from tests.core.dns_helpers import header, query, question
-from tests.integration.dns_helpers import ThreadedServer, udp_exchange
-from tests.integration.test_dns_server import LOOPBACK, example_responder
+from tests.integration.dns_helpers import (
+    LOOPBACK,
+    ThreadedServer,
+    example_responder,
+    udp_exchange,
+)
 
 pytestmark = [
     pytest.mark.integration,
