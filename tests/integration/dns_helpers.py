@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,10 @@ from resolver.core.responder import Responder
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_MAPPING = REPO / "conf" / "example-mapping.json"
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+EXAMPLE_SERVE_ARGS = (
+    *("--source", str(EXAMPLE_MAPPING), "--view", "us-east-1"),
+    *("--upstream", "none", "--cache", "none"),
+)
 TAGDNS = Path(sys.executable).with_name("tagdns")
 START_TIMEOUT = 10.0
 _READY = re.compile(r"ready: (\S+)")
@@ -59,23 +63,16 @@ def split_endpoint(text: str) -> tuple[str, int]:
 class AgentProcess:
     """``tagdns serve`` on port 0; the bound port is read from its "ready:" log line."""
 
-    def __init__(self, workdir: Path, *extra: str, listen: str = "127.0.0.1:0") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *extra: str,
+        listen: str = "127.0.0.1:0",
+        serve_args: Sequence[str] = EXAMPLE_SERVE_ARGS,
+    ) -> None:
+        """``serve_args`` replace the example source, view and no-forwarding defaults."""
         self.log_path = workdir / f"agent-{time.monotonic_ns()}.log"
-        self.command = [
-            str(TAGDNS),
-            "serve",
-            "--source",
-            str(EXAMPLE_MAPPING),
-            "--view",
-            "us-east-1",
-            "--listen",
-            listen,
-            "--upstream",
-            "none",
-            "--cache",
-            "none",
-            *extra,
-        ]
+        self.command = [str(TAGDNS), "serve", *serve_args, "--listen", listen, *extra]
         self.host = ""
         self.port = 0
         self._log = self.log_path.open("wb")

@@ -27,6 +27,7 @@ from resolver.core.document import parse_document
 from resolver.core.views import build_view
 from resolver.errors import HostsFileError
 from resolver.hosts_sync import HostsSync
+from tests.integration.dns_helpers import AgentProcess
 
 pytestmark = pytest.mark.integration
 
@@ -496,31 +497,11 @@ def test_laptop_files_agree_on_the_agent_address() -> None:
 @pytest.mark.skipif(DIG is None, reason="needs dig")
 def test_laptop_agent_answers_public_addresses(tmp_path: Path) -> None:
     """conf/laptop/laptop.toml as shipped, on a free port, with the example document."""
-    port = free_udp_port()
-    log = tmp_path / "agent.log"
-    with log.open("wb") as log_file:
-        agent = subprocess.Popen(
-            [
-                str(TAGDNS),
-                "serve",
-                "--config",
-                str(LAPTOP / "laptop.toml"),
-                "--source",
-                str(EXAMPLE),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--cache",
-                "none",
-                "--metrics",
-                "none",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+    laptop = ("--config", str(LAPTOP / "laptop.toml"), "--source", str(EXAMPLE))
+    agent = AgentProcess(tmp_path, serve_args=(*laptop, "--cache", "none", "--metrics", "none"))
     try:
-        wait_for(lambda: dig(port, "web1.internal") == ["54.12.0.10"], timeout=10)
-        assert dig(port, "web1") == ["54.12.0.10"]
-        assert dig(port, "batch.internal") == []  # no public address: not on laptops
+        wait_for(lambda: dig(agent.port, "web1.internal") == ["54.12.0.10"], timeout=10)
+        assert dig(agent.port, "web1") == ["54.12.0.10"]
+        assert dig(agent.port, "batch.internal") == []  # no public address: not on laptops
     finally:
-        agent.terminate()
-        agent.wait(5)
+        assert agent.terminate() == 0, agent.stderr
