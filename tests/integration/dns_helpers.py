@@ -4,6 +4,8 @@
 - ``ThreadedServer``: a ``DnsServer`` in this process, on its own event loop in a
   thread, for limits the command line does not expose (idle timeout, connection
   cap, allow-list).
+- ``dnsmasq``: Debian's dnsmasq on a free loopback port, started again on another
+  port if the one picked was taken before it could bind it.
 - ``udp_exchange``/``tcp_exchange``: raw sockets; ``run_dig``/``run_kdig``: the
   real tools, their text output parsed into a ``ToolAnswer``.
 """
@@ -20,6 +22,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
@@ -28,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from devsupport.net import free_port
 from resolver.adapters.dns_server import DnsServer, Network, ServerLimits
 from resolver.core.document import parse_document
 from resolver.core.endpoints import Endpoint
@@ -42,6 +46,7 @@ EXAMPLE_SERVE_ARGS = (
     *("--upstream", "none", "--cache", "none"),
 )
 TAGDNS = Path(sys.executable).with_name("tagdns")
+DNSMASQ = Path("/usr/sbin/dnsmasq")
 START_TIMEOUT = 10.0
 _READY = re.compile(r"ready: (\S+)")
 T = TypeVar("T")
@@ -176,6 +181,76 @@ class ThreadedServer:
 
 
 # -- raw sockets ----------------------------------------------------------------------------
+
+
+_PROBE = bytes.fromhex("abcd01000001000000000000") + b"\x05ready\x07invalid\x00\x00\x01\x00\x01"
+
+
+@dataclass
+class Dnsmasq:
+    """A running dnsmasq: its port, and a way to stop it before the test ends."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def dnsmasq(*options: str, pidfile: Path | None = None, attempts: int = 5) -> Iterator[Dnsmasq]:
+    """Debian's dnsmasq in the foreground on 127.0.0.1, with no upstream and no
+    hosts file of its own but ``options``; yields it once it answers.
+
+    The port is picked free and only then bound by dnsmasq (UDP and TCP), so another
+    process can take it in between: a dnsmasq that exits before answering is
+    started again on another port. ``pidfile`` is written (and awaited) when given,
+    for tests that signal dnsmasq by it.
+    """
+    failures: list[str] = []
+    for _ in range(attempts):
+        port = free_port()
+        command = [str(DNSMASQ), "--keep-in-foreground", "--conf-file=/dev/null"]
+        command += ["--no-resolv", "--no-hosts", "--log-facility=-", f"--port={port}"]
+        command += ["--listen-address=127.0.0.1", "--bind-interfaces", "--user=root"]
+        command += [f"--pid-file={pidfile or ''}", *options]
+        with tempfile.TemporaryFile() as log:
+            running = Dnsmasq(port, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            try:
+                if _dnsmasq_ready(running.process, port, pidfile):
+                    yield running
+                    return
+                log.seek(0)
+                failures.append(log.read().decode(errors="replace").strip())
+            finally:
+                running.stop()
+    raise RuntimeError(f"dnsmasq did not start in {attempts} attempts: {failures}")
+
+
+def _dnsmasq_ready(process: subprocess.Popen[bytes], port: int, pidfile: Path | None) -> bool:
+    """Whether dnsmasq answers on ``port`` (and wrote its pidfile); False if it exited."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            answered = udp_exchange("127.0.0.1", port, _PROBE, timeout=0.2) is not None
+        except OSError:  # ICMP port unreachable: not bound yet
+            answered = False
+        if answered and (pidfile is None or _holds_pid(pidfile, process.pid)):
+            return True
+        time.sleep(0.05)
+    if process.poll() is None:
+        raise RuntimeError(f"dnsmasq on port {port} did not answer in {START_TIMEOUT:.0f} s")
+    return False
+
+
+def _holds_pid(pidfile: Path, pid: int) -> bool:
+    return pidfile.exists() and pidfile.read_text().strip() == str(pid)
 
 
 def family(host: str) -> socket.AddressFamily:

@@ -38,6 +38,7 @@ from resolver.core.endpoints import Endpoint, parse_endpoint
 from resolver.core.pipeline import ZoneSettings, load_document
 from resolver.core.responder import Responder
 from resolver.core.source_url import parse_source
+from tests.integration.dns_helpers import DNSMASQ, dnsmasq
 from tests.integration.hostile_upstream import POISON_V4, HostileUpstream, Mode
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "conf" / "example-mapping.json"
 TAGDNS = Path(sys.executable).with_name("tagdns")
-DNSMASQ = Path("/usr/sbin/dnsmasq")
 DIG = shutil.which("dig")
 OWNED = {"api": {"10.0.1.10", "10.0.2.21"}, "web1.internal": None}
 """Names the us-east-1 view of the example mapping owns (api's addresses checked)."""
@@ -236,42 +236,6 @@ def cli_agent(tmp: Path, *upstreams: str) -> Iterator[CliAgent]:
             process.wait()
 
 
-@contextlib.contextmanager
-def dnsmasq(*options: str) -> Iterator[int]:
-    """Debian's dnsmasq on a free loopback port, with no upstream of its own."""
-    port = free_port()
-    command = [str(DNSMASQ), "--no-daemon", "--no-resolv", "--no-hosts", f"--port={port}"]
-    command += ["--listen-address=127.0.0.1", "--bind-interfaces", "--user=root", *options]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                exchange(port, make_query("ready.invalid"), timeout=0.2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    assert process.stderr is not None
-                    raise RuntimeError(
-                        f"dnsmasq did not start: {process.stderr.read()!r}"
-                    ) from None
-        yield port
-    finally:
-        stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stderr is not None:
-        process.stderr.close()
-
-
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[HostileUpstream]:
     with HostileUpstream() as upstream:
@@ -308,7 +272,7 @@ def test_cli_forwards_through_dnsmasq_and_answers_owned_names(tmp_path: Path) ->
         "--address=/www.example.org/192.0.2.80",
         "--local=/example.org/",  # other names there: NXDOMAIN
     ]
-    with dnsmasq(*records) as upstream, cli_agent(tmp_path, f"127.0.0.1:{upstream}") as agent:
+    with dnsmasq(*records) as upstream, cli_agent(tmp_path, f"127.0.0.1:{upstream.port}") as agent:
         forwarded = dig(agent.port, "www.example.org")
         assert forwarded.status == "NOERROR"
         assert [a[2:] for a in forwarded.answers] == [("A", "192.0.2.80")]
@@ -397,36 +361,26 @@ def test_cli_silent_upstream_gives_servfail_while_owned_names_answer_at_once(
 def test_cli_serves_a_cached_answer_after_the_upstream_stops(tmp_path: Path) -> None:
     hosts = tmp_path / "upstream.hosts"
     hosts.write_text("192.0.2.60 cached.example.test\n")
-    port = free_port()
-    command = [str(DNSMASQ), "--no-daemon", "--no-resolv", "--no-hosts", f"--port={port}"]
-    command += ["--listen-address=127.0.0.1", "--bind-interfaces", "--user=root"]
-    command += [f"--addn-hosts={hosts}", "--local-ttl=60"]
-    upstream = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        with cli_agent(tmp_path, f"127.0.0.1:{port}") as agent:
-            first = None
-            for _ in range(50):  # dnsmasq may still be starting
-                first = dig(agent.port, "cached.example.test")
-                if first.status == "NOERROR":
-                    break
-                time.sleep(0.1)
-            assert first is not None and first.status == "NOERROR", first and first.output
-            assert [(a[1], a[3]) for a in first.answers] == [(60, "192.0.2.60")]
+    with (
+        dnsmasq(f"--addn-hosts={hosts}", "--local-ttl=60") as upstream,
+        cli_agent(tmp_path, f"127.0.0.1:{upstream.port}") as agent,
+    ):
+        first = dig(agent.port, "cached.example.test")
+        assert first.status == "NOERROR", first.output
+        assert [(a[1], a[3]) for a in first.answers] == [(60, "192.0.2.60")]
 
-            stop_process(upstream)
-            time.sleep(1.1)
-            again = dig(agent.port, "CACHED.example.test")
-            assert again.status == "NOERROR"
-            assert [a[3] for a in again.answers] == ["192.0.2.60"]
-            assert again.answers[0][0] == "CACHED.example.test."
-            assert 55 <= again.answers[0][1] <= 59  # counted down, not reset
-            assert "aa" not in again.flags
+        upstream.stop()
+        time.sleep(1.1)
+        again = dig(agent.port, "CACHED.example.test")
+        assert again.status == "NOERROR"
+        assert [a[3] for a in again.answers] == ["192.0.2.60"]
+        assert again.answers[0][0] == "CACHED.example.test."
+        assert 55 <= again.answers[0][1] <= 59  # counted down, not reset
+        assert "aa" not in again.flags
 
-            # Not cached and the upstream is gone (ICMP port unreachable): SERVFAIL, quickly.
-            gone = dig(agent.port, "never-asked.example.test")
-            assert gone.status == "SERVFAIL" and gone.seconds < 6.0
-    finally:
-        stop_process(upstream)
+        # Not cached and the upstream is gone (ICMP port unreachable): SERVFAIL, quickly.
+        gone = dig(agent.port, "never-asked.example.test")
+        assert gone.status == "SERVFAIL" and gone.seconds < 6.0
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ a real dnsmasq answering dig, and a real bind mount in a mount namespace."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
@@ -15,26 +14,26 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devsupport.net import free_port
 from resolver.cli import main
 from resolver.config import HostsConfig, load_config
 from resolver.core.document import parse_document
 from resolver.core.views import build_view
 from resolver.errors import HostsFileError
 from resolver.hosts_sync import HostsSync
-from tests.integration.dns_helpers import AgentProcess
+from tests.integration import dns_helpers
+from tests.integration.dns_helpers import DNSMASQ, AgentProcess, dnsmasq
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "conf" / "example-mapping.json"
 TAGDNS = Path(sys.executable).with_name("tagdns")
-DNSMASQ = Path("/usr/sbin/dnsmasq")
 DIG = shutil.which("dig")
 UNSHARE = shutil.which("unshare")
 
@@ -214,12 +213,6 @@ def test_usage_errors_exit_2(
 # --- dnsmasq -----------------------------------------------------------------------------
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def dig(port: int, name: str, qtype: str = "A") -> list[str]:
     assert DIG is not None
     done = subprocess.run(
@@ -239,40 +232,6 @@ def wait_for(condition: Any, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-@contextlib.contextmanager
-def dnsmasq(hosts_file: Path, pidfile: Path) -> Iterator[int]:
-    """dnsmasq in the foreground, reading only ``hosts_file``; yields its port.
-
-    --keep-in-foreground rather than --no-daemon: only the former writes the pidfile.
-    """
-    port = free_udp_port()
-    log = pidfile.with_suffix(".log")
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(DNSMASQ),
-                "--keep-in-foreground",
-                "--log-facility=-",
-                "--no-resolv",
-                "--no-hosts",
-                f"--addn-hosts={hosts_file}",
-                f"--port={port}",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--user=root",
-                f"--pid-file={pidfile}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(process.pid))
-        yield port
-    finally:
-        process.terminate()
-        process.wait(5)
-
-
 needs_dnsmasq = pytest.mark.skipif(
     not DNSMASQ.exists() or DIG is None, reason="needs /usr/sbin/dnsmasq and dig"
 )
@@ -290,7 +249,8 @@ def test_dnsmasq_answers_from_the_dnsmasq_format_and_reloads(tmp_path: Path) -> 
     first = tagdns("hosts", "--config", str(config), "--format", "dnsmasq")
     assert first.returncode == 0, first.stderr
     assert "dnsmasq is not running" in first.stdout
-    with dnsmasq(feed, pidfile) as port:
+    with dnsmasq(f"--addn-hosts={feed}", pidfile=pidfile) as running:
+        port = running.port
         assert dig(port, "web1.internal") == ["10.0.1.10"]
         assert dig(port, "web1") == ["10.0.1.10"]
         assert dig(port, "api.internal") == ["10.0.1.10", "10.0.2.21"]
@@ -334,7 +294,8 @@ def test_hosts_sync_keeps_both_files_and_dnsmasq_in_step(tmp_path: Path) -> None
     assert [c.split(":")[0] for c in changes[:2]] == [str(hosts), str(feed)]
     assert "dnsmasq is not running" in changes[2]
     assert sync.apply(view) == []
-    with dnsmasq(feed, pidfile) as port:
+    with dnsmasq(f"--addn-hosts={feed}", pidfile=pidfile) as running:
+        port = running.port
         add_host(raw, "added", "10.0.8.8")
         newer = build_view(parse_document(json.dumps(raw).encode()), "us-east-1", "internal")
         changes = sync.apply(newer)
@@ -456,6 +417,21 @@ def test_read_only_bind_mount_is_a_clear_error(tmp_path: Path) -> None:
 # --- the shipped configuration -----------------------------------------------------------
 
 LAPTOP = REPO / "conf" / "laptop"
+
+
+@needs_dnsmasq
+def test_dnsmasq_helper_moves_to_another_port_when_its_port_was_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race a picked-then-bound port leaves open: here it is lost on purpose."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], free_port()])
+        monkeypatch.setattr(dns_helpers, "free_port", lambda: next(ports))
+        with dnsmasq() as running:
+            assert running.port != taken.getsockname()[1]
+            assert dig(running.port, "ready.invalid") == []  # answered (REFUSED), not timed out
 
 
 @pytest.mark.skipif(not DNSMASQ.exists(), reason="needs /usr/sbin/dnsmasq")
