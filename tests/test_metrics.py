@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -428,6 +429,23 @@ def test_text_format_is_one_line_per_event() -> None:
     assert "\n" not in line
     assert "ERROR tagdns.agent: internal error | Traceback (most recent call last):" in line
     assert line.endswith("ValueError: boom | second line")
+
+
+def test_text_format_stamps_each_record_with_its_own_time() -> None:
+    """The stamp is kept per second: a record in another second gets its own."""
+    formatter = TextFormatter()
+    start = time.mktime((2026, 11, 26, 9, 59, 59, 0, 0, -1))
+    stamps = []
+    for created in (start + 0.25, start + 0.75, start + 1.5, start + 0.5):
+        record = _record("tick")
+        record.created, record.msecs = created, (created % 1) * 1000
+        stamps.append(formatter.format(record).split(" INFO ")[0])
+    assert stamps == [
+        "2026-11-26 09:59:59,250",
+        "2026-11-26 09:59:59,750",
+        "2026-11-26 10:00:00,500",
+        "2026-11-26 09:59:59,500",
+    ]
 
 
 def test_json_format_is_one_object_per_line_with_fields() -> None:

@@ -14,6 +14,7 @@ Everything is summed into readable figures only when metrics are scraped
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 QTYPE_SLOTS = 257
@@ -157,6 +158,15 @@ def rcode_name(rcode: int) -> str:
     return _RCODE_NAMES[rcode] if 0 <= rcode < len(_RCODE_NAMES) else f"RCODE{rcode}"
 
 
+_OCTET_TEXT = tuple(
+    chr(octet) if 0x21 <= octet <= 0x7E and octet not in (0x2E, 0x5C) else f"\\{octet:03d}"
+    for octet in range(256)
+)
+"""How each octet of a label is written in the query log: itself if printable, else ``\\DDD``."""
+_PLAIN_LABEL = re.compile(rb"[\x21-\x2d\x2f-\x5b\x5d-\x7e]*")
+"""A label none of whose octets ``_OCTET_TEXT`` escapes: almost every real one."""
+
+
 def _name_text(message: bytes, position: int) -> tuple[str, int] | None:
     """The question name at ``position`` as text, and the offset after it; None if malformed."""
     labels: list[str] = []
@@ -168,14 +178,10 @@ def _name_text(message: bytes, position: int) -> tuple[str, int] | None:
         if length > 63 or position + 1 + length > size:
             return None
         raw = message[position + 1 : position + 1 + length]
-        labels.append(
-            "".join(
-                chr(octet)
-                if 0x21 <= octet <= 0x7E and octet not in (0x2E, 0x5C)
-                else f"\\{octet:03d}"
-                for octet in raw
-            )
-        )
+        if _PLAIN_LABEL.fullmatch(raw):
+            labels.append(raw.decode("ascii"))
+        else:
+            labels.append("".join(map(_OCTET_TEXT.__getitem__, raw)))
         position += 1 + length
     return None
 

@@ -7,6 +7,8 @@ import struct
 import pytest
 from dnslib import QTYPE, RR, DNSHeader, DNSRecord
 from dnslib import A as DNS_A
+from hypothesis import given
+from hypothesis import strategies as st
 
 from resolver.core.cache import AnswerCache
 from resolver.core.pipeline import compile_document
@@ -190,6 +192,22 @@ def test_describe_reply_is_one_safe_line(reply: bytes, expected: tuple[str, str,
     described = describe_reply(reply)
     assert described == expected
     assert all("\n" not in part and " " not in part for part in described)
+
+
+def _escaped(label: bytes) -> str:
+    """The query log's spelling of a label, written out octet by octet (RFC 1035 ``\\DDD``)."""
+    return "".join(
+        chr(octet) if 0x21 <= octet <= 0x7E and octet not in b".\\" else f"\\{octet:03d}"
+        for octet in label
+    )
+
+
+@given(st.lists(st.binary(min_size=1, max_size=63), min_size=1, max_size=6))
+def test_describe_reply_spells_every_label_octet_by_octet(labels: list[bytes]) -> None:
+    wire = b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+    name, _qtype, _rcode = describe_reply(_reply(wire, A, 0))
+    assert name == ".".join(_escaped(label) for label in labels) + "."
+    assert name.isprintable() and " " not in name
 
 
 def test_type_and_rcode_names() -> None:
