@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from watchdog.events import (
     FileClosedEvent,
@@ -14,7 +17,7 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from resolver.adapters.file_watch import _TargetHandler
+from resolver.adapters.file_watch import FileWatcher, _TargetHandler
 
 TARGET = "/etc/tagdns/mapping.json"
 
@@ -39,3 +42,41 @@ def test_events_on_the_target(event: FileSystemEvent, expected: list[bool]) -> N
     calls: list[bool] = []
     _TargetHandler(TARGET, calls.append).on_any_event(event)
     assert calls == expected
+
+
+def test_busy_neighbours_raise_no_events_and_a_finished_write_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log appended line by line beside the document costs the watcher nothing."""
+    seen: list[FileSystemEvent] = []
+    original = _TargetHandler.on_any_event
+
+    def spy(self: _TargetHandler, event: FileSystemEvent) -> None:
+        seen.append(event)
+        original(self, event)
+
+    monkeypatch.setattr(_TargetHandler, "on_any_event", spy)
+    target = tmp_path / "mapping.json"
+    target.write_text("{}")
+    changes: list[bool] = []
+    watcher = FileWatcher(str(target), changes.append)
+    watcher.start()
+    try:
+        with (tmp_path / "agent.log").open("w", buffering=1) as log:
+            for n in range(300):
+                log.write(f"line {n}\n")
+        target.read_text()
+        time.sleep(0.3)
+        log_path = str(tmp_path / "agent.log")
+        assert [(e.event_type, e.src_path) for e in seen] == [
+            ("created", log_path),
+            ("closed", log_path),
+        ]
+        assert changes == []
+        target.write_text('{"serial": 2}')
+        deadline = time.monotonic() + 5
+        while not changes and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert changes == [True]
+    finally:
+        watcher.stop()

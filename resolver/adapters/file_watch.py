@@ -2,6 +2,13 @@
 
 The parent directory is watched, not the file: editors and deploy tools replace
 files by rename, which a watch on the old inode would miss.
+
+Only creations, renames, deletions and closes after writing are asked of the
+kernel, not every write (IN_MODIFY) nor every open: the directory may hold other
+busy files (a log written a line at a time, the agent's own reads), and each event
+costs the watcher's threads Python work, under the GIL the serving loop needs. A
+document is complete when its writer closes it or renames it into place; one
+rewritten in place and held open is still caught by the next poll.
 """
 
 from __future__ import annotations
@@ -9,9 +16,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
+WATCHED_EVENTS = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent]
+"""What the kernel is asked to report (watchdog derives the inotify mask from it)."""
 _NOT_CHANGES = frozenset({"opened", "closed_no_write"})
 _FINISHED = frozenset({"moved", "closed"})
 """A rename onto the file, or the close after writing it: the new content is all there."""
@@ -41,7 +57,9 @@ class FileWatcher:
         self.observer = Observer()
         self.observer.daemon = True
         handler = _TargetHandler(self.target, on_change)
-        self.observer.schedule(handler, os.path.dirname(self.target), recursive=False)
+        self.observer.schedule(
+            handler, os.path.dirname(self.target), recursive=False, event_filter=WATCHED_EVENTS
+        )
 
     def start(self) -> None:
         self.observer.start()
