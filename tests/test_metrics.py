@@ -25,7 +25,12 @@ from typing import Any, TypeVar
 import pytest
 from dnslib import DNSRecord
 
-from resolver.adapters.logging_setup import JsonFormatter, TextFormatter, setup_logging
+from resolver.adapters.logging_setup import (
+    JsonFormatter,
+    TextFormatter,
+    held_lines,
+    setup_logging,
+)
 from resolver.adapters.systemd_notify import SystemdNotifier, socket_address
 from resolver.agent import Agent, AgentPlan
 from resolver.cli import main
@@ -33,6 +38,7 @@ from resolver.cli_node import scrape
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings
 from resolver.core.source_url import FileLocation
+from tests.log_streams import CountingStream
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "conf" / "example-mapping.json"
@@ -470,20 +476,6 @@ def test_json_format_is_one_object_per_line_with_fields() -> None:
     assert "RuntimeError: bad" in event["exception"]
 
 
-@pytest.fixture
-def restore_root_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
-
-
 @pytest.mark.usefixtures("restore_root_logging")
 def test_setup_logging_json_and_levels() -> None:
     stream = io.StringIO()
@@ -521,6 +513,50 @@ def test_setup_logging_ignores_a_journal_stream_that_is_not_ours(tmp_path: Path)
     logging.getLogger("tagdns.agent").info("plain")
     assert not stream.getvalue().startswith("<")
     setup_logging("info", "text", stream=stream, environ={"JOURNAL_STREAM": "garbage"})
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_held_lines_are_written_once_in_order_and_not_before() -> None:
+    stream = CountingStream()
+    setup_logging("info", "text", stream=stream, environ={})
+    log = logging.getLogger("tagdns.agent")
+    log.info("before")
+    with held_lines():
+        for n in range(50):
+            log.info("held %d", n)
+        other = threading.Thread(target=log.warning, args=("from another thread",))
+        other.start()
+        other.join()
+        with held_lines():  # nested: written when the outermost one ends
+            log.info("nested")
+        assert stream.getvalue().count("\n") == 1 and stream.writes == 1
+    messages = [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert messages == [
+        "before",
+        *(f"held {n}" for n in range(50)),
+        "from another thread",
+        "nested",
+    ]
+    assert stream.writes == 2
+    log.info("after")
+    assert stream.writes == 3
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_held_lines_without_our_handler_change_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="tagdns.query"), held_lines():
+        logging.getLogger("tagdns.query").info("seen at once")
+        assert [r.getMessage() for r in caplog.records] == ["seen at once"]
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_held_lines_on_a_closed_stream_are_dropped_quietly() -> None:
+    stream = io.StringIO()
+    setup_logging("info", "text", stream=stream, environ={})
+    with held_lines():
+        logging.getLogger("tagdns.query").info("nowhere to go")
+        stream.close()
+    # No exception left the block: a broken stderr must not break the UDP batch.
 
 
 # -- serve's flags ---------------------------------------------------------------------------

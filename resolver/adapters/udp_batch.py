@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
+from resolver.adapters.logging_setup import held_lines
 from resolver.adapters.query_log import Address, log_reply
 from resolver.core import wire
 from resolver.core.responder import Question, bare_error
@@ -338,12 +339,14 @@ class BatchUdpListener:
         return verdict
 
     def _log_replies(self, count: int) -> None:
+        """The batch's query-log lines, written together."""
         ring = self.ring
         lengths, stride = ring.reply_lengths, ring.iov_stride
-        for j in range(count):
-            length = lengths[j * stride + IOV_LEN_WORD]
-            reply = bytes(ring.outgoing[j * SLOT : j * SLOT + length])
-            log_reply(ring.address(j), "udp", reply)
+        with held_lines():
+            for j in range(count):
+                length = lengths[j * stride + IOV_LEN_WORD]
+                reply = bytes(ring.outgoing[j * SLOT : j * SLOT + length])
+                log_reply(ring.address(j), "udp", reply)
 
     def send_one(self, reply: bytes, addr: Address) -> None:
         """Send one reply outside a batch (a forwarded answer); dropped if it cannot go."""

@@ -12,6 +12,7 @@ import random
 import socket
 import struct
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolver.adapters.dns_server import DnsServer
+from resolver.adapters.logging_setup import set_query_logging, setup_logging
 from resolver.adapters.udp_batch import CAPACITY, IOV_LEN_WORD, SLOT, MessageRing, batch_calls
 from resolver.core import wire
 from tests.core.dns_helpers import header, query, question
@@ -29,6 +31,7 @@ from tests.integration.dns_helpers import (
     example_responder,
     udp_exchange,
 )
+from tests.log_streams import CountingStream
 
 pytestmark = [
     pytest.mark.integration,
@@ -212,3 +215,27 @@ def test_any_burst_of_junk_leaves_the_server_answering(
     assert any(r[:2] == b"\xfe\xed" and answer_of(r) == [WEB1] for r in replies)
     sent_ids = {p[:2] for p in packets} | {b"\xfe\xed"}
     assert all(r[:2] in sent_ids for r in replies), "every reply answers something sent"
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_query_log_lines_of_a_batch_are_written_together(server: ThreadedServer) -> None:
+    """One write per batch, not one per line: each would be a write(2) on stderr."""
+    stream = CountingStream()
+    setup_logging("warning", "text", stream=stream, environ={})
+    set_query_logging(True)
+    dns(server).set_query_logging(True)
+    try:
+        with client() as sock:
+            hold_loop(server, 0.3)
+            for n in range(120):
+                sock.sendto(query(f"web{1 + n % 2}", qid=n), ("127.0.0.1", server.port))
+            assert len(collect(sock)) == 120
+    finally:
+        dns(server).set_query_logging(False)
+        set_query_logging(False)
+    described = Counter(tuple(line.split()[6:]) for line in stream.getvalue().splitlines())
+    assert described == {
+        ("udp", "web1.", "A", "NOERROR"): 60,
+        ("udp", "web2.", "A", "NOERROR"): 60,
+    }
+    assert stream.writes <= dns(server).counters.udp_batches < 120 / 8
