@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,17 +67,22 @@ def test_busy_neighbours_raise_no_events_and_a_finished_write_does(
             for n in range(300):
                 log.write(f"line {n}\n")
         target.read_text()
-        time.sleep(0.3)
         log_path = str(tmp_path / "agent.log")
+        wait_until(lambda: any(e.event_type == "closed" for e in seen))
         assert [(e.event_type, e.src_path) for e in seen] == [
             ("created", log_path),
             ("closed", log_path),
         ]
         assert changes == []
         target.write_text('{"serial": 2}')
-        deadline = time.monotonic() + 5
-        while not changes and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: bool(changes))
         assert changes == [True]
     finally:
         watcher.stop()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -8,9 +8,9 @@ tracebacks are folded into the same line: one event never spans two lines, and a
 value quoted from a hostile document cannot forge a second log line.
 
 Query logging (``--log-queries``) goes to the ``tagdns.query`` logger at INFO,
-whatever ``--log-level`` says. One write(2) per line would cost more than the
-query it logs, so the UDP path holds the lines of a whole batch (``held_lines``)
-and the handler writes them at once.
+whatever ``--log-level`` says. Under load that is a line per query, so the UDP
+path holds the lines of a whole batch (``held_lines``) and the handler writes
+them with one write(2), not one each.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ class JsonFormatter(logging.Formatter):
 class LineHandler(logging.StreamHandler[TextIO]):
     """A stream handler that can hold its lines over a burst and write them in one go.
 
-    stderr is line-buffered, so every line is one write(2): about 15 µs to a file on
-    this kind of machine, more than answering the query it logs. While ``held``,
+    stderr is line-buffered, so every line is its own write(2) and flush: at tens of
+    thousands of logged queries a second, a system call per query. While ``held``,
     formatted lines (from any thread, in order) wait in a list instead.
     """
 
@@ -135,7 +135,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
                 if not self._held and self._pending:
                     text = "".join(self._pending)
                     self._pending.clear()
-                    with contextlib.suppress(OSError, ValueError):  # stderr gone: as emit
+                    with contextlib.suppress(OSError, ValueError):  # stderr is gone
                         self.stream.write(text)
                         self.flush()
             finally:
