@@ -186,6 +186,9 @@ class Server:
     """False for the ceiling: it echoes queries, so any reply with our ID means ready."""
     nodata: bool = True
     """False for dnsmasq: without an upstream it answers a name's missing type REFUSED."""
+    logs_queries: bool = False
+    """Writes a log line per query: its dirty pages are synced after each of its rounds,
+    so their writeback does not take CPU from the next server measured."""
     process: subprocess.Popen[bytes] | None = None
     log_file: BinaryIO | None = None
 
@@ -286,7 +289,7 @@ def agent_server(
         "warning",
         *(["--log-queries"] if log_queries else []),
     ]
-    return Server(label, port, argv, work / f"{slug(label)}.log")
+    return Server(label, port, argv, work / f"{slug(label)}.log", logs_queries=log_queries)
 
 
 def dnsmasq_server(
@@ -319,7 +322,8 @@ def dnsmasq_server(
     ]
     if log_queries:
         argv += ["--log-queries", f"--log-facility={work / f'{slug(label)}-queries.log'}"]
-    return Server(label, port, argv, work / f"{slug(label)}.log", nodata=False)
+    log_path = work / f"{slug(label)}.log"
+    return Server(label, port, argv, log_path, nodata=False, logs_queries=log_queries)
 
 
 def slug(label: str) -> str:
@@ -769,6 +773,8 @@ def interleave(servers: Sequence[Server], rounds: int, step: Callable[[Server], 
         for server in servers:
             print(f"  round {round_no + 1}: {server.label}", file=sys.stderr, flush=True)
             step(server)
+            if server.logs_queries:
+                os.sync()
 
 
 @dataclass(frozen=True)
@@ -803,16 +809,16 @@ def measure_servers(
         dnsmasq_server(inputs.hosts, work),
         unbound_server(inputs.view, work),
     ]
+    if args.ceiling:
+        servers.extend(ceiling_servers(work))
+        if importlib.util.find_spec("uvloop") is not None:
+            servers.append(python_floor_server(work))
     if args.variants:
         servers += [
             dnsmasq_server(inputs.hosts, work, label=DNSMASQ_DEFAULT_CACHE, cache_size=None),
             agent_server(AGENT_LOGGING, inputs.document, work, log_queries=True),
             dnsmasq_server(inputs.hosts, work, label=DNSMASQ_LOGGING, log_queries=True),
         ]
-    if args.ceiling:
-        servers.extend(ceiling_servers(work))
-        if importlib.util.find_spec("uvloop") is not None:
-            servers.append(python_floor_server(work))
     results = {server.label: Measurements() for server in servers}
 
     def throughput(server: Server) -> None:
@@ -840,6 +846,7 @@ def measure_servers(
         print(f"dig: same answers from all {len(answering)} for {checked} queries", file=sys.stderr)
         for server in servers:  # warm-up: caches, allocator, CPU frequency
             dnsperf(server.port, inputs.queries, [*perf_args, "-l", "2"])
+        os.sync()  # the logging servers' warm-up lines, written out now
         interleave(servers, args.rounds, throughput)
         interleave(servers, args.cpu_rounds, cpu)
         for server in servers:
