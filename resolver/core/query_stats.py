@@ -14,7 +14,6 @@ Everything is summed into readable figures only when metrics are scraped
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 QTYPE_SLOTS = 257
@@ -163,8 +162,9 @@ _OCTET_TEXT = tuple(
     for octet in range(256)
 )
 """How each octet of a label is written in the query log: itself if printable, else ``\\DDD``."""
-_PLAIN_LABEL = re.compile(rb"[\x21-\x2d\x2f-\x5b\x5d-\x7e]*")
-"""A label none of whose octets ``_OCTET_TEXT`` escapes: almost every real one."""
+_PLAIN_OCTETS = bytes(octet for octet, text in enumerate(_OCTET_TEXT) if len(text) == 1)
+"""The octets written as themselves: a label of only these (almost every real one)
+is decoded whole."""
 
 
 def _name_text(message: bytes, position: int) -> tuple[str, int] | None:
@@ -178,7 +178,7 @@ def _name_text(message: bytes, position: int) -> tuple[str, int] | None:
         if length > 63 or position + 1 + length > size:
             return None
         raw = message[position + 1 : position + 1 + length]
-        if _PLAIN_LABEL.fullmatch(raw):
+        if not raw.translate(None, _PLAIN_OCTETS):
             labels.append(raw.decode("ascii"))
         else:
             labels.append("".join(map(_OCTET_TEXT.__getitem__, raw)))
