@@ -4,7 +4,7 @@ Run with ``scripts/bench dns``. The three servers load the same 1,000 names (the
 agent from a mapping document, dnsmasq from the hosts text rendered from the same
 view, unbound from ``local-data``), are checked with dig to give the same answers,
 and are then measured with dnsperf in interleaved rounds: saturated throughput,
-CPU per query at a fixed rate, and resident memory. A second agent serves a
+CPU per query at fixed rates, and resident memory. A second agent serves a
 100,000-name document for the memory target, and the compile time of that
 document is measured in-process.
 
@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -72,6 +73,7 @@ DNSMASQ_LOGGING = "dnsmasq, --log-queries"
 CEILING = "ceiling (C echo)"
 CEILING_BATCHED = "ceiling (C echo, batched)"
 PYTHON_FLOOR = "floor (Python echo, uvloop)"
+PYTHON_FLOOR_THREAD = "floor (Python echo, blocking thread)"
 SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 # Targets for owned names (issue 3).
@@ -367,11 +369,12 @@ def unbound_server(view: View, work: Path) -> Server:
     return Server("unbound", port, argv, work / "unbound.log")
 
 
-def python_floor_server(work: Path) -> Server:
-    """benchmarks/python_floor.py: the least a server on Python's event loop spends."""
+def python_floor_server(work: Path, mode: str = "loop") -> Server:
+    """benchmarks/python_floor.py: the least a Python server spends, on the loop or off it."""
     port = free_port()
-    argv = [sys.executable, str(ROOT / "benchmarks" / "python_floor.py"), str(port)]
-    return Server(PYTHON_FLOOR, port, argv, work / "python-floor.log", answers=False)
+    argv = [sys.executable, str(ROOT / "benchmarks" / "python_floor.py"), str(port), mode]
+    label = PYTHON_FLOOR if mode == "loop" else PYTHON_FLOOR_THREAD
+    return Server(label, port, argv, work / f"python-floor-{mode}.log", answers=False)
 
 
 def ceiling_servers(work: Path) -> list[Server]:
@@ -510,6 +513,8 @@ class Measurements:
     """dnsperf's own CPU per answered query during each throughput round, in µs."""
     cpu_us: list[float] = field(default_factory=list)
     user_us: list[float] = field(default_factory=list)
+    cpu_us_by_rate: dict[int, list[float]] = field(default_factory=dict)
+    """CPU per answered query at the ``--sweep-rates`` (the three DNS servers only)."""
     rss_mb: float = 0.0
 
 
@@ -572,6 +577,7 @@ class Report:
     rounds: int
     cpu_rounds: int
     rate: int
+    sweep_rates: tuple[int, ...]
     cpu_seconds: int
     query_count: int
     checked: int
@@ -606,18 +612,52 @@ class Report:
         return rows
 
     def _python_floor(self) -> list[str]:
-        """What the CPU target asks of a Python server, from the floor row if it ran."""
-        floor = self.results.get(PYTHON_FLOOR)
-        if floor is None:
+        """What the CPU target asks of a Python server, from the floor rows if they ran."""
+        floor, thread = self.results.get(PYTHON_FLOOR), self.results.get(PYTHON_FLOOR_THREAD)
+        if floor is None or thread is None:
             return []
-        floor_us, dnsmasq_us = median(floor.cpu_us), median(self.results[DNSMASQ].cpu_us)
+        dnsmasq_us = median(self.results[DNSMASQ].cpu_us)
+        floor_us, thread_us = median(floor.cpu_us), median(thread.cpu_us)
         return [
             "",
             f"What the CPU target asks of a Python server: at {self.rate:,} queries/s each "
-            "query wakes the server on its own, and the floor row (a uvloop echo doing no DNS "
-            f"work) spends {floor_us:.1f} µs of CPU per query against dnsmasq's "
-            f"{dnsmasq_us:.1f} µs ({floor_us / dnsmasq_us:.2f}x) before any DNS work.",
+            "query wakes the server on its own. Before any DNS work, the floor rows spend "
+            f"{floor_us:.1f} µs of CPU per query on the event loop (a uvloop echo) and "
+            f"{thread_us:.1f} µs off it (a thread blocked in `recvfrom`), against dnsmasq's "
+            f"{dnsmasq_us:.1f} µs ({floor_us / dnsmasq_us:.2f}x and "
+            f"{thread_us / dnsmasq_us:.2f}x). The agent answers UDP on its event loop, "
+            "beside TCP, forwarding and reloads, so the first is its floor.",
         ]
+
+    def _cpu_by_rate(self) -> list[str]:
+        """CPU per query of the three DNS servers at each rate measured, if more than one."""
+        if not self.sweep_rates:
+            return []
+        rates = (self.rate, *self.sweep_rates)
+        servers = (AGENT, DNSMASQ, "unbound")
+        rows = [
+            "CPU per query by rate (`dnsperf -Q RATE -l "
+            f"{self.cpu_seconds}`, median of {self.cpu_rounds} interleaved rounds; at higher "
+            "rates each wake-up finds more queries waiting, which the agent reads and answers "
+            "in one batch):",
+            "",
+            "| queries/s | "
+            + " | ".join(f"{label} µs/query" for label in servers)
+            + " | agent vs dnsmasq |",
+            "|---:|" + "---:|" * (len(servers) + 1),
+        ]
+        for rate in rates:
+            cells = [median(self._cpu_at(label, rate)) for label in servers]
+            rows.append(
+                f"| {rate:,} | "
+                + " | ".join(f"{cell:.1f}" for cell in cells)
+                + f" | {cells[0] / cells[1]:.2f}x |"
+            )
+        return ["", *rows]
+
+    def _cpu_at(self, label: str, rate: int) -> list[float]:
+        m = self.results[label]
+        return m.cpu_us if rate == self.rate else m.cpu_us_by_rate[rate]
 
     def _variants(self) -> list[str]:
         """dnsmasq as shipped, and both servers logging every query, if those rows ran."""
@@ -665,6 +705,14 @@ class Report:
             f"| {verdict(vs_unbound >= TARGET_QPS_VS_UNBOUND)} |",
             f"| CPU per query at {self.rate:,} queries/s | ≤ dnsmasq ({dnsmasq_cpu:.1f} µs) "
             f"| {agent_cpu:.1f} µs | {verdict(agent_cpu <= dnsmasq_cpu)} |",
+            *(
+                f"| the same at {rate:,} queries/s | ≤ dnsmasq ({theirs:.1f} µs) "
+                f"| {ours:.1f} µs | {verdict(ours <= theirs)} |"
+                for rate in self.sweep_rates
+                for ours, theirs in [
+                    (median(self._cpu_at(AGENT, rate)), median(self._cpu_at(DNSMASQ, rate)))
+                ]
+            ),
             f"| RSS serving {self.big_names:,} names | < {TARGET_RSS_100K_MB:.0f} MB "
             f"| {self.rss_100k_mb:.1f} MB | {verdict(self.rss_100k_mb < TARGET_RSS_100K_MB)} |",
             f"| compile {self.big_names:,} names: the zone compile (view to answers index) "
@@ -687,10 +735,11 @@ class Report:
                 "marks the most this machine and this dnsperf setting can show for a server "
                 "that answers that way. Batched (one `recvmmsg()` for up to 64 waiting queries "
                 "and one `sendmmsg()` for their replies, as the agent does), it marks the most "
-                "dnsperf itself can drive here. The **floor** row is not a DNS server either: "
-                "benchmarks/python_floor.py sends each query back with QR set from a uvloop "
-                "`datagram_received`, the least any server on Python's event loop spends per "
-                "query."
+                "dnsperf itself can drive here. The two **floor** rows are not DNS servers "
+                "either: benchmarks/python_floor.py sends each query back with QR set, from a "
+                "uvloop `datagram_received` (the least any server on Python's event loop spends "
+                "per query) or from a thread blocked in `recvfrom` beside an idle uvloop loop "
+                "(the least a Python server spends off the event loop, one datagram per wake-up)."
             )
         lines = [
             "## DNS: the agent against dnsmasq and unbound",
@@ -734,6 +783,7 @@ class Report:
             "them." + ceiling,
             "",
             *self._rows(),
+            *self._cpu_by_rate(),
             "",
             f"{self.big_names:,} names: the agent's RSS while serving is {self.rss_100k_mb:.1f} MB "
             f"(answering {self.ready_100k_s:.1f} s after start); compiling the document "
@@ -804,15 +854,17 @@ def measure_servers(
 ) -> tuple[dict[str, Measurements], int]:
     """Check answers, then throughput, CPU per query and RSS of every server, interleaved."""
     perf_args = perf_settings(args)
-    servers = [
+    dns_servers = [
         agent_server(AGENT, inputs.document, work),
         dnsmasq_server(inputs.hosts, work),
         unbound_server(inputs.view, work),
     ]
+    servers = list(dns_servers)
     if args.ceiling:
         servers.extend(ceiling_servers(work))
         if importlib.util.find_spec("uvloop") is not None:
             servers.append(python_floor_server(work))
+            servers.append(python_floor_server(work, "thread"))
     if args.variants:
         servers += [
             dnsmasq_server(inputs.hosts, work, label=DNSMASQ_DEFAULT_CACHE, cache_size=None),
@@ -838,6 +890,10 @@ def measure_servers(
         results[server.label].cpu_us.append(total)
         results[server.label].user_us.append(user)
 
+    def cpu_at(rate: int, server: Server) -> None:
+        total, _user = measure_cpu(server, inputs.queries, rate, args.cpu_seconds)
+        results[server.label].cpu_us_by_rate.setdefault(rate, []).append(total)
+
     with running(servers):
         for server in servers:
             server.wait_ready(inputs.view.records[0].name)
@@ -849,6 +905,8 @@ def measure_servers(
         os.sync()  # the logging servers' warm-up lines, written out now
         interleave(servers, args.rounds, throughput)
         interleave(servers, args.cpu_rounds, cpu)
+        for rate in args.sweep_rates:
+            interleave(dns_servers, args.cpu_rounds, partial(cpu_at, rate))
         for server in servers:
             results[server.label].rss_mb = server.rss_mb()
     return results, checked
@@ -894,6 +952,7 @@ def run(args: argparse.Namespace) -> Report:
         rounds=args.rounds,
         cpu_rounds=args.cpu_rounds,
         rate=args.rate,
+        sweep_rates=tuple(args.sweep_rates),
         cpu_seconds=args.cpu_seconds,
         query_count=args.queries,
         checked=checked,
@@ -932,6 +991,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="dnsperf -T")
     parser.add_argument("--rate", type=int, default=10_000, help="dnsperf -Q for CPU/query")
     parser.add_argument("--cpu-seconds", type=int, default=10, help="dnsperf -l for CPU/query")
+    parser.add_argument(
+        "--sweep-rates",
+        type=lambda text: [int(rate) for rate in text.split(",") if rate],
+        default=[30_000, 60_000],
+        help="more dnsperf -Q rates for CPU/query of the three DNS servers ('' for none)",
+    )
     parser.add_argument("--big-names", type=int, default=100_000)
     parser.add_argument("--compile-rounds", type=int, default=3)
     parser.add_argument(
