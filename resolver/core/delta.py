@@ -288,6 +288,10 @@ def _patched_answers(
     rebuilt = compile_image(new_view, reply).materialize().answers
     answers = dict(old_answers)
     for name in changed_names:
+        if zone_conflict(name, previous.zone.zone) is not None:
+            # Refused, so it has no answers of its own; yet ``web1.internal`` spells
+            # the qualified name of ``web1``, whose answers must stay.
+            continue
         bare = wire.encode_name(name)
         qualified = bare[:-1] + zone_wire
         for key in (bare + _A_IN, bare + _AAAA_IN, qualified + _A_IN, qualified + _AAAA_IN):

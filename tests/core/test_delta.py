@@ -28,7 +28,9 @@ from tests.documents import REGION, one_region_document
 
 LONG_NAME = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 57
 """Valid, but with ``.internal`` longer than a name may be: it answers bare only."""
-NAMES = ("api", "db.eu", "web", "x.internal", "ec2", LONG_NAME)
+NAMES = ("api", "db.eu", "web", "x.internal", "web.internal", "ec2", LONG_NAME)
+"""``web.internal`` is refused (it ends in the zone suffix) and spells ``web``'s
+qualified name: its entries changing must leave ``web``'s answers alone."""
 REGIONS = (REGION, "eu-west-1")
 INSTANCES = tuple(f"i-{n:017x}" for n in range(1, 7))
 PRIVATE = tuple(f"10.0.0.{n}" for n in range(1, 9))
@@ -284,6 +286,22 @@ def test_reverse_names_go_to_their_first_claimant(before: str, after: str) -> No
         assert _rebuild(previous, data, chosen) is not None
     full, rebuilt = _reload_both_ways(previous, data, chosen)
     assert rebuilt == full
+
+
+def test_a_refused_name_changing_leaves_the_name_it_spells_alone() -> None:
+    """``web1.internal`` is refused (it ends in the zone suffix) yet spells ``web1``'s
+    qualified name: a rebuild for it once dropped ``web1.internal``'s answers."""
+    chosen = ZoneSettings(view=REGION)
+    names = ["api", "web1", "web2"]
+    previous = load_document(
+        one_region_document(1, names, lambda i: f"10.0.0.{i + 1}"), chosen, keep_records=False
+    )
+    data = one_region_document(2, [*names, "web1.internal"], lambda i: f"10.0.0.{i + 1}")
+    assert _rebuild(previous, data, chosen) is not None
+    full, rebuilt = _reload_both_ways(previous, data, chosen)
+    assert rebuilt == full
+    assert isinstance(rebuilt, LoadedZone)
+    assert rebuilt.zone.lookup(b"\x04web1\x08internal\x00\x00\x01\x00\x01") is not None
 
 
 def test_an_entry_listed_twice_is_refused_as_in_a_full_load() -> None:
