@@ -175,6 +175,9 @@ def listen_endpoints(config: DnsConfig) -> list[Endpoint]:
     return [parse_endpoint(text, what="[dns] listen") for text in config.listen]
 
 
+_LOOPBACK = {4: ipaddress.ip_network("127.0.0.0/8"), 6: ipaddress.ip_network("::1/128")}
+
+
 def allowed_networks(config: DnsConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     networks = []
     for text in config.allow:
@@ -243,6 +246,17 @@ def validate_config(config: Config, origin: str = "config") -> None:
             f"{origin}: [dns] listen has a non-loopback address; "
             "[dns] allow must name the client networks beyond loopback"
         )
+    for endpoint in listen:
+        # A loopback address is reached only from its own family's loopback: the
+        # node itself, which ``allow`` must then name (it replaces the default).
+        if not endpoint.is_loopback:
+            continue
+        own = _LOOPBACK[endpoint.family_version]
+        if not any(n.version == own.version and n.overlaps(own) for n in networks):
+            raise ConfigError(
+                f"{origin}: [dns] listen {endpoint} is a loopback address that [dns] allow "
+                f"does not include, so its clients would get no answer; add '{own}' to allow"
+            )
     publish = config.publish
     for region in publish.regions:
         if region != "all" and not REGION_PATTERN.match(region):

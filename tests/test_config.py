@@ -207,6 +207,19 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
             "[dns] allow: '0.0.0.0/0' would make an open resolver",
         ),
         ({"dns": {"allow": ["::/0"]}}, "[dns] allow: '::/0' would make an open resolver"),
+        (
+            {"dns": {"listen": ["127.0.0.1:53"], "allow": ["10.0.0.0/8"]}},
+            "[dns] listen 127.0.0.1:53 is a loopback address that [dns] allow does not include, "
+            "so its clients would get no answer; add '127.0.0.0/8' to allow",
+        ),
+        (
+            {"dns": {"listen": ["127.0.0.53:53", "[::1]:53"], "allow": ["127.0.0.1/32"]}},
+            "[dns] listen [::1]:53 is a loopback address that [dns] allow does not include",
+        ),
+        (
+            {"dns": {"listen": ["[::]:53", "127.0.0.53:53"], "allow": ["fd00::/8", "::1/128"]}},
+            "add '127.0.0.0/8' to allow",
+        ),
         ({"dns": {"upstream": []}}, "[dns] upstream needs at least one entry"),
         ({"dns": {"upstream": ["dns.google"]}}, "[dns] upstream 'dns.google': 'dns.google' is not"),
         ({"dns": {"upstream": ["none", "1.1.1.1"]}}, "[dns] upstream: 'none' must stand alone"),
@@ -245,6 +258,9 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         "non-loopback-empty-allow",
         "open-resolver-v4",
         "open-resolver-v6",
+        "loopback-listen-not-allowed",
+        "loopback-v6-listen-not-allowed",
+        "any-and-loopback-listen-v4-not-allowed",
         "upstream-empty",
         "upstream-hostname",
         "upstream-none-mixed",
@@ -269,8 +285,13 @@ def test_invalid_values_name_the_key(raw: dict[str, dict[str, object]], message:
     "raw",
     [
         {"dns": {"listen": ["10.0.0.53:53"], "allow": ["10.0.0.0/8"]}},
-        {"dns": {"listen": ["[::]:53", "127.0.0.53:53"], "allow": ["fd00::/8", "::1/128"]}},
-        {"dns": {"listen": ["127.0.0.1:53", "[::1]:53"], "allow": []}},
+        {
+            "dns": {
+                "listen": ["[::]:53", "127.0.0.53:53"],
+                "allow": ["fd00::/8", "::1/128", "127.0.0.0/8"],
+            }
+        },
+        {"dns": {"listen": ["127.0.0.1:53", "[::1]:53"], "allow": ["127.0.0.1/32", "::1/128"]}},
         {"dns": {"upstream": ["none"]}},
         {"dns": {"upstream": ["auto", "10.0.0.2:5353", "::1"]}},
         {"dns": {"ttl": 0, "negative_ttl": 86400}},
@@ -285,7 +306,7 @@ def test_invalid_values_name_the_key(raw: dict[str, dict[str, object]], message:
     ids=[
         "non-loopback-with-allow",
         "any-v6-with-allow",
-        "loopback-without-allow",
+        "loopback-with-narrow-allow",
         "upstream-none",
         "upstream-mixed",
         "ttl-bounds",
