@@ -22,7 +22,8 @@ _LDH_NAME = re.compile(rf"{_LABEL_TEXT}(?:\.{_LABEL_TEXT})*\Z")
 _RESERVED_LAST_LABELS = frozenset({"localhost", "arpa", "invalid", "local"})
 # AWS's own private names (ip-10-0-0-1.ec2.internal, ip-....<region>.compute.internal)
 # must keep resolving: no tag may claim a name under them, bare or qualified.
-_AWS_NAMESPACES = ("ec2.internal", "compute.internal")
+AWS_NAMESPACES = ("ec2.internal", "compute.internal")
+"""AWS's own names (``ip-10-0-0-5.ec2.internal``): never ours to answer or deny."""
 _AWS_CONFLICT = "would shadow AWS's own names under ec2.internal or compute.internal"
 
 
@@ -68,11 +69,11 @@ def _under(name: str, suffix: str) -> bool:
     return name == suffix or name.endswith("." + suffix)
 
 
-_AWS_DOTTED = tuple("." + namespace for namespace in _AWS_NAMESPACES)
+_AWS_DOTTED = tuple("." + namespace for namespace in AWS_NAMESPACES)
 
 
 def _under_aws(name: str) -> bool:
-    return name in _AWS_NAMESPACES or name.endswith(_AWS_DOTTED)
+    return name in AWS_NAMESPACES or name.endswith(_AWS_DOTTED)
 
 
 def zone_conflict(name: str, zone: str) -> str | None:
@@ -91,9 +92,9 @@ def conflict_screen(zone: str) -> tuple[str, ...]:
     100,000 names asks ``zone_conflict`` only for the few that match (which it
     may then accept: "xec2" ends with "ec2" but is no conflict).
     """
-    suffixes = [zone, *_AWS_NAMESPACES]
+    suffixes = [zone, *AWS_NAMESPACES]
     qualified_tail = "." + zone
-    for namespace in _AWS_NAMESPACES:
+    for namespace in AWS_NAMESPACES:
         dotted = "." + namespace
         if qualified_tail.endswith(dotted):
             return ("",)  # the zone itself is under AWS: every name conflicts
@@ -113,7 +114,7 @@ def plain_name_pattern(end: str) -> str:
     namespaces. The characters are those of LDH labels, which the last part checks.
     """
     reserved = "|".join(sorted(_RESERVED_LAST_LABELS))
-    aws = "|".join(re.escape(namespace) for namespace in _AWS_NAMESPACES)
+    aws = "|".join(re.escape(namespace) for namespace in AWS_NAMESPACES)
     return (
         rf"(?=[a-z0-9.-]{{1,{MAX_NAME_OCTETS}}}{end})"
         rf"(?!(?:[a-z0-9.-]*\.)?(?:{reserved}|[0-9]+){end})"

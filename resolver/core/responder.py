@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from resolver.core import wire
 from resolver.core.cache import AnswerCache
+from resolver.core.names import AWS_NAMESPACES
 from resolver.core.query_stats import QTYPE_OTHER, QueryStats
 from resolver.core.zone import CompiledZone, Heads, Prepared, prepared_heads
 
@@ -212,8 +213,7 @@ class Responder:
                 prepared = self._nodata_for(q.qname_wire)
         if prepared is not None:
             return finish(q, prepared, udp=udp)
-        name = q.qname_wire
-        if zone.authoritative and q.qclass == wire.CLASS_IN and _under(name, zone.zone_wire):
+        if q.qclass == wire.CLASS_IN and _denied(q.qname_wire, zone):
             return self._nxdomain(q, udp)
         if self.forwarding:
             return q
@@ -241,6 +241,23 @@ class Responder:
         soa = wire.resource_record(apex, wire.TYPE_SOA, zone.negative_ttl, zone.soa_rdata)
         heads = prepared_heads(wire.NXDOMAIN, 0, 1, aa=True, ra=zone.recursion_available)
         return finish(q, Prepared(heads, soa), udp=udp)
+
+
+_AWS_WIRES = tuple(wire.encode_name(namespace) for namespace in AWS_NAMESPACES)
+
+
+def _denied(name_wire: bytes, zone: CompiledZone) -> bool:
+    """Whether a name the zone has nothing for gets NXDOMAIN (else it is forwarded).
+
+    Only in an authoritative zone, and never for AWS's own names: a zone of
+    ``internal`` is their parent, and ``ip-10-0-0-5.ec2.internal`` must keep
+    resolving upstream.
+    """
+    return (
+        zone.authoritative
+        and _under(name_wire, zone.zone_wire)
+        and not any(_under(name_wire, aws) for aws in _AWS_WIRES)
+    )
 
 
 def _under(name_wire: bytes, zone_wire: bytes) -> bool:
@@ -492,7 +509,7 @@ def _forwardable(data: bytes, zone: CompiledZone) -> Question | None:
     key = name + data[qend - 4 : qend]
     if key in zone.answers or zone.nodata_for(name) is not None:
         return None
-    if zone.authoritative and _under(name, zone.zone_wire):
+    if _denied(name, zone):
         return None
     return Question(
         qid=data[:2],

@@ -370,6 +370,33 @@ def test_authoritative_zone_forwards_or_refuses_outside_it(name: str) -> None:
     assert isinstance(AUTHORITATIVE_FORWARDING.respond(query(name), udp=True), Question)
 
 
+AUTHORITATIVE_INTERNAL = responder(authoritative=True, forwarding=True)
+"""Authoritative for ``internal`` itself, the parent of AWS's own names."""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ip-10-0-0-99.ec2.internal",
+        "IP-10-0-0-99.EC2.Internal",
+        "ec2.internal",
+        "ip-10-0-1-10.us-east-1.compute.internal",
+        "compute.internal",
+    ],
+)
+def test_aws_names_under_an_authoritative_internal_are_forwarded(name: str) -> None:
+    assert isinstance(AUTHORITATIVE_INTERNAL.respond(query(name), udp=True), Question)
+    assert isinstance(
+        AUTHORITATIVE_INTERNAL.respond(query(name, TXT, edns=opt()), udp=True), Question
+    )
+
+
+@pytest.mark.parametrize("name", ["unknown.internal", "xec2.internal", "ec2.internal.internal"])
+def test_other_unknown_names_under_an_authoritative_internal_are_nxdomain(name: str) -> None:
+    reply = parse(AUTHORITATIVE_INTERNAL.respond(query(name), udp=True))
+    assert reply.header.rcode == NXDOMAIN and reply.header.aa == 1
+
+
 def test_not_authoritative_never_nxdomain() -> None:
     for name in ("unknown.internal", "x.web1.internal", "nothing"):
         result = FORWARDING.respond(query(name), udp=True)
