@@ -488,6 +488,7 @@ class Agent:
             except OSError as exc:
                 log.warning("not watching %s (%s): polling only", self.plan.source, exc)
                 watcher = None
+        bound: list[Endpoint] | None = None
         try:
             bound = await self._start_unless_stopped()
             if bound is not None:
@@ -507,7 +508,8 @@ class Agent:
                 await self.server.close()
             if self.metrics is not None:
                 await asyncio.to_thread(self.metrics.close)
-            log.info("stopped")
+            if bound is not None:  # a start that failed is told by its one error line
+                log.info("stopped")
 
     async def _start_unless_stopped(self) -> list[Endpoint] | None:
         """``start()``, abandoned when a stop comes first (then None).

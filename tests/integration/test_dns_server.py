@@ -13,6 +13,7 @@ import random
 import shutil
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,9 @@ from resolver.core.endpoints import Endpoint
 from resolver.core.responder import Question, Responder, error_reply
 from tests.core.dns_helpers import header, opt, query, question, question_of, reply_question
 from tests.integration.dns_helpers import (
+    EXAMPLE_SERVE_ARGS,
     LOOPBACK,
+    TAGDNS,
     AgentProcess,
     ThreadedServer,
     example_responder,
@@ -325,6 +328,24 @@ def test_sigterm_exits_zero(tmp_path: Path) -> None:
     assert code == 0, process.stderr
     assert "stopped" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_a_taken_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        listen = ("--listen", f"127.0.0.1:{port}", "--metrics", "none", "--log-level", "info")
+        result = subprocess.run(
+            [str(TAGDNS), "serve", *EXAMPLE_SERVE_ARGS, *listen],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"tagdns: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
 
 
 def _ipv6_loopback() -> bool:
