@@ -403,7 +403,9 @@ class Agent:
         await self.refresh(force=True)
         if self.loaded is None:
             log.error(
-                "no mapping yet: names are not answered until %s is readable", self.plan.source
+                "no mapping yet: names are not answered until %s holds a document this agent "
+                "accepts",
+                self.plan.source,
             )
         return self.bound
 

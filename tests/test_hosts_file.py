@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import stat
@@ -139,6 +140,19 @@ def test_fifo_as_target_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(HostsFileError, match=r": not a regular file$"):
         update_file(fifo, merge(fifo))
+
+
+@pytest.mark.skipif(not Path("/proc/version").is_file(), reason="needs Linux's /proc")
+def test_a_file_that_cannot_get_a_neighbour_names_the_one_that_failed() -> None:
+    """/proc takes no new file: the temp file beside the target is what failed."""
+    target = Path("/proc/version")
+    with pytest.raises(HostsFileError) as caught:
+        update_file(target, lambda current: (current or b"") + b"10.0.0.1 web1\n")
+    assert re.fullmatch(
+        r"/proc/version: cannot write: No such file or directory "
+        r"\(creating /proc/\.version\.\w{8}\.tmp beside it\)",
+        str(caught.value),
+    )
 
 
 def test_broken_markers_leave_the_file_untouched(tmp_path: Path) -> None:

@@ -141,7 +141,9 @@ def update_file(path: Path, render: Callable[[bytes | None], bytes]) -> FileUpda
                     f"{path}: cannot write: {_reason(exc)} (the directory {directory} must be "
                     "writable, and only root can keep another user's ownership)"
                 ) from None
-            raise HostsFileError(f"{path}: cannot write: {_reason(exc)}") from None
+            beside = exc.filename is not None and Path(exc.filename) != target
+            creating = f" (creating {exc.filename} beside it)" if beside else ""
+            raise HostsFileError(f"{path}: cannot write: {_reason(exc)}{creating}") from None
     return FileUpdate(path, changed=True, method=method, size=len(new))
 
 
