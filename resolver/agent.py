@@ -490,7 +490,7 @@ class Agent:
             except OSError as exc:
                 log.warning("not watching %s (%s): polling only", self.plan.source, exc)
                 watcher = None
-        bound: list[Endpoint] | None = None
+        ended_cleanly = False
         try:
             bound = await self._start_unless_stopped()
             if bound is not None:
@@ -498,6 +498,7 @@ class Agent:
                 if on_ready is not None:
                     on_ready(bound)
                 await self._stop.wait()
+            ended_cleanly = True
         finally:
             self.notifier.stopping()
             for sig in handled:
@@ -510,7 +511,7 @@ class Agent:
                 await self.server.close()
             if self.metrics is not None:
                 await asyncio.to_thread(self.metrics.close)
-            if bound is not None:  # a start that failed is told by its one error line
+            if ended_cleanly:  # a start that failed is told by its one error line
                 log.info("stopped")
 
     async def _start_unless_stopped(self) -> list[Endpoint] | None:
