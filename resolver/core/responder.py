@@ -509,7 +509,7 @@ def _forwardable(data: bytes, zone: CompiledZone) -> Question | None:
     key = name + data[qend - 4 : qend]
     if key in zone.answers or zone.nodata_for(name) is not None:
         return None
-    if _denied(name, zone):
+    if zone.authoritative and _denied(name, zone):
         return None
     return Question(
         qid=data[:2],
