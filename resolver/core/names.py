@@ -20,10 +20,10 @@ _LABEL = re.compile(_LABEL_TEXT + r"\Z")
 _LDH_NAME = re.compile(rf"{_LABEL_TEXT}(?:\.{_LABEL_TEXT})*\Z")
 """A whole name of valid labels: the common case, checked in one step."""
 _RESERVED_LAST_LABELS = frozenset({"localhost", "arpa", "invalid", "local"})
-# AWS's own private names (ip-10-0-0-1.ec2.internal, ip-....<region>.compute.internal)
-# must keep resolving: no tag may claim a name under them, bare or qualified.
 AWS_NAMESPACES = ("ec2.internal", "compute.internal")
-"""AWS's own names (``ip-10-0-0-5.ec2.internal``): never ours to answer or deny."""
+"""AWS's own private names (ip-10-0-0-1.ec2.internal, ip-....<region>.compute.internal)
+must keep resolving: no tag may claim a name under them, bare or qualified, and no
+authoritative zone denies them."""
 _AWS_CONFLICT = "would shadow AWS's own names under ec2.internal or compute.internal"
 
 

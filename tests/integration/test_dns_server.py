@@ -330,7 +330,7 @@ def test_sigterm_exits_zero(tmp_path: Path) -> None:
     assert "Traceback" not in process.stderr
 
 
-def test_a_taken_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
+def test_a_taken_port_is_one_error_line_and_exit_1() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
