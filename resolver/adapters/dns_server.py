@@ -72,6 +72,7 @@ class ServerLimits:
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
     tcp_max_pending_per_connection: int = 64
+    """Forwards one TCP connection may have pending; more of its queries wait unread."""
     udp_max_pending_forwards: int = 1024
 
 
@@ -405,7 +406,13 @@ def _not_connected(data: bytes, addr: tuple[str, int]) -> None:
 
 
 class _TcpProtocol(asyncio.Protocol):
-    """RFC 7766: length-prefixed messages, several per connection, replies in any order."""
+    """RFC 7766: length-prefixed messages, several per connection, replies in any order.
+
+    Every pipelined query gets its answer (RFC 7766 6.2.1.1). A client with as many
+    forwards pending as ``tcp_max_pending_per_connection`` is not read from until
+    one is done; its messages already received wait in the buffer. A client that
+    does not read its answers is not read from either (``pause_writing``).
+    """
 
     def __init__(self, server: DnsServer) -> None:
         self.server = server
@@ -413,6 +420,9 @@ class _TcpProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.pending = 0
         self.idle_timer: asyncio.TimerHandle | None = None
+        self._paused: set[str] = set()
+        """Why this connection is not read from: ``_FORWARDS``, ``_WRITES`` or both."""
+        self._reading_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = tcp = cast(asyncio.Transport, transport)
@@ -431,6 +441,11 @@ class _TcpProtocol(asyncio.Protocol):
         self.idle_timer = loop.call_later(self.server.limits.tcp_idle_timeout, self._idle)
 
     def _idle(self) -> None:
+        if self.pending:
+            # Not idle while a query waits for its answer (RFC 7766 6.2.3); forwards
+            # end within the forwarder's bounded time.
+            self._arm_idle_timer()
+            return
         self.server.counters.tcp_idle_closes += 1
         self.close()
 
@@ -445,24 +460,33 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._handle_buffered()
+
+    def _handle_buffered(self) -> None:
+        """Handle each complete message buffered, while forwards may still be started."""
         buffer = self.buffer
-        buffer += data
-        got_message = False
-        while len(buffer) >= 2:
+        limit = self.server.limits.tcp_max_pending_per_connection
+        queried = False
+        while len(buffer) >= 2 and self.transport is not None:
+            if self.pending >= limit:
+                self._pause(_FORWARDS)
+                break
             length = buffer[0] << 8 | buffer[1]
             if len(buffer) < 2 + length:
                 break
             message = bytes(buffer[2 : 2 + length])
             del buffer[: 2 + length]
-            got_message = True
-            self._handle(message)
-        if got_message:
-            # Only complete messages count as activity: a client dribbling bytes
-            # of a message that never completes still meets the idle timeout.
+            queried = self._handle(message) or queried
+        if queried:
+            # Only queries count as activity: a client dribbling bytes of a message
+            # that never completes, or sending frames that are dropped unanswered,
+            # still meets the idle timeout.
             self._arm_idle_timer()
             self.server.tcp_active(self)
 
-    def _handle(self, message: bytes) -> None:
+    def _handle(self, message: bytes) -> bool:
+        """Answer or forward one message; False when it is dropped unanswered."""
         server = self.server
         server.counters.tcp_queries += 1
         reply = server.answer(message, udp=False)
@@ -470,13 +494,12 @@ class _TcpProtocol(asyncio.Protocol):
             self._send(reply)
         elif reply is None:
             server.counters.dropped += 1
+            return False
         else:
             assert isinstance(reply, Question)
-            if self.pending >= server.limits.tcp_max_pending_per_connection:
-                server.counters.forward_overflow += 1
-                return
             self.pending += 1
             server.spawn(self._forward(reply))
+        return True
 
     async def _forward(self, question: Question) -> None:
         try:
@@ -485,6 +508,10 @@ class _TcpProtocol(asyncio.Protocol):
                 self._send(reply)
         finally:
             self.pending -= 1
+            if _FORWARDS in self._paused:
+                self._paused.discard(_FORWARDS)
+                self._handle_buffered()  # may pause again
+                self._apply_pause()
 
     def _send(self, reply: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -492,11 +519,30 @@ class _TcpProtocol(asyncio.Protocol):
                 log_reply(self.transport.get_extra_info("peername"), "tcp", reply)
             self.transport.write(struct.pack("!H", len(reply)) + reply)
 
+    def _pause(self, reason: str) -> None:
+        self._paused.add(reason)
+        self._apply_pause()
+
+    def _apply_pause(self) -> None:
+        """Read from the client exactly when nothing holds it back."""
+        transport = self.transport
+        paused = bool(self._paused)
+        if transport is None or transport.is_closing() or paused == self._reading_paused:
+            return
+        self._reading_paused = paused
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
     def pause_writing(self) -> None:
         # A client that does not read its answers stops being read from.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._pause(_WRITES)
 
     def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self._paused.discard(_WRITES)
+        self._apply_pause()
+
+
+_FORWARDS = "forwards"
+_WRITES = "writes"

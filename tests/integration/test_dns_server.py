@@ -467,21 +467,76 @@ def test_client_outside_the_allow_list_gets_nothing(
 
 
 class _ForwardingServer(ThreadedServer):
-    """A ThreadedServer whose names not owned go to a plain ``forward`` coroutine."""
+    """A ThreadedServer whose names not owned go to a plain ``forward`` coroutine,
+    which answers NXDOMAIN after ``delay`` seconds."""
 
     forwarded: list[tuple[bytes, bool]]
+    delay = 0.0
+    most_at_once = 0
 
     async def _start(self) -> Endpoint:
+        running = 0
+
         async def forward(question: Question, udp: bool) -> bytes:
+            nonlocal running
             self.forwarded.append((question.qname_wire, udp))
+            running += 1
+            self.most_at_once = max(self.most_at_once, running)
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                running -= 1
             return error_reply(question, wire.NXDOMAIN, ra=True)
 
         self.forwarded = []
         responder = Responder(self.responder.zone, forwarding=True)
         self.server = DnsServer(
-            responder, allow=self.allow, forward=forward, udp_batching=self.udp_batching
+            responder,
+            allow=self.allow,
+            forward=forward,
+            limits=self.limits,
+            udp_batching=self.udp_batching,
         )
         return await self.server.listen(Endpoint(self.host, 0))
+
+
+def test_pipelined_tcp_queries_beyond_the_pending_cap_all_get_answers(
+    loop_factory: LoopFactory,
+) -> None:
+    """RFC 7766 6.2.1.1: past the cap of forwards pending, the rest wait unread, not dropped."""
+    limits = ServerLimits(tcp_max_pending_per_connection=4)
+    server = _ForwardingServer(
+        example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
+    )
+    server.delay = 0.05
+    with server, tcp_connect(server.host, server.port) as sock:
+        queries = [query(f"n{i}.example", qid=0x6000 + i) for i in range(20)]
+        queries.insert(10, query("web1", qid=0x6100))  # owned: answered in its turn
+        sock.sendall(b"".join(frame(q) for q in queries))
+        ids = {recv_frame(sock)[:2] for _ in queries}
+        assert ids == {q[:2] for q in queries}
+        assert server.most_at_once == 4
+        assert server.server is not None and server.server.counters.forward_overflow == 0
+
+
+def test_dropped_tcp_frames_do_not_keep_a_connection_open(loop_factory: LoopFactory) -> None:
+    """Only queries count as activity: empty frames and responses are not."""
+    limits = ServerLimits(tcp_idle_timeout=0.5)
+    with (
+        ThreadedServer(
+            example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
+        ) as server,
+        tcp_connect(server.host, server.port) as sock,
+    ):
+        response = bytearray(query("web1"))
+        response[2] |= 0x80  # QR=1: dropped
+        started = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - started < 3.0:
+            with contextlib.suppress(OSError):
+                sock.sendall(frame(b"") + frame(bytes(response)))
+            closed = wait_closed(sock, 0.2)
+        assert closed, "junk frames every 0.2 s kept the connection past its 0.5 s idle timeout"
 
 
 def test_a_plain_forward_coroutine_answers_udp_and_tcp(
