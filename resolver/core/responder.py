@@ -195,6 +195,9 @@ class Responder:
                 return question
         parsed = parse_query(data)
         if not isinstance(parsed, Question):
+            if parsed is not None and self.zone.recursion_available:
+                # RA says what this server offers, whatever the reply (RFC 1035 4.1.1).
+                return parsed[:3] + bytes((parsed[3] | wire.FLAG_RA,)) + parsed[4:]
             return parsed
         return self.answer(parsed, udp=udp)
 
@@ -312,15 +315,47 @@ def error_reply(q: Question, rcode: int, *, ra: bool) -> bytes:
     return wire.header(q.qid, flags, 1, 0, 0, 1 if q.edns else 0) + q.question + opt
 
 
-def bare_error(data: bytes, rcode: int) -> bytes | None:
-    """A header-only error reply for a message whose question cannot be trusted."""
+def bare_error(data: bytes, rcode: int, question: bytes = b"") -> bytes | None:
+    """An error reply for a message whose question cannot be trusted (or, given
+    ``question``, whose additional section is at fault), with OPT when it has one.
+
+    RFC 6891 6.1.1 and 7: a request that carries an OPT gets one back, FORMERR and
+    NOTIMP included, so that the client does not conclude EDNS is unsupported.
+    """
     if len(data) < wire.HEADER_LEN:
         return None
     flags = struct.unpack("!H", data[2:4])[0]
     if flags & wire.FLAG_QR:
         return None
     reply_flags = wire.FLAG_QR | (flags & (wire.OPCODE_MASK | wire.FLAG_RD)) | rcode
-    return wire.header(data[:2], reply_flags, 0, 0, 0, 0)
+    opt_ttl = _request_opt_ttl(data)
+    opt = b"" if opt_ttl is None else wire.opt_record(do=bool(opt_ttl & wire.EDNS_DO))
+    return (
+        wire.header(data[:2], reply_flags, 1 if question else 0, 0, 0, 1 if opt else 0)
+        + question
+        + opt
+    )
+
+
+def _request_opt_ttl(data: bytes) -> int | None:
+    """The TTL field (extended RCODE, version, DO) of the first OPT record in the
+    additional section of ``data``, or None when there is none or the sections do
+    not hold together up to it. Counts are trusted only as far as the bytes go."""
+    qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHH", data, 4)
+    position, size = wire.HEADER_LEN, len(data)
+    for _ in range(qdcount):
+        position = _skip_name(data, position) + 4
+        if position < 4 or position > size:
+            return None
+    for index in range(ancount + nscount + arcount):
+        fixed = _skip_name(data, position)
+        if fixed < 0 or fixed + _RR_FIXED.size > size:
+            return None
+        rtype, _rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, fixed)
+        if rtype == wire.TYPE_OPT and index >= ancount + nscount:
+            return int(ttl)
+        position = fixed + _RR_FIXED.size + rdlength
+    return None
 
 
 def servfail(data: bytes) -> bytes | None:
@@ -429,7 +464,9 @@ def parse_query(data: bytes) -> Question | bytes | None:
     if arcount:
         opts = _opt_records(data, qend, arcount)
         if opts is None or len(opts) > 1:
-            return bare_error(data, wire.FORMERR)
+            # The question is sound; the fault is in the additional section (RFC 6891
+            # 7: the minimal reply is the header, the question and an OPT).
+            return bare_error(data, wire.FORMERR, data[wire.HEADER_LEN : qend])
         if opts:
             edns = True
             payload, ttl = opts[0]

@@ -586,59 +586,92 @@ def test_dropped(data: bytes, udp: bool) -> None:
     assert FORWARDING.respond(data, udp=udp) is None
 
 
+BARE, BARE_OPT = "header", "header+opt"
+QUESTION, QUESTION_OPT = "header+question", "header+question+opt"
+"""What an error reply holds: the question only when it is sound and the fault lies
+after it, and an OPT whenever the request has one (RFC 6891 6.1.1 and 7)."""
+
 ERRORS = [
-    ("qdcount-0", header(qd=0), FORMERR),
-    ("qdcount-0-with-question", header(qd=0) + WEB1, FORMERR),
-    ("qdcount-2", header(qd=2) + WEB1 + question("web2"), FORMERR),
-    ("qdcount-2-lie", header(qd=2) + WEB1, FORMERR),
-    ("header-only", header(), FORMERR),
+    ("qdcount-0", header(qd=0), FORMERR, BARE),
+    ("qdcount-0-with-question", header(qd=0) + WEB1, FORMERR, BARE),
+    ("qdcount-0-edns", header(qd=0, ar=1) + opt(), FORMERR, BARE_OPT),
+    ("qdcount-2", header(qd=2) + WEB1 + question("web2"), FORMERR, BARE),
+    ("qdcount-2-edns", header(qd=2, ar=1) + WEB1 + question("web2") + opt(), FORMERR, BARE_OPT),
+    ("qdcount-2-lie", header(qd=2) + WEB1, FORMERR, BARE),
+    ("header-only", header(), FORMERR, BARE),
     (
         "ancount-1",
         header(an=1) + WEB1 + b"\xc0\x0c\x00\x01\x00\x01" + b"\x00" * 4 + b"\x00\x00",
         FORMERR,
+        BARE,
     ),
-    ("nscount-1", header(ns=1) + WEB1, FORMERR),
-    ("pointer-question", header() + b"\xc0\x0c\x00\x01\x00\x01", FORMERR),
-    ("pointer-after-label", header() + b"\x04web1\xc0\x0c\x00\x01\x00\x01", FORMERR),
-    ("pointer-loop-chain", header() + b"\xc0\x0c" * 20, FORMERR),
-    ("label-64", header() + LONG_LABEL, FORMERR),
-    ("label-extended-type", header() + b"\x41" + b"a" * 65 + b"\x00\x00\x01\x00\x01", FORMERR),
-    ("name-257", header() + NAME_256, FORMERR),
-    ("no-root-label", header() + b"\x04web1", FORMERR),
-    ("label-past-end", header() + b"\x3fweb1", FORMERR),
-    ("no-type-class", header() + b"\x04web1\x00", FORMERR),
-    ("half-type", header() + b"\x04web1\x00\x00\x01\x00", FORMERR),
-    ("two-opt", header(ar=2) + WEB1 + opt() + opt(), FORMERR),
-    ("opt-non-root-owner", header(ar=1) + WEB1 + b"\x01x" + opt(), FORMERR),
-    ("opt-rdlength-lie", header(ar=1) + WEB1 + opt()[:-2] + b"\x00\x10", FORMERR),
+    (
+        "ancount-1-edns",
+        header(an=1, ar=1) + WEB1 + b"\xc0\x0c\x00\x01\x00\x01" + b"\x00" * 6 + opt(),
+        FORMERR,
+        BARE_OPT,
+    ),
+    ("nscount-1", header(ns=1) + WEB1, FORMERR, BARE),
+    ("pointer-question", header() + b"\xc0\x0c\x00\x01\x00\x01", FORMERR, BARE),
+    ("pointer-after-label", header() + b"\x04web1\xc0\x0c\x00\x01\x00\x01", FORMERR, BARE),
+    ("pointer-loop-chain", header() + b"\xc0\x0c" * 20, FORMERR, BARE),
+    ("label-64", header() + LONG_LABEL, FORMERR, BARE),
+    (
+        "label-extended-type",
+        header() + b"\x41" + b"a" * 65 + b"\x00\x00\x01\x00\x01",
+        FORMERR,
+        BARE,
+    ),
+    ("name-257", header() + NAME_256, FORMERR, BARE),
+    ("name-257-edns", header(ar=1) + NAME_256 + opt(), FORMERR, BARE),  # its OPT is not found
+    ("no-root-label", header() + b"\x04web1", FORMERR, BARE),
+    ("label-past-end", header() + b"\x3fweb1", FORMERR, BARE),
+    ("no-type-class", header() + b"\x04web1\x00", FORMERR, BARE),
+    ("half-type", header() + b"\x04web1\x00\x00\x01\x00", FORMERR, BARE),
+    ("two-opt", header(ar=2) + WEB1 + opt() + opt(), FORMERR, QUESTION_OPT),
+    ("opt-non-root-owner", header(ar=1) + WEB1 + b"\x01x" + opt(), FORMERR, QUESTION_OPT),
+    ("opt-rdlength-lie", header(ar=1) + WEB1 + opt()[:-2] + b"\x00\x10", FORMERR, QUESTION_OPT),
     (
         "opt-option-misframed",
         header(ar=1) + WEB1 + opt(options=b"\x00\x0a\x00\x09" + b"c" * 8),
         FORMERR,
+        QUESTION_OPT,
     ),
-    ("arcount-lie", header(ar=2) + WEB1 + opt(), FORMERR),
-    ("arcount-no-records", header(ar=1) + WEB1, FORMERR),
-    ("ar-truncated-rr", header(ar=1) + WEB1 + b"\x00\x00\x29\x04", FORMERR),
-    ("opcode-iquery", header(flags=0x0800) + WEB1, NOTIMP),
-    ("opcode-status", header(flags=0x1000) + WEB1, NOTIMP),
-    ("opcode-notify", header(flags=0x2000) + WEB1, NOTIMP),
-    ("opcode-update", header(flags=0x2800) + WEB1, NOTIMP),
-    ("opcode-15-garbage", header(flags=0x7800, qd=0) + b"\xff\xff", NOTIMP),
+    ("arcount-lie", header(ar=2) + WEB1 + opt(), FORMERR, QUESTION_OPT),
+    ("arcount-no-records", header(ar=1) + WEB1, FORMERR, QUESTION),
+    ("ar-truncated-rr", header(ar=1) + WEB1 + b"\x00\x00\x29\x04", FORMERR, QUESTION),
+    ("opcode-iquery", header(flags=0x0800) + WEB1, NOTIMP, BARE),
+    ("opcode-status", header(flags=0x1000) + WEB1, NOTIMP, BARE),
+    ("opcode-notify", header(flags=0x2000) + WEB1, NOTIMP, BARE),
+    ("opcode-update", header(flags=0x2800) + WEB1, NOTIMP, BARE),
+    ("opcode-15-garbage", header(flags=0x7800, qd=0) + b"\xff\xff", NOTIMP, BARE),
+    ("opcode-15-edns", header(flags=0x7800, ar=1) + WEB1 + opt(), NOTIMP, BARE_OPT),
+    ("opcode-15-edns-do", header(flags=0x7800, ar=1) + WEB1 + opt(do=True), NOTIMP, BARE_OPT),
 ]
 
 
-@pytest.mark.parametrize(("data", "rcode"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS])
-def test_error_replies(data: bytes, rcode: int) -> None:
-    for responder_ in (PLAIN, FORWARDING, AUTHORITATIVE):
+@pytest.mark.parametrize(
+    ("data", "rcode", "shape"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS]
+)
+def test_error_replies(data: bytes, rcode: int, shape: str) -> None:
+    opt_length = 11 if shape.endswith("+opt") else 0
+    question_length = len(WEB1) if "question" in shape else 0
+    for responder_, ra in ((PLAIN, 0), (FORWARDING, 0x80), (AUTHORITATIVE, 0)):
         reply = responder_.respond(data, udp=True)
         assert isinstance(reply, bytes)
-        assert len(reply) == 12, "header only: the question is not trusted"
-        flags, qd, an, ns, ar = struct.unpack("!HHHHH", reply[2:])
+        assert len(reply) == 12 + question_length + opt_length, shape
+        flags, qd, an, ns, ar = struct.unpack("!HHHHH", reply[2:12])
         assert reply[:2] == data[:2]
         assert flags & 0x8000, "QR"
         assert flags & 0x000F == rcode
         assert flags & 0x7800 == struct.unpack("!H", data[2:4])[0] & 0x7800, "opcode echoed"
-        assert (qd, an, ns, ar) == (0, 0, 0, 0)
+        assert flags & 0x0080 == ra, "RA says whether this server forwards, whatever the reply"
+        assert (qd, an, ns, ar) == (1 if question_length else 0, 0, 0, 1 if opt_length else 0)
+        assert reply[12 : 12 + question_length] == data[12 : 12 + question_length]
+        if opt_length:
+            record = parse(reply).ar[0]
+            assert (record.rtype, record.rclass) == (41, 1232)
+            assert record.ttl & 0x8000 == (0x8000 if data.endswith(opt(do=True)) else 0), "DO"
 
 
 def test_longest_legal_name_is_parsed() -> None:
