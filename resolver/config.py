@@ -258,10 +258,14 @@ def validate_config(config: Config, origin: str = "config") -> None:
                 f"does not include, so its clients would get no answer; add '{own}' to allow"
             )
     publish = config.publish
+    if not publish.regions:
+        raise ConfigError(f"{origin}: [publish] regions must be ['all'] or name regions")
+    if "all" in publish.regions and len(publish.regions) > 1:
+        raise ConfigError(f"{origin}: [publish] regions: 'all' cannot be combined with regions")
     for region in publish.regions:
         if region != "all" and not REGION_PATTERN.match(region):
             raise ConfigError(f"{origin}: [publish] regions: {region!r} is not a region")
     if publish.prefix.startswith("/") or ".." in publish.prefix.split("/"):
         raise ConfigError(f"{origin}: [publish] prefix {publish.prefix!r} is not a relative key")
-    if not 0 < len(publish.tag_key) <= 128:
-        raise ConfigError(f"{origin}: [publish] tag_key must be 1 to 128 characters")
+    if not 0 < len(publish.tag_key) <= 128 or not publish.tag_key.strip():
+        raise ConfigError(f"{origin}: [publish] tag_key must be 1 to 128 characters, not blank")

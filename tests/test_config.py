@@ -229,6 +229,17 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         ({"publish": {"prefix": "dns/../x"}}, "[publish] prefix 'dns/../x' is not a relative key"),
         ({"publish": {"tag_key": ""}}, "[publish] tag_key must be 1 to 128 characters"),
         ({"publish": {"tag_key": "k" * 129}}, "[publish] tag_key must be 1 to 128 characters"),
+        ({"publish": {"tag_key": " "}}, "[publish] tag_key must be 1 to 128 characters, not blank"),
+        ({"publish": {"regions": []}}, "[publish] regions must be ['all'] or name regions"),
+        ({"publish": {"regions": ["all", "us-east-1"]}}, "[publish] regions: 'all' cannot be"),
+        ({"view": {"zone": "ec2.internal"}}, "[view] zone 'ec2.internal' would shadow AWS's"),
+        (
+            {"view": {"zone": "eu-west-1.compute.internal"}},
+            "[view] zone 'eu-west-1.compute.internal' would shadow AWS's",
+        ),
+        ({"view": {"zone": "in-addr.arpa"}}, "[view] zone 'in-addr.arpa' ends in the reserved"),
+        ({"view": {"zone": "localhost"}}, "[view] zone 'localhost' ends in the reserved name"),
+        ({"view": {"zone": "a" * 254}}, "[view] zone '" + "a" * 254 + "' must be 1 to 253 octets"),
     ],
     ids=[
         "poll-zero",
@@ -270,6 +281,14 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         "prefix-dotdot",
         "tag-key-empty",
         "tag-key-long",
+        "tag-key-blank",
+        "publish-regions-empty",
+        "publish-regions-all-and-more",
+        "zone-aws-ec2",
+        "zone-aws-compute",
+        "zone-reverse",
+        "zone-localhost",
+        "zone-too-long",
     ],
 )
 def test_invalid_values_name_the_key(raw: dict[str, dict[str, object]], message: str) -> None:

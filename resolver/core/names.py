@@ -35,9 +35,15 @@ class NameRejection:
     reason: str
 
 
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+"""What may surround a name and be dropped. ``str.strip`` would also drop no-break
+and other Unicode spaces and the separators U+001C to U+001F, and so accept a
+tag that is not plain ASCII."""
+
+
 def normalise_name(raw: str) -> str:
     """Strip and lowercase; ASCII only so lowercasing cannot change a name's shape."""
-    stripped = raw.strip()
+    stripped = raw.strip(_ASCII_SPACE)
     if not stripped.isascii():
         raise InvalidName("contains non-ASCII characters")
     return stripped.lower()
@@ -56,12 +62,25 @@ def check_label(label: str) -> None:
 
 
 def check_zone(zone: str) -> str:
-    """Validate a zone suffix such as ``internal``; returns it normalised."""
+    """Validate a zone suffix such as ``internal``; returns it normalised, or raises
+    InvalidName with a reason that follows the zone's own text.
+
+    The zone is held to the rules of a name: serving or denying (``authoritative``)
+    a zone such as ``in-addr.arpa``, ``localhost`` or ``ec2.internal`` would take
+    over names the node relies on.
+    """
     normalised = normalise_name(zone)
     if not normalised or len(normalised) > MAX_NAME_OCTETS:
-        raise InvalidName(f"zone {zone!r} must be 1 to {MAX_NAME_OCTETS} octets")
+        raise InvalidName(f"must be 1 to {MAX_NAME_OCTETS} octets")
     for label in normalised.split("."):
         check_label(label)
+    last = normalised.rpartition(".")[2]
+    if last in _RESERVED_LAST_LABELS:
+        raise InvalidName(f"ends in the reserved name {last!r}")
+    if last.isdigit():
+        raise InvalidName("ends in an all-numeric label")
+    if _under_aws(normalised):
+        raise InvalidName(_AWS_CONFLICT)
     return normalised
 
 
@@ -76,17 +95,28 @@ def _under_aws(name: str) -> bool:
     return name in AWS_NAMESPACES or name.endswith(_AWS_DOTTED)
 
 
+def longest_name(zone: str) -> int:
+    """The longest name that can also be served as ``name.<zone>`` (octets)."""
+    return MAX_NAME_OCTETS - 1 - len(zone)
+
+
 def zone_conflict(name: str, zone: str) -> str | None:
     """Why a valid ``name`` cannot be served with ``zone``, or None when it can."""
     if _under(name, zone):
         return f"ends in the zone suffix {zone!r}"
     if _under_aws(name) or _under_aws(f"{name}.{zone}"):
         return _AWS_CONFLICT
+    if len(name) > longest_name(zone):
+        return (
+            f"is too long to serve as name.{zone} ({len(name) + 1 + len(zone)} octets, "
+            f"at most {MAX_NAME_OCTETS})"
+        )
     return None
 
 
 def conflict_screen(zone: str) -> tuple[str, ...]:
-    """Suffixes that every name ``zone_conflict`` refuses for ``zone`` ends with.
+    """Suffixes that every name ``zone_conflict`` refuses for ``zone`` ends with, but
+    for names longer than ``longest_name(zone)``.
 
     A screen, not the verdict: ``name.endswith(screen)`` is one C call, so a view of
     100,000 names asks ``zone_conflict`` only for the few that match (which it
@@ -173,12 +203,12 @@ def split_tag_value(value: str, zone: str | None = None) -> tuple[list[str], lis
     names: list[str] = []
     rejections: list[NameRejection] = []
     for part in value.split(","):
-        if not part.strip():
+        if not part.strip(_ASCII_SPACE):
             continue
         try:
             name = validate_name(part, zone)
         except InvalidName as exc:
-            rejections.append(NameRejection(part, f"name {part.strip()!r} {exc}"))
+            rejections.append(NameRejection(part, f"name {part.strip(_ASCII_SPACE)!r} {exc}"))
             continue
         if name not in names:
             names.append(name)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from resolver.core.addresses import address_sort_key
 from resolver.core.document import HostEntry, MappingDocument
-from resolver.core.names import conflict_screen, zone_conflict
+from resolver.core.names import conflict_screen, longest_name, zone_conflict
 from resolver.errors import ConfigError
 
 PUBLIC = "public"
@@ -85,15 +85,18 @@ _IPV6 = attrgetter("ipv6")
 def _usable_groups(
     document: MappingDocument, zone: str, omitted: list[Omission]
 ) -> Iterator[tuple[str, list[HostEntry]]]:
-    """Each name with its hosts, in name order; names the zone cannot serve go to ``omitted``.
+    """Each name with its hosts, in name order; names the zone cannot serve go to ``omitted``
+    (among them a name too long to be qualified: every name answers as ``name.<zone>``
+    somewhere, in its own region's view or the public one).
 
     A document's hosts are already in name order, so sorting is one linear pass
     and grouping needs no dictionary of 100,000 lists.
     """
     screen = conflict_screen(zone)
+    longest = longest_name(zone)
     for name, group in groupby(sorted(document.hosts, key=_BY_NAME), key=_BY_NAME):
         hosts = list(group)
-        if name.endswith(screen):
+        if name.endswith(screen) or len(name) > longest:
             conflict = zone_conflict(name, zone)
             if conflict is not None:
                 omitted.extend(Omission(name, h.instance_id, f"name {conflict}") for h in hosts)
@@ -182,6 +185,7 @@ def _every_name_one_local_instance(
         or not all(map(lt, names, islice(names, 1, None)))
         or any(map(str.__ne__, map(_REGION, hosts), repeat(region)))
         or any(map(str.endswith, names, repeat(conflict_screen(zone))))
+        or max(map(len, names)) > longest_name(zone)
     ):
         return None
     ipv6 = list(map(_IPV6, hosts))

@@ -13,6 +13,7 @@ from resolver.core.names import (
     check_zone,
     conflict_screen,
     is_plain_name,
+    longest_name,
     split_tag_value,
     validate_name,
     zone_conflict,
@@ -22,6 +23,8 @@ from resolver.errors import InvalidName
 LABEL_63 = "a" * 63
 NAME_253 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
 NAME_254 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 62])
+NAME_244 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52])
+"""The longest name that ``internal`` can qualify: 244 + 1 + 8 = 253 octets."""
 
 CHARS = "characters other than letters, digits and hyphens"
 
@@ -39,7 +42,8 @@ CHARS = "characters other than letters, digits and hyphens"
         ("1web", "internal", "1web"),
         ("web.1a", "internal", "web.1a"),
         (LABEL_63, "internal", LABEL_63),
-        (NAME_253, "internal", NAME_253),
+        (NAME_253, None, NAME_253),
+        (NAME_244, "internal", NAME_244),
         ("web.internal", None, "web.internal"),
         ("web.internal", "fleet.internal", "web.internal"),
         ("internal-api", "internal", "internal-api"),
@@ -59,6 +63,7 @@ CHARS = "characters other than letters, digits and hyphens"
         "numeric-first-label",
         "label-63",
         "name-253",
+        "name-244-qualifies-in-internal",
         "no-zone-given",
         "other-zone",
         "zone-as-prefix",
@@ -90,6 +95,10 @@ def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
         ("\uff57\uff45\uff42", "internal", "non-ASCII"),
         ("\u0130stanbul", "internal", "non-ASCII"),
         ("\u212aube", "internal", "non-ASCII"),
+        ("\u00a0web1", "internal", "non-ASCII"),
+        ("web1\u2003", "internal", "non-ASCII"),
+        ("\u3000web1\u3000", "internal", "non-ASCII"),
+        ("\x1cweb1\x1f", "internal", CHARS),
         ("", "internal", "is empty"),
         ("   ", "internal", "is empty"),
         ("a..b", "internal", "empty label"),
@@ -100,6 +109,8 @@ def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
         ("a-.b", "internal", "starts or ends with a hyphen"),
         ("a" * 64, "internal", "label longer than 63 octets"),
         (NAME_254, "internal", "longer than 253 octets"),
+        (NAME_253, "internal", "too long to serve as name.internal (262 octets"),
+        (NAME_244 + "d", "fleet.internal", "too long to serve as name.fleet.internal"),
         ("localhost", "internal", "reserved name 'localhost'"),
         ("x.localhost", "internal", "reserved name 'localhost'"),
         ("LOCALHOST", "internal", "reserved name 'localhost'"),
@@ -134,6 +145,10 @@ def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
         "fullwidth",
         "turkish-dotted-i",
         "kelvin-sign-lowercases-to-ascii",
+        "no-break-space-before",
+        "em-space-after",
+        "ideographic-spaces-around",
+        "ascii-separators-around",
         "empty",
         "only-spaces",
         "empty-middle-label",
@@ -144,6 +159,8 @@ def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
         "label-trailing-hyphen",
         "label-64",
         "name-254",
+        "name-253-too-long-to-qualify",
+        "name-245-too-long-for-fleet-internal",
         "localhost",
         "under-localhost",
         "localhost-uppercase",
@@ -200,8 +217,16 @@ def test_invalid_names(raw: str, zone: str | None, reason: str) -> None:
                 ),
             ],
         ),
+        (
+            "web1,\u3000",
+            ["web1"],
+            [NameRejection("\u3000", "name '\\u3000' contains non-ASCII characters")],
+        ),
     ],
-    ids=["dedupe-strip-lower", "trailing-comma", "empty", "all-empty", "mixed", "zone", "all-bad"],
+    ids=[
+        *("dedupe-strip-lower", "trailing-comma", "empty", "all-empty", "mixed", "zone"),
+        *("all-bad", "unicode-space-is-not-empty"),
+    ],
 )
 def test_split_tag_value(value: str, names: list[str], rejections: list[NameRejection]) -> None:
     assert split_tag_value(value, "internal") == (names, rejections)
@@ -227,12 +252,25 @@ def test_check_zone_valid(zone: str, expected: str) -> None:
         "z\u00f6ne",
         "a" * 64,
         "a." * 127 + "a",
+        "\u00a0internal",
+        "in-addr.arpa",
+        "localhost",
+        "lan.local",
+        "10",
+        "ec2.internal",
+        "compute.internal",
+        "us-east-1.compute.internal",
     ],
-    ids=["empty", "trailing-dot", "leading-dot", "space", "hyphen", "non-ascii", "label-64", "254"],
+    ids=[
+        *("empty", "trailing-dot", "leading-dot", "space", "hyphen", "non-ascii", "label-64"),
+        *("254", "no-break-space", "reverse-zone", "localhost", "mdns", "numeric"),
+        *("aws-ec2", "aws-compute", "aws-regional"),
+    ],
 )
 def test_check_zone_invalid(zone: str) -> None:
-    with pytest.raises(InvalidName):
+    with pytest.raises(InvalidName) as caught:
         check_zone(zone)
+    assert "\n" not in str(caught.value)
 
 
 _SHAPE = re.compile(r"[a-z0-9.-]+\Z")
@@ -351,5 +389,5 @@ _ZONES = st.sampled_from(
     zone=_ZONES,
 )
 def test_conflict_screen_never_misses_a_conflict(name: str, zone: str) -> None:
-    if zone_conflict(name, zone) is not None:
+    if zone_conflict(name, zone) is not None and len(name) <= longest_name(zone):
         assert name.endswith(conflict_screen(zone))

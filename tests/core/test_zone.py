@@ -280,18 +280,37 @@ def test_empty_view_compiles_to_empty_indexes() -> None:
     assert not zone.answers and not zone.structural
 
 
-def test_name_too_long_with_the_zone_answers_bare_only() -> None:
-    """A 253-octet name plus ``.internal`` is 264 octets: not a legal qualified name."""
-    long_name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
-    host = HostEntry(long_name, HOME, "i-00000000000000001", "us-east-1a", "10.9.9.9", None, ())
+LONG_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+"""253 octets: a legal name, but ``name.internal`` would be 262."""
+
+
+def test_name_too_long_with_the_zone_is_left_out_and_reported() -> None:
+    """Every name answers as ``name.<zone>`` too; one that cannot is left out, with a reason."""
+    hosts = [
+        HostEntry(LONG_NAME, HOME, "i-00000000000000001", "us-east-1a", "10.9.9.9", None, ()),
+        HostEntry("web1", HOME, "i-00000000000000002", "us-east-1a", "10.9.9.10", None, ()),
+    ]
     document = make_document(
-        serial=1, generated_at="2025-01-01T00:00:00Z", tag_key="dns", regions=[HOME], hosts=[host]
+        serial=1, generated_at="2025-01-01T00:00:00Z", tag_key="dns", regions=[HOME], hosts=hosts
     )
-    zone = compile_document(document, ZoneSettings(view=HOME, authoritative=True)).zone
-    assert key(long_name, A) in zone.answers
+    loaded = compile_document(document, ZoneSettings(view=HOME, authoritative=True))
+    assert [r.name for r in loaded.view.records] == ["web1"]
+    assert [(o.name, o.instance_id) for o in loaded.view.omitted] == [
+        (LONG_NAME, "i-00000000000000001")
+    ]
+    assert "too long to serve as name.internal (262 octets" in loaded.view.omitted[0].reason
+    assert not loaded.zone.owns(name_wire(LONG_NAME))
+    assert key(reverse("10.9.9.9"), PTR) not in loaded.zone.answers
+
+
+def test_a_record_too_long_to_qualify_compiles_bare_only() -> None:
+    """The compile's own guard, for a view built without ``region_view``'s screening."""
+    view = View(HOME, "internal", 1, (ViewRecord(LONG_NAME, ("10.9.9.9",), (), True),))
+    zone = compile_image(view, ReplySettings(authoritative=True)).materialize()
+    assert key(LONG_NAME, A) in zone.answers
     assert key(reverse("10.9.9.9"), PTR) not in zone.answers
     assert all(len(k) - 4 <= wire.MAX_NAME for k in zone.answers)
-    assert zone.owns(name_wire(long_name))
+    assert zone.owns(name_wire(LONG_NAME))
     # Its parents are not empty non-terminals either: nothing lives below them.
     assert set(zone.structural) == {name_wire("internal")}
 
