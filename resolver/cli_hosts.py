@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resolver.adapters.dnsmasq import reload_dnsmasq
 from resolver.agent import fetch
 from resolver.cli_agent import add_source_and_view, config_with_flags, view_label, zone_settings
 from resolver.config import Config
@@ -22,7 +21,7 @@ from resolver.core.pipeline import load_document
 from resolver.core.source_url import parse_source
 from resolver.core.views import View
 from resolver.errors import DocumentError
-from resolver.hosts_sync import describe, write_dnsmasq, write_hosts
+from resolver.hosts_sync import describe, sync_dnsmasq, write_hosts
 
 STDOUT = "-"
 _MAX_OMISSIONS_SHOWN = 5
@@ -102,11 +101,13 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     names = len(view.records)
     summary = f"view {view.label}, zone {view.zone}, serial {view.serial}: {names} names"
     if args.format == "dnsmasq":
-        update = write_dnsmasq(path, view)
-        print(f"{describe(update, 'dnsmasq hosts file')}; {summary}")
         pidfile = config.hosts.dnsmasq_pidfile
-        if update.changed and pidfile and _same_file(output, config.hosts.dnsmasq_file):
-            print(reload_dnsmasq(Path(pidfile)).message)
+        signalled = pidfile and _same_file(output, config.hosts.dnsmasq_file)
+        done = sync_dnsmasq(path, view, Path(pidfile) if signalled else None)
+        if not done:
+            print(f"{path}: dnsmasq hosts file unchanged; {summary}")
+        for index, line in enumerate(done):
+            print(f"{line}; {summary}" if index == 0 else line)
     else:
         update = write_hosts(path, view)
         print(f"{describe(update, 'managed block')}; {summary}")

@@ -4,7 +4,8 @@ After every accepted document the agent calls ``HostsSync.apply(view)``: the
 managed block of ``[hosts] path`` is merged, the dnsmasq ``addn-hosts`` file
 ``[hosts] dnsmasq_file`` is rewritten, and dnsmasq gets a SIGHUP (pid from
 ``[hosts] dnsmasq_pidfile``) when its file changed. Unchanged content writes
-nothing and signals nobody. ``apply`` blocks on file I/O and a lock (up to
+nothing and signals nobody; a failed signal is noted in the file, so that the
+next write signals again (``sync_dnsmasq``). ``apply`` blocks on file I/O and a lock (up to
 LOCK_TIMEOUT seconds): call it from a worker thread in async code.
 """
 
@@ -25,10 +26,38 @@ def write_hosts(path: Path, view: View) -> FileUpdate:
     return update_file(path, lambda current: merge_hosts(current, view, str(path)))
 
 
-def write_dnsmasq(path: Path, view: View) -> FileUpdate:
+def write_dnsmasq(path: Path, view: View, *, unsignalled: bool = False) -> FileUpdate:
     """Write the view as the whole dnsmasq addn-hosts file at ``path``."""
-    content = render_dnsmasq(view, str(path))
+    content = render_dnsmasq(view, str(path), unsignalled=unsignalled)
     return update_file(path, lambda _current: content)
+
+
+def sync_dnsmasq(path: Path, view: View, pidfile: Path | None) -> list[str]:
+    """Write dnsmasq's file and, when it changed, SIGHUP the dnsmasq of ``pidfile``;
+    what was done, one line each.
+
+    A failed signal would leave dnsmasq serving old names while the file, unchanged
+    on the next run, asks for no signal. So the file is rewritten with a note
+    (``UNSIGNALLED_NOTE``), and the next run, in this process or another, after a
+    restart or not, finds it different and signals again. Raises HostsFileError.
+    """
+    update = write_dnsmasq(path, view)
+    if not update.changed:
+        return []
+    done = [describe(update, "dnsmasq hosts file")]
+    if pidfile is None:
+        return done
+    try:
+        done.append(reload_dnsmasq(pidfile).message)
+    except HostsFileError as failed:
+        try:
+            write_dnsmasq(path, view, unsignalled=True)
+        except HostsFileError as marking:
+            raise HostsFileError(f"{failed}; and noting it in the file failed: {marking}") from None
+        raise HostsFileError(
+            f"{failed}; {path} is noted so that the next run signals again"
+        ) from None
+    return done
 
 
 class HostsSyncError(HostsFileError):
@@ -56,8 +85,6 @@ class HostsSync:
         self.dnsmasq_file = Path(config.dnsmasq_file) if config.dnsmasq_file else None
         self.dnsmasq_pidfile = Path(config.dnsmasq_pidfile) if config.dnsmasq_pidfile else None
         self.zone = zone
-        self._reload_pending = False
-        """dnsmasq's file changed but the signal failed: try again on the next apply."""
 
     @property
     def enabled(self) -> bool:
@@ -83,13 +110,7 @@ class HostsSync:
                 errors.append(str(exc))
         if self.dnsmasq_file is not None:
             try:
-                update = write_dnsmasq(self.dnsmasq_file, view)
-                if update.changed:
-                    changes.append(describe(update, "dnsmasq hosts file"))
-                    self._reload_pending = self.dnsmasq_pidfile is not None
-                if self._reload_pending and self.dnsmasq_pidfile is not None:
-                    changes.append(reload_dnsmasq(self.dnsmasq_pidfile).message)
-                    self._reload_pending = False
+                changes.extend(sync_dnsmasq(self.dnsmasq_file, view, self.dnsmasq_pidfile))
             except HostsFileError as exc:
                 errors.append(str(exc))
         if errors:

@@ -179,10 +179,17 @@ def merge_hosts(content: bytes | None, view: View, where: str) -> bytes:
     return merge_block(content or b"", render_hosts_block(view, where), where)
 
 
-def render_dnsmasq(view: View, where: str) -> bytes:
-    """The view as a whole dnsmasq ``addn-hosts`` file (tagdns owns every line)."""
+UNSIGNALLED_NOTE = "# tagdns: dnsmasq could not be told to re-read this file; the next run tells it"
+"""The last line of a dnsmasq file whose SIGHUP failed: the next write renders the file
+without it, sees a change, and signals again, whichever process writes it next."""
+
+
+def render_dnsmasq(view: View, where: str, *, unsignalled: bool = False) -> bytes:
+    """The view as a whole dnsmasq ``addn-hosts`` file (tagdns owns every line);
+    ``unsignalled`` adds ``UNSIGNALLED_NOTE``."""
     lines = [
         _header(view, "read by dnsmasq through addn-hosts; this file is overwritten"),
         *hosts_lines(view),
+        *([UNSIGNALLED_NOTE] if unsignalled else []),
     ]
     return b"\n".join(_checked_lines(lines, where)) + b"\n"

@@ -279,6 +279,47 @@ def test_dnsmasq_answers_from_the_dnsmasq_format_and_reloads(tmp_path: Path) -> 
 
 
 @needs_dnsmasq
+def test_a_failed_sighup_is_noted_in_the_file_and_retried_by_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """An unchanged file asks for no signal, so a failed one must leave a trace in it."""
+    feed = tmp_path / "dnsmasq.hosts"
+    pidfile = tmp_path / "dnsmasq.pid"
+    config = tmp_path / "tagdns.toml"
+    config.write_text(
+        f'[source]\nurl = "{EXAMPLE}"\n[view]\nregion = "us-east-1"\n'
+        f'[hosts]\ndnsmasq_file = "{feed}"\ndnsmasq_pidfile = "{pidfile}"\n'
+    )
+    assert tagdns("hosts", "--config", str(config), "--format", "dnsmasq").returncode == 0
+    raw = example()
+    add_host(raw, "newbox", "10.0.7.7")
+    document = write_document(tmp_path / "mapping.json", raw)
+    run = ("hosts", "--config", str(config), "--source", str(document), "--format", "dnsmasq")
+    with dnsmasq(f"--addn-hosts={feed}", pidfile=pidfile) as running:
+        real_pid = pidfile.read_text()
+        stranger = subprocess.Popen(["sleep", "30"])
+        try:
+            pidfile.write_text(f"{stranger.pid}\n")  # a stale pidfile: no signal can go out
+            failed = tagdns(*run)
+        finally:
+            stranger.kill()
+            stranger.wait()
+        assert failed.returncode == 1
+        error = failed.stderr.splitlines()[-1]  # after the note on names left out
+        assert "not dnsmasq; not signalling it" in error
+        assert "noted so that the next run signals again" in error
+        assert feed.read_bytes().endswith(b"the next run tells it\n")
+        assert dig(running.port, "newbox.internal") == []
+
+        pidfile.write_text(real_pid)
+        retried = tagdns(*run)
+        assert retried.returncode == 0, retried.stderr
+        assert "sent SIGHUP to dnsmasq" in retried.stdout
+        wait_for(lambda: dig(running.port, "newbox.internal") == ["10.0.7.7"])
+        assert b"tagdns: dnsmasq could not" not in feed.read_bytes()
+
+
+@needs_dnsmasq
 def test_hosts_sync_keeps_both_files_and_dnsmasq_in_step(tmp_path: Path) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_bytes(USER_LINES)
