@@ -30,6 +30,7 @@ _OPT_PREFIX = b"\x00\x00\x29"
 _CLASS_IN = b"\x00\x01"
 _OPT_BY_VARIANT = wire.OPT_BY_VARIANT
 _TYPE_ANY = b"\x00\xff"
+_TYPE_SOA = b"\x00\x06"
 _MAX_NAME_WIRE = wire.MAX_NAME
 _RR_FIXED = struct.Struct("!HHIH")
 """TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
@@ -90,6 +91,8 @@ class Responder:
         self.forwarding = forwarding
         self._answers = zone.answers
         self._nodata_for = zone.nodata_for
+        self._nodata_self = zone.nodata_self
+        self._soa_self = zone.soa_self
         self._one_answer = zone.one_answer
         self._cache = cache if forwarding else None
         self.stats = stats if stats is not None else QueryStats()
@@ -140,6 +143,8 @@ class Responder:
             prepared = None
             if data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] != _TYPE_ANY:
                 prepared = self._nodata_for(key[:-4])
+                if prepared is self._nodata_self and data[qend - 4 : qend - 2] == _TYPE_SOA:
+                    prepared = self._soa_self
             if prepared is None:
                 return self._cached(data, key, qend, variant, limit if udp else None)
             self.stats.count_owned(data[qend - 4], data[qend - 3])
@@ -214,6 +219,8 @@ class Responder:
                     return reply
             if prepared is None:
                 prepared = self._nodata_for(q.qname_wire)
+                if prepared is zone.nodata_self and q.qtype == wire.TYPE_SOA:
+                    prepared = zone.soa_self
         if prepared is not None:
             return finish(q, prepared, udp=udp)
         if q.qclass == wire.CLASS_IN and _denied(q.qname_wire, zone):

@@ -97,6 +97,10 @@ class CompiledZone:
     soa_rdata: bytes
     nodata_self: Prepared
     """NODATA whose SOA owner is the question name itself (bare and reverse names)."""
+    soa_self: Prepared
+    """The SOA query's answer for those same names. Their NODATA names each one as the
+    apex of its own zone (a bare name has no zone above it), so the SOA it points to
+    must exist, as it does with unbound's static local zones."""
     nodata_below_zone: tuple[Prepared, ...]
     """NODATA for ``name.<zone>``, indexed by the name's wire length minus the zone's:
     the SOA owner is the zone apex, a pointer into the question at that offset."""
@@ -236,6 +240,16 @@ class ZoneImage:
         settings = self.settings
         ra = settings.recursion_available
         nodata_self = self._nodata(wire.POINTER_TO_QNAME)
+        soa_self = prepare(
+            wire.NOERROR,
+            [
+                wire.resource_record(
+                    wire.POINTER_TO_QNAME, wire.TYPE_SOA, settings.negative_ttl, self.soa
+                )
+            ],
+            [],
+            ra=ra,
+        )
         # Index 0 would be the apex itself, which answers with nodata_self.
         nodata_below_zone = tuple(
             self._nodata(wire.pointer(wire.HEADER_LEN + length)) if length else nodata_self
@@ -277,6 +291,7 @@ class ZoneImage:
             negative_ttl=settings.negative_ttl,
             soa_rdata=self.soa,
             nodata_self=nodata_self,
+            soa_self=soa_self,
             nodata_below_zone=nodata_below_zone,
             structural=structural,
         )

@@ -144,6 +144,7 @@ NODATA = [
     ("SRV-two-labels", PLAIN, "blue.svc.internal", SRV, "internal."),
     ("NS-owned", PLAIN, "api", NS, "api."),
     ("SOA-below-apex", PLAIN, "api.internal", SOA, "internal."),
+    ("SOA-qualified-authoritative", AUTHORITATIVE, "web1.fleet.internal", SOA, "fleet.internal."),
     ("HTTPS", PLAIN, "Api.Internal", HTTPS, "Internal."),
     ("remote-no-AAAA", PLAIN, "db", AAAA, "db."),
     ("reverse-A", PLAIN, reverse("10.0.1.10"), A, reverse("10.0.1.10") + "."),
@@ -175,6 +176,43 @@ def test_nodata_carries_soa(
     assert str(soa.rname) == soa_owner
     assert (name.rstrip(".") + ".").endswith(soa_owner)  # a suffix of the qname, case kept
     assert len(opts(reply)) == (0 if edns is None else 1)
+
+
+SELF_APEX_SOA = [
+    ("bare", PLAIN, "web1"),
+    ("bare-case", PLAIN, "WeB1"),
+    ("bare-two-labels", PLAIN, "blue.svc"),
+    ("remote", PLAIN, "db"),
+    ("reverse-v4", PLAIN, reverse("10.0.1.10")),
+    ("reverse-v6", PLAIN, reverse("2600:1f18:1::10")),
+    ("forwarding", FORWARDING, "web2"),
+    ("authoritative-bare", AUTHORITATIVE, "web1"),
+]
+
+
+@pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
+@pytest.mark.parametrize("edns", [None, opt()], ids=["no-edns", "edns"])
+@pytest.mark.parametrize(
+    ("responder_", "name"), [case[1:] for case in SELF_APEX_SOA], ids=[c[0] for c in SELF_APEX_SOA]
+)
+def test_a_name_that_is_its_own_apex_answers_its_soa(
+    responder_: Responder, name: str, edns: bytes | None, udp: bool
+) -> None:
+    """Its NODATA names it as the SOA owner, so the SOA it names exists."""
+    nodata = parse(responder_.respond(query(name, TXT, edns=edns), udp=udp))
+    data = query(name, SOA, edns=edns)
+    reply = check_echo(data, responder_.respond(data, udp=udp))
+    assert reply.header.rcode == NOERROR and reply.header.aa == 1
+    assert reply.auth == []
+    assert [(rr.rtype, str(rr.rname), rr.ttl) for rr in reply.rr] == [
+        (SOA, name + ".", NEGATIVE_TTL)
+    ]
+    assert reply.rr[0].rdata == nodata.auth[0].rdata
+    assert str(nodata.auth[0].rname) == name + "."
+    # The slow path (a parsed question) gives the same bytes.
+    parsed = parse_query(data)
+    assert isinstance(parsed, Question)
+    assert responder_.answer(parsed, udp=udp) == responder_.respond(data, udp=udp)
 
 
 OWNED_NAMES = [
