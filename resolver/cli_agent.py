@@ -11,10 +11,11 @@ import argparse
 import dataclasses
 import ipaddress
 import logging
+from encodings import idna
 from pathlib import Path
 from typing import Any
 
-from dnslib import QTYPE, RCODE, DNSRecord
+from dnslib import QTYPE, RCODE, DNSLabel, DNSRecord
 
 from resolver.adapters.logging_setup import FORMATS, LEVELS, setup_logging
 from resolver.agent import Agent, AgentPlan, fetch, run_event_loop
@@ -29,11 +30,13 @@ from resolver.config import (
     validate_config,
 )
 from resolver.core.endpoints import Endpoint, parse_endpoint
+from resolver.core.names import MAX_LABEL_OCTETS, MAX_NAME_OCTETS
 from resolver.core.pipeline import ZoneSettings, load_document
 from resolver.core.responder import Question, Responder
 from resolver.core.source_url import parse_source
 from resolver.core.upstreams import choose_upstreams
 from resolver.core.views import PUBLIC, CrossRegion
+from resolver.errors import UsageError
 
 log = logging.getLogger("tagdns.cli")
 
@@ -90,7 +93,11 @@ def add_lookup(commands: Any) -> None:
         "lookup",
         help="show what the agent would answer for a name, without DNS",
         description="Load the document, build the view and print the answers the agent "
-        "would give for NAME (A and AAAA, or PTR for an address).",
+        "would give for NAME (A and AAAA, or PTR for an address). A non-ASCII name is asked "
+        "in its IDNA (punycode) form, as DNS clients send it. Exit 0 whenever the answer is "
+        "known, whether the view owns the name or the agent would forward it upstream; 1 "
+        "when the document cannot be read; 2 for a name that cannot be a DNS name or an "
+        "invalid configuration.",
     )
     parser.add_argument("name", help="a name, or an IPv4/IPv6 address for its PTR")
     add_source_and_view(parser)
@@ -189,38 +196,110 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup_questions(name: str) -> list[tuple[str, str]]:
+def lookup_labels(raw: str) -> tuple[bytes, ...]:
+    """The wire labels a DNS client would send for ``raw``; UsageError naming what is wrong.
+
+    lookup answers for the query the agent would actually receive, so it converts the
+    name as a DNS client does: a non-ASCII label becomes its IDNA (punycode) form, with
+    the IDNA 2003 mapping dnslib applies, and a name that cannot travel in a query at
+    all (an empty label, a label over 63 octets, over 253 octets in all) is a usage
+    error rather than a traceback from the encoder. Anything else a query can carry is
+    kept, letter case included (the agent matches names case-insensitively); a trailing
+    dot only marks the name as fully qualified. The root, ``.``, is no labels.
+    """
+
+    def bad(problem: str) -> UsageError:
+        return UsageError(f"lookup: {raw!r} is not a DNS name: {problem}")
+
+    if raw == "":
+        raise bad("it is empty")
+    parts = idna.dots.split(raw)
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # the trailing dot of a fully qualified name
+        if parts == [""]:
+            return ()  # the root
+    labels: list[bytes] = []
+    for part in parts:
+        what = "it" if len(parts) == 1 else f"label {part!r}"  # the value is named once
+        if part == "":
+            raise bad("it has an empty label (a leading dot, or two dots in a row)")
+        if part.isascii():
+            label = part.encode("ascii")
+        else:
+            try:
+                label = idna.ToASCII(part)
+            except UnicodeError as exc:
+                raise bad(_idna_problem(part, what, exc)) from None
+        if len(label) > MAX_LABEL_OCTETS:
+            raise bad(f"{what} is {len(label)} octets, more than {MAX_LABEL_OCTETS} for a label")
+        labels.append(label)
+    length = len(b".".join(labels))
+    if length > MAX_NAME_OCTETS:
+        converted = "" if all(part.isascii() for part in parts) else " in IDNA form"
+        raise bad(f"it is {length} octets{converted}, more than {MAX_NAME_OCTETS}")
+    return tuple(labels)
+
+
+def _idna_problem(label: str, what: str, exc: UnicodeError) -> str:
+    """Why a non-ASCII label has no IDNA form: the codec says only "empty or too long"."""
+    try:
+        prepared = idna.nameprep(label)
+    except UnicodeError as prep_error:
+        return f"{what} has no IDNA form: {prep_error}"
+    if not prepared:
+        return f"{what} is empty once IDNA maps it"
+    length = len(prepared) if prepared.isascii() else len(b"xn--" + prepared.encode("punycode"))
+    if length > MAX_LABEL_OCTETS:
+        return f"{what} is {length} octets in IDNA form, more than {MAX_LABEL_OCTETS} for a label"
+    return f"{what} has no IDNA form: {exc}"
+
+
+def _lookup_questions(name: str) -> list[tuple[str, DNSLabel, str]]:
+    """(name as shown, name as asked, type) for each question ``lookup`` asks the view."""
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        return [(name, "A"), (name, "AAAA")]
-    return [(address.reverse_pointer, "PTR")]
+        labels = lookup_labels(name)
+        shown = ".".join(label.decode("ascii") for label in labels) or "."
+        qname = DNSLabel(labels)
+        return [(shown, qname, "A"), (shown, qname, "AAAA")]
+    pointer = address.reverse_pointer
+    return [(pointer, DNSLabel(pointer), "PTR")]
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
+    """Print the view's answers; exit 0 whenever the answer is known.
+
+    A name the view does not own is forwarded upstream by the agent: that is an
+    answer about the name, not a failure of the command, so it exits 0 like an
+    owned one (DESIGN.md keeps 1 for runtime failures). Only a query the agent
+    would drop unanswered (which a well-formed question never is) exits 1.
+    """
+    questions = _lookup_questions(args.name)  # a bad name is a usage error: exit 2 at once
     config = config_with_flags(args)
     label = PUBLIC if config.view.region == PUBLIC else view_label(config)
     settings = zone_settings(config, label, forwarding=NONE not in config.dns.upstream)
     loaded = load_document(fetch(parse_source(config.source.url)), settings)
     responder = Responder(loaded.zone, forwarding=settings.forwarding)
     print(f"view {loaded.view.label}, zone {loaded.zone.zone}, serial {loaded.zone.serial}")
-    owned = False
-    for qname, qtype in _lookup_questions(args.name):
+    if not args.name.isascii():
+        print(f"{args.name}: asked as {questions[0][0]} (IDNA)")
+    answered = True
+    for shown, qname, qtype in questions:
         query = bytes(DNSRecord.question(qname, qtype).pack())
         reply = responder.respond(query, udp=False)
         if isinstance(reply, Question):
-            print(f"{qname} {qtype}: not owned: forwarded upstream")
+            print(f"{shown} {qtype}: not owned: forwarded upstream")
             continue
         if reply is None:
-            print(f"{qname} {qtype}: no reply")
+            answered = False
+            print(f"{shown} {qtype}: no reply (the agent would drop this query)")
             continue
         record = DNSRecord.parse(reply)
         rcode = RCODE.get(record.header.rcode)
         if not record.rr:
             kind = "NODATA" if rcode == "NOERROR" and record.auth else rcode
-            owned = owned or kind == "NODATA"
-            print(f"{qname} {qtype}: {kind}")
+            print(f"{shown} {qtype}: {kind}")
         for rr in record.rr:
-            owned = True
             print(f"{rr.rname} {rr.ttl} {QTYPE.get(rr.rtype)} {rr.rdata}")
-    return 0 if owned else 1
+    return 0 if answered else 1

@@ -2,10 +2,10 @@
 
 ``check`` reads the same configuration and flags as ``serve`` (the same code
 builds them) and prints one ``ok:`` or ``FAIL:`` line per check: the document
-from the source, the cache directory, each listen address (and who holds it:
-systemd-resolved gets the fix to apply), the upstreams (loops through ourselves)
-and the metrics address. It exits 0 only when every check passed, 1 otherwise,
-2 when the configuration itself is invalid.
+from the source, the cache directory, the ``[hosts]`` files and dnsmasq's pidfile,
+each listen address (and who holds it: systemd-resolved gets the fix to apply),
+the upstreams (loops through ourselves) and the metrics address. It exits 0 only
+when every check passed, 1 otherwise, 2 when the configuration itself is invalid.
 
 ``status`` scrapes a running agent's metrics endpoint and prints a short summary.
 """
@@ -23,6 +23,8 @@ from typing import Any
 
 from resolver.adapters.preflight import (
     directory_problem,
+    dnsmasq_process,
+    hosts_file_problem,
     port_holders,
     read_resolved_configs,
     try_bind,
@@ -44,6 +46,7 @@ from resolver.core.pipeline import load_document
 from resolver.core.preflight import (
     RESOLVED_STUBS,
     CheckResult,
+    dnsmasq_verdict,
     fail,
     listen_verdict,
     ok,
@@ -52,7 +55,7 @@ from resolver.core.preflight import (
 )
 from resolver.core.source_url import parse_source
 from resolver.core.status_text import Samples, is_tagdns, render_status, serving
-from resolver.errors import ConfigError, TagdnsError
+from resolver.errors import ConfigError, HostsFileError, TagdnsError
 
 DEFAULT_METRICS = "127.0.0.1:9153"
 SCRAPE_TIMEOUT = 5.0
@@ -66,7 +69,8 @@ def add_check(commands: Any) -> None:
         "check",
         help="validate the configuration and document; preflight this node",
         description="Validate the configuration and the current document, then check this "
-        "node: cache directory writable, listen addresses free (or held by the running "
+        "node: cache directory writable, [hosts] files writable and dnsmasq's pidfile "
+        "sound, listen addresses free (or held by the running "
         "agent), no upstream leading back to the agent, metrics address free. One ok:/FAIL: "
         "line per check; exit 0 only when all pass, 1 when one fails, 2 for an invalid "
         "configuration.",
@@ -118,6 +122,33 @@ def _check_cache(config: Config) -> CheckResult:
     return ok(f"cache {cache}: directory writable")
 
 
+def _check_hosts(config: Config) -> list[CheckResult]:
+    """The ``[hosts]`` files the agent keeps after each accepted document, and dnsmasq.
+
+    ``serve`` only meets a bad path when it first writes, and then logs an error on
+    every accepted document while DNS keeps working, so nothing stops the rollout;
+    ``check`` is where the operator looks before enabling the unit.
+    """
+    hosts = config.hosts
+    results: list[CheckResult] = []
+    for key, value in (("path", hosts.path), ("dnsmasq_file", hosts.dnsmasq_file)):
+        if not value:
+            continue
+        problem = hosts_file_problem(Path(value))
+        if problem is not None:
+            results.append(fail(f"hosts {key} {value}: {problem}"))
+        else:
+            results.append(ok(f"hosts {key} {value}: writable"))
+    if hosts.dnsmasq_pidfile:
+        try:
+            pid, comm = dnsmasq_process(Path(hosts.dnsmasq_pidfile))
+        except HostsFileError as exc:  # names the pidfile already
+            results.append(fail(f"hosts dnsmasq_pidfile {exc}"))
+        else:
+            results.append(dnsmasq_verdict(hosts.dnsmasq_pidfile, pid, comm))
+    return results
+
+
 def _check_address(endpoint: Endpoint, what: str, protocols: tuple[str, ...]) -> CheckResult:
     if endpoint.port == 0:
         return ok(f"{what} {endpoint}: any free port")
@@ -158,6 +189,8 @@ def run_checks(args: argparse.Namespace) -> list[CheckResult]:
         report(fail(f"view: {exc}"))
     report(_check_document(config, label))
     report(_check_cache(config))
+    for result in _check_hosts(config):
+        report(result)
     listen = [parse_endpoint(text, what="[dns] listen") for text in config.dns.listen]
     for endpoint in listen:
         report(_check_address(endpoint, "listen", ("udp", "tcp")))
@@ -184,7 +217,8 @@ def add_status(commands: Any) -> None:
         "status",
         help="summarise a running agent: serial, data age, source, errors, counters",
         description="Read a running agent's metrics endpoint and print a short summary. "
-        "Exit 0 when it serves a document, 1 when it serves none yet or does not answer.",
+        "Exit 0 when it serves a document, 1 when it serves none yet or does not answer, "
+        "2 for an invalid configuration (read even when --metrics is given).",
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file ([metrics] listen)")
     parser.add_argument(
@@ -196,9 +230,16 @@ def add_status(commands: Any) -> None:
 
 
 def _metrics_address(args: argparse.Namespace) -> Endpoint:
+    """--metrics, else [metrics] listen of the configuration.
+
+    The configuration is loaded and validated even when --metrics makes its address
+    moot: an invalid file is exit 2 for every command, so a broken --config is never
+    silently ignored here while ``serve`` would refuse to start with it.
+    """
+    config = load_config(args.config)  # an invalid file: ConfigError, exit 2
     if args.metrics is not None:
         return parse_endpoint(args.metrics, what="--metrics")
-    listen = load_config(args.config).metrics.listen
+    listen = config.metrics.listen
     if listen in ("", NONE):
         raise ConfigError(
             "[metrics] listen is off, so the agent has no metrics to read; pass --metrics ADDR:PORT"

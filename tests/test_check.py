@@ -371,6 +371,29 @@ def test_status_usage_errors_exit_2(
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("[bogus]\n", "unknown section [bogus]"),
+        ("[metrics]\nlisten = 9153\n", "[metrics] listen: expected a string"),
+        ("not toml ]\n", "invalid TOML"),
+    ],
+    ids=["unknown-section", "wrong-type", "not-toml"],
+)
+def test_status_validates_the_config_even_with_metrics_given(
+    tmp_path: Path, config: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tagdns.toml"
+    path.write_text(config)
+    port = free_port()
+    code, out, err = status(capsys, "--config", str(path), "--metrics", f"127.0.0.1:{port}")
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"tagdns: {path}: ")
+    assert expected in err
+    assert len(err.splitlines()) == 1
+
+
 def test_status_reads_the_address_from_the_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -380,3 +403,155 @@ def test_status_reads_the_address_from_the_config(
     code, _, err = status(capsys, "--config", str(path))
     assert code == 1
     assert f"http://127.0.0.1:{port}/metrics" in err
+
+
+# -- [hosts] files and dnsmasq's pidfile -------------------------------------------------------
+
+
+def hosts_config(tmp_path: Path, **keys: str) -> str:
+    path = tmp_path / "hosts.toml"
+    path.write_text("[hosts]\n" + "".join(f'{key} = "{value}"\n' for key, value in keys.items()))
+    return str(path)
+
+
+def test_hosts_path_in_a_missing_directory_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nonexistent"
+    config = hosts_config(tmp_path, path=str(missing / "hosts"))
+    code, lines, err = check(capsys, "--config", config, *base_args(tmp_path))
+    assert (code, err) == (1, "")
+    assert failures(lines) == [
+        f"FAIL: hosts path {missing / 'hosts'}: directory {missing} does not exist"
+    ]
+
+
+def test_dnsmasq_file_in_a_missing_directory_fails_under_a_writable_parent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Unlike cache_path, the writer creates no directory: a writable parent is no help.
+    missing = tmp_path / "tagdns"
+    config = hosts_config(tmp_path, dnsmasq_file=str(missing / "dnsmasq.hosts"))
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: hosts dnsmasq_file {missing / 'dnsmasq.hosts'}: directory {missing} does not exist"
+    ]
+
+
+def test_hosts_path_that_is_a_directory_or_under_a_file_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "hosts.d"
+    directory.mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    config = hosts_config(
+        tmp_path, path=str(directory), dnsmasq_file=str(blocker / "sub" / "dnsmasq.hosts")
+    )
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: hosts path {directory}: is a directory",
+        f"FAIL: hosts dnsmasq_file {blocker / 'sub' / 'dnsmasq.hosts'}: "
+        f"{blocker / 'sub'} is not a directory",
+    ]
+
+
+def test_hosts_files_in_writable_directories_pass_and_are_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "hosts").write_text("127.0.0.1 localhost\n")
+    config = hosts_config(tmp_path, path=str(etc / "hosts"), dnsmasq_file=str(etc / "dm.hosts"))
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 0, lines
+    assert f"ok: hosts path {etc / 'hosts'}: writable" in lines
+    assert f"ok: hosts dnsmasq_file {etc / 'dm.hosts'}: writable" in lines
+    assert sorted(p.name for p in etc.iterdir()) == ["hosts"]  # check changes nothing
+    assert (etc / "hosts").read_text() == "127.0.0.1 localhost\n"
+
+
+def test_hosts_directory_on_a_read_only_file_system_fails(
+    tmp_path: Path, read_only_directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = hosts_config(tmp_path, dnsmasq_file=str(read_only_directory / "dnsmasq.hosts"))
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: hosts dnsmasq_file {read_only_directory / 'dnsmasq.hosts'}: cannot write: "
+        f"directory {read_only_directory} is not writable: read-only file system"
+    ]
+
+
+def test_dnsmasq_not_running_is_reported_but_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pidfile = tmp_path / "dnsmasq.pid"
+    config = hosts_config(
+        tmp_path, dnsmasq_file=str(tmp_path / "dm.hosts"), dnsmasq_pidfile=str(pidfile)
+    )
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 0, lines
+    assert (
+        f"ok: hosts dnsmasq_pidfile {pidfile}: dnsmasq is not running (no pidfile); "
+        "it reads the hosts file when it starts"
+    ) in lines
+
+
+def test_dnsmasq_pidfile_naming_another_process_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pidfile = tmp_path / "dnsmasq.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    comm = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    config = hosts_config(
+        tmp_path, dnsmasq_file=str(tmp_path / "dm.hosts"), dnsmasq_pidfile=str(pidfile)
+    )
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: hosts dnsmasq_pidfile {pidfile}: pid {os.getpid()} is {comm!r}, not dnsmasq: "
+        "the agent would not signal it after a change (stale pidfile?)"
+    ]
+
+
+def test_dnsmasq_pidfile_without_a_pid_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pidfile = tmp_path / "dnsmasq.pid"
+    pidfile.write_text("not a pid\n")
+    config = hosts_config(
+        tmp_path, dnsmasq_file=str(tmp_path / "dm.hosts"), dnsmasq_pidfile=str(pidfile)
+    )
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: hosts dnsmasq_pidfile {pidfile}: expected a process id, found 'not a pid\\n'"
+    ]
+
+
+def test_dnsmasq_pidfile_without_dnsmasq_file_exits_2_as_serve_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = hosts_config(tmp_path, dnsmasq_pidfile=str(tmp_path / "dnsmasq.pid"))
+    code, lines, err = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 2
+    assert lines == []
+    assert err == f"tagdns: {config}: [hosts] dnsmasq_pidfile is set but dnsmasq_file is not\n"
+
+
+def test_shipped_config_fails_on_its_missing_dnsmasq_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if Path("/etc/tagdns").exists():
+        pytest.skip("/etc/tagdns exists on this machine")
+    code, lines, _ = check(
+        capsys, "--config", str(REPO / "conf" / "tagdns.toml"), *base_args(tmp_path)
+    )
+    assert code == 1
+    assert (
+        "FAIL: hosts dnsmasq_file /etc/tagdns/dnsmasq.hosts: directory /etc/tagdns does not exist"
+        in lines
+    )

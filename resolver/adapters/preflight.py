@@ -2,20 +2,24 @@
 
 Decisions and wording live in resolver.core.preflight; this module only asks
 the system. Nothing here changes the system: a probe socket is closed at once,
-and the write test of the cache directory removes its temporary file.
+and the write tests of the cache and ``[hosts]`` directories remove their
+temporary files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from resolver.adapters.dnsmasq import process_name, read_pid
 from resolver.core.endpoints import Endpoint
 from resolver.core.preflight import (
     Holder,
@@ -146,3 +150,69 @@ def directory_problem(path: Path) -> str | None:
     with contextlib.suppress(OSError):
         os.unlink(name)
     return None
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    return exc.strerror or str(exc)
+
+
+def hosts_file_problem(path: Path) -> str | None:
+    """Why the ``[hosts]`` writer could not keep ``path``; None when it can.
+
+    The probes follow resolver.adapters.hosts_file.update_file step by step, so that
+    ``check`` fails on exactly what would make every write of ``serve`` fail: the
+    directory (of the link's target) must exist, since the writer locks it and creates
+    nothing above the file; an existing file must be a readable regular file; and the
+    new content must get in, by a temp file and rename or, on a read-only directory
+    holding a separately mounted file, in place. Unlike ``cache_path`` a missing
+    directory is not created, so it is a failure even under a writable parent.
+    """
+    target = Path(os.path.realpath(path))
+    directory = target.parent
+    try:
+        os.close(os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except FileNotFoundError:
+        return f"directory {directory} does not exist"
+    except NotADirectoryError:
+        return f"{directory} is not a directory"
+    except OSError as exc:
+        return f"cannot open directory {directory}: {_reason(exc)}"
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        return f"cannot read: {_reason(exc)}"
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            return "is a directory"
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file"
+        try:
+            os.close(os.open(target, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            return f"cannot read: {_reason(exc)}"
+        if not os.access(target, os.W_OK):
+            return "not writable: permission denied"
+    try:
+        handle, name = tempfile.mkstemp(dir=directory, prefix=".tagdns-check-")
+    except OSError as exc:
+        if exc.errno == errno.EROFS and info is not None and os.access(target, os.W_OK):
+            return None  # a file mounted on its own: the writer rewrites it in place
+        return f"cannot write: directory {directory} is not writable: {_reason(exc)}"
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return None
+
+
+def dnsmasq_process(pidfile: Path) -> tuple[int | None, str | None]:
+    """The pid in dnsmasq's pidfile and that process's name (None: no pidfile, no process).
+
+    Read with the feeder's own functions, so a pidfile the feeder would refuse raises
+    the same HostsFileError here.
+    """
+    pid = read_pid(pidfile)
+    return pid, None if pid is None else process_name(pid)

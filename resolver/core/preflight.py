@@ -290,3 +290,30 @@ def upstream_verdicts(
             continue
         results.append(ok(f"upstream {upstream}"))
     return results
+
+
+# -- [hosts] ---------------------------------------------------------------------------------
+
+DNSMASQ_COMM = "dnsmasq"
+
+
+def dnsmasq_verdict(pidfile: str, pid: int | None, comm: str | None) -> CheckResult:
+    """One line for ``[hosts] dnsmasq_pidfile``, from the pid in it and that process's name.
+
+    It mirrors what the dnsmasq feeder does after each write: no pidfile or no such
+    process means dnsmasq is not running, which is no fault (it reads the file when
+    it starts), so the line is ok and says so; a pid held by another process is a
+    stale pidfile the feeder refuses to signal on every change, so that fails.
+    """
+    what = f"hosts dnsmasq_pidfile {pidfile}"
+    later = "it reads the hosts file when it starts"
+    if pid is None:
+        return ok(f"{what}: dnsmasq is not running (no pidfile); {later}")
+    if comm is None:
+        return ok(f"{what}: dnsmasq is not running (no process {pid}); {later}")
+    if comm != DNSMASQ_COMM:
+        return fail(
+            f"{what}: pid {pid} is {comm!r}, not {DNSMASQ_COMM}: the agent would not signal "
+            "it after a change (stale pidfile?)"
+        )
+    return ok(f"{what}: dnsmasq running (pid {pid})")

@@ -13,6 +13,7 @@ from resolver.core.preflight import (
     Holder,
     ProcSocket,
     blocking_inodes,
+    dnsmasq_verdict,
     is_systemd_resolved,
     is_tagdns_agent,
     listen_verdict,
@@ -304,3 +305,31 @@ def test_plain_upstreams_are_fine() -> None:
         "ok: upstream 169.254.169.253:53",
         "ok: upstream 10.0.0.2:53",
     ]
+
+
+# -- [hosts] dnsmasq_pidfile -------------------------------------------------------------------
+
+
+def test_dnsmasq_not_running_is_ok_and_says_so() -> None:
+    later = "it reads the hosts file when it starts"
+    assert dnsmasq_verdict("/run/d.pid", None, None).line() == (
+        f"ok: hosts dnsmasq_pidfile /run/d.pid: dnsmasq is not running (no pidfile); {later}"
+    )
+    assert dnsmasq_verdict("/run/d.pid", 4242, None).line() == (
+        f"ok: hosts dnsmasq_pidfile /run/d.pid: dnsmasq is not running (no process 4242); {later}"
+    )
+
+
+def test_dnsmasq_pid_held_by_another_process_fails() -> None:
+    result = dnsmasq_verdict("/run/d.pid", 4242, "sshd")
+    assert not result.ok
+    assert result.line() == (
+        "FAIL: hosts dnsmasq_pidfile /run/d.pid: pid 4242 is 'sshd', not dnsmasq: the agent "
+        "would not signal it after a change (stale pidfile?)"
+    )
+
+
+def test_dnsmasq_running_is_ok() -> None:
+    assert dnsmasq_verdict("/run/d.pid", 4242, "dnsmasq").line() == (
+        "ok: hosts dnsmasq_pidfile /run/d.pid: dnsmasq running (pid 4242)"
+    )
