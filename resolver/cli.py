@@ -13,17 +13,21 @@ import argparse
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from resolver.cli_agent import add_lookup, add_serve
 from resolver.cli_hosts import add_hosts
 from resolver.cli_node import add_check, add_status
 from resolver.config import Config, PublishConfig, load_config, override, validate_config
+from resolver.core.buckets import check_bucket_name
 from resolver.core.document import REGION_PATTERN
 from resolver.core.summary import render_summary
 from resolver.errors import ConfigError, TagdnsError, UsageError
+
+if TYPE_CHECKING:
+    from resolver.publisher import PublishPlan
 
 PROG = "tagdns"
 _MAX_OMISSIONS_SHOWN = 5
@@ -82,6 +86,10 @@ def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _publish_config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     regions = None if args.regions is None else _regions_flag(args.regions)
+    if args.bucket is not None:
+        # Before any AWS call: botocore would reject it only after building a client,
+        # as a runtime failure with a long regular expression.
+        check_bucket_name(args.bucket, "--bucket", "--prefix")
     if args.tag_key is not None and not args.tag_key.strip():
         raise ConfigError("--tag-key: must not be empty")
     publish: PublishConfig = override(
@@ -98,36 +106,52 @@ def _publish_config(args: argparse.Namespace) -> Config:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     # Imported here so `tagdns --help` and other commands do not pay for boto3.
+    from resolver.adapters.s3_store import WriteError  # noqa: PLC0415
     from resolver.publisher import PublishOptions, publish  # noqa: PLC0415
 
     started = time.monotonic()
     options = PublishOptions.from_config(
         _publish_config(args), dry_run=args.dry_run, force=args.force
     )
-    result = publish(options)
-    if result.replaced_invalid is not None:
-        _out(f"replacing invalid {result.mapping_url} (--force): {result.replaced_invalid}")
-    pages = sum(scan.pages for scan in result.scans)
-    _out(
-        f"scanned {len(result.scans)} regions in {result.scan_seconds:.2f} s "
-        f"({pages} DescribeInstances pages)"
-    )
-    for line in render_summary(result.summary):
-        _out(line)
-    for label, omissions in result.omitted:
-        shown = ", ".join(f"{o.name} ({o.instance_id})" for o in omissions[:_MAX_OMISSIONS_SHOWN])
-        more = len(omissions) - _MAX_OMISSIONS_SHOWN
-        suffix = f" and {more} more" if more > 0 else ""
-        _out(f"  view {label}: {len(omissions)} left out: {shown}{suffix}")
+    try:
+        # The summary and diff come out before the shrink guard and the writes, so a
+        # refused run (or a dry run that a real run would see refused) shows what it
+        # found, and a failed write shows what it was writing.
+        result = publish(options, on_plan=_print_plan)
+    except WriteError as exc:
+        _print_written(options.bucket, exc.written)
+        raise
     if result.dry_run:
         _out("dry run: nothing written")
     elif not result.written:
         _out("unchanged: nothing written")
     else:
-        for key in result.written:
-            _out(f"wrote s3://{options.bucket}/{key}")
+        _print_written(options.bucket, result.written)
     _out(f"done in {time.monotonic() - started:.2f} s")
     return 0
+
+
+def _print_plan(plan: PublishPlan) -> None:
+    """What the scan found and how it differs from S3: printed before anything is decided."""
+    if plan.replaced_invalid is not None:
+        _out(f"replacing invalid {plan.mapping_url} (--force): {plan.replaced_invalid}")
+    pages = sum(scan.pages for scan in plan.scans)
+    _out(
+        f"scanned {len(plan.scans)} regions in {plan.scan_seconds:.2f} s "
+        f"({pages} DescribeInstances pages)"
+    )
+    for line in render_summary(plan.summary):
+        _out(line)
+    for label, omissions in plan.omitted:
+        shown = ", ".join(f"{o.name} ({o.instance_id})" for o in omissions[:_MAX_OMISSIONS_SHOWN])
+        more = len(omissions) - _MAX_OMISSIONS_SHOWN
+        suffix = f" and {more} more" if more > 0 else ""
+        _out(f"  view {label}: {len(omissions)} left out: {shown}{suffix}")
+
+
+def _print_written(bucket: str, keys: Sequence[str]) -> None:
+    for key in keys:
+        _out(f"wrote s3://{bucket}/{key}")
 
 
 # --- main --------------------------------------------------------------------------------

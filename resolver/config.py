@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resolver.core.buckets import check_bucket_name
 from resolver.core.document import REGION_PATTERN
 from resolver.core.endpoints import Endpoint, parse_endpoint
 from resolver.core.names import check_zone
@@ -257,7 +258,16 @@ def validate_config(config: Config, origin: str = "config") -> None:
                 f"{origin}: [dns] listen {endpoint} is a loopback address that [dns] allow "
                 f"does not include, so its clients would get no answer; add '{own}' to allow"
             )
-    publish = config.publish
+    _validate_hosts(config.hosts, origin)
+    _validate_publish(config.publish, origin)
+
+
+def _validate_hosts(hosts: HostsConfig, origin: str) -> None:
+    if hosts.dnsmasq_pidfile and not hosts.dnsmasq_file:
+        raise ConfigError(f"{origin}: [hosts] dnsmasq_pidfile is set but dnsmasq_file is not")
+
+
+def _validate_publish(publish: PublishConfig, origin: str) -> None:
     if not publish.regions:
         raise ConfigError(f"{origin}: [publish] regions must be ['all'] or name regions")
     if "all" in publish.regions and len(publish.regions) > 1:
@@ -269,3 +279,8 @@ def validate_config(config: Config, origin: str = "config") -> None:
         raise ConfigError(f"{origin}: [publish] prefix {publish.prefix!r} is not a relative key")
     if not 0 < len(publish.tag_key) <= 128 or not publish.tag_key.strip():
         raise ConfigError(f"{origin}: [publish] tag_key must be 1 to 128 characters, not blank")
+    if publish.bucket:
+        try:
+            check_bucket_name(publish.bucket, "[publish] bucket", "[publish] prefix")
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None

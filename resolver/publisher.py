@@ -2,7 +2,9 @@
 
 Wiring only: every rule lives in resolver.core, every AWS call in the adapters.
 The CLI and the Lambda handler both call ``publish`` and only differ in how they
-read their options and report the result.
+read their options and report the result. ``on_plan`` hands the caller the
+summary and diff before the shrink guard and the writes, so a refused or failed
+run still shows what it found.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from resolver.adapters.ec2_scan import (
     resolve_regions,
     scan_regions,
 )
-from resolver.adapters.s3_store import S3Store
+from resolver.adapters.s3_store import S3Store, WriteError
 from resolver.config import Config
+from resolver.core.buckets import check_bucket_name
 from resolver.core.document import MappingDocument, parse_document
 from resolver.core.fleet import build_document
 from resolver.core.guards import check_shrink
@@ -33,6 +36,7 @@ from resolver.core.views import Omission
 from resolver.errors import ConfigError, DocumentError, ShrinkError
 
 _REMOVED_SHOWN = 10
+_WRITTEN_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class PublishOptions:
         publish = config.publish
         if not publish.bucket:
             raise ConfigError("no bucket: pass --bucket or set [publish] bucket")
+        # Also checked by the CLI for --bucket; here for the config file and Lambda.
+        check_bucket_name(publish.bucket, "bucket", "prefix")
         return cls(
             bucket=publish.bucket,
             prefix=publish.prefix,
@@ -65,6 +71,22 @@ class PublishOptions:
             dry_run=dry_run,
             force=force,
         )
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    """What a run found and is about to write: known before the shrink guard and the writes."""
+
+    document: MappingDocument
+    previous: MappingDocument | None
+    summary: PublishSummary
+    scans: tuple[RegionScan, ...]
+    omitted: tuple[tuple[str, tuple[Omission, ...]], ...]
+    mapping_url: str
+    dry_run: bool
+    replaced_invalid: str | None
+    """The reason the current object was invalid, when --force replaced it."""
+    scan_seconds: float
 
 
 @dataclass(frozen=True)
@@ -94,9 +116,15 @@ def publish(
     *,
     session: boto3.Session | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_plan: Callable[[PublishPlan], None] | None = None,
 ) -> PublishResult:
     """One publish run. Raises a TagdnsError subclass on any failure, having written nothing
-    unless the failure came from S3 in the middle of writing."""
+    unless the failure came from S3 in the middle of writing (then a WriteError saying
+    what was written).
+
+    ``on_plan`` is called once the document and its diff are known, before the shrink
+    guard and any write: the summary is what a user needs to judge a refusal.
+    """
     started = time.monotonic()
     session = session if session is not None else make_session()
     store = S3Store(s3_client(session), options.bucket, options.prefix)
@@ -128,6 +156,21 @@ def publish(
     except DocumentError as exc:
         raise DocumentError(f"refusing to publish an invalid document: {exc}") from None
     summary = summarise(previous, document)
+    publication = build_publication(document, options.prefix, options.zone)
+    if on_plan is not None:
+        on_plan(
+            PublishPlan(
+                document=document,
+                previous=previous,
+                summary=summary,
+                scans=tuple(scans),
+                omitted=publication.omitted,
+                mapping_url=store.url(key),
+                dry_run=options.dry_run,
+                replaced_invalid=replaced_invalid,
+                scan_seconds=scan_seconds,
+            )
+        )
     if summary.changed and not options.force:
         try:
             check_shrink(previous, document, options.max_shrink)
@@ -137,10 +180,12 @@ def publish(
             raise ShrinkError(
                 f"{exc} ({shown}{more}); nothing written (--force publishes anyway)"
             ) from None
-    publication = build_publication(document, options.prefix, options.zone)
     written: list[str] = []
     if not options.dry_run:
-        written = _write(store, publication, document is previous, key, current_bytes)
+        try:
+            written = _write(store, publication, document is previous, key, current_bytes)
+        except WriteError as exc:
+            raise _partial_write(exc, document, previous) from None
     return PublishResult(
         document=document,
         previous=previous,
@@ -188,3 +233,30 @@ def _write(
     if unchanged:
         return store.sync(publication.hosts_files)
     return store.sync(publication.objects, known={key: current_bytes})
+
+
+def _partial_write(
+    exc: WriteError, document: MappingDocument, previous: MappingDocument | None
+) -> WriteError:
+    """The write error, plus what S3 now holds: S3 has no transaction to roll back.
+
+    The mapping is written last and never when anything before it failed, so it is
+    never among the written keys: agents keep the previous document. A hosts file
+    that was written holds the new serial; the next run compares every object with
+    S3 again and rewrites whatever differs from what it publishes.
+    """
+    if not exc.written:
+        return WriteError(f"{exc}; nothing was written", ())
+    shown = ", ".join(exc.written[:_WRITTEN_SHOWN])
+    more = len(exc.written) - _WRITTEN_SHOWN
+    if more > 0:
+        shown += f" and {more} more"
+    if previous is None:
+        mapping = "no mapping.json was written, so agents have no document yet"
+    else:
+        mapping = f"mapping.json was not updated and still holds serial {previous.serial}"
+    return WriteError(
+        f"{exc}; already written for serial {document.serial}: {shown}; {mapping}; "
+        "the next successful publish rewrites whatever differs",
+        exc.written,
+    )

@@ -45,16 +45,36 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (("publish", "--bogus"), "tagdns: unrecognized arguments: --bogus"),
         (("publish", "--bucket"), "tagdns: publish: argument --bucket: expected one argument"),
         (("publish", "--regions", "us-east-1"), "tagdns: no bucket: pass --bucket or set"),
-        (("publish", "--bucket", "b", "--regions", ""), "tagdns: --regions: expected 'all'"),
-        (("publish", "--bucket", "b", "--regions", " , "), "tagdns: --regions: expected 'all'"),
-        (("publish", "--bucket", "b", "--regions", "all,eu-west-1"), "tagdns: --regions: 'all'"),
-        (("publish", "--bucket", "b", "--regions", "mars"), "tagdns: --regions: 'mars' is not"),
+        (("publish", "--bucket", "bkt", "--regions", ""), "tagdns: --regions: expected 'all'"),
+        (("publish", "--bucket", "bkt", "--regions", " , "), "tagdns: --regions: expected 'all'"),
+        (("publish", "--bucket", "bkt", "--regions", "all,eu-west-1"), "tagdns: --regions: 'all'"),
+        (("publish", "--bucket", "bkt", "--regions", "mars"), "tagdns: --regions: 'mars' is not"),
         (
-            ("publish", "--bucket", "b", "--prefix", "/abs"),
+            ("publish", "--bucket", "bkt", "--prefix", "/abs"),
             "tagdns: command line: [publish] prefix",
         ),
-        (("publish", "--bucket", "b", "--prefix", "a/../b"), "tagdns: command line: [publish]"),
-        (("publish", "--bucket", "b", "--tag-key", " "), "tagdns: --tag-key: must not be empty"),
+        (("publish", "--bucket", "bkt", "--prefix", "a/../b"), "tagdns: command line: [publish]"),
+        (("publish", "--bucket", "bkt", "--tag-key", " "), "tagdns: --tag-key: must not be empty"),
+        (
+            ("publish", "--bucket", "s3://fleet-config"),
+            "tagdns: --bucket 's3://fleet-config': give the bucket name, not an s3:// URL; "
+            "use --bucket 'fleet-config'\n",
+        ),
+        (
+            ("publish", "--bucket", "s3://fleet-config/dns/"),
+            "tagdns: --bucket 's3://fleet-config/dns/': give the bucket name, not an s3:// URL; "
+            "use --bucket 'fleet-config' and --prefix 'dns'\n",
+        ),
+        (
+            ("publish", "--bucket", "fleet-config/dns"),
+            "tagdns: --bucket 'fleet-config/dns': a bucket name cannot contain '/'; "
+            "use --bucket 'fleet-config' and --prefix 'dns'\n",
+        ),
+        (
+            ("publish", "--bucket", "fleet_config!"),
+            "tagdns: --bucket 'fleet_config!': a bucket name holds only lowercase letters, "
+            "digits, '.' and '-', not '!'\n",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
@@ -89,12 +109,34 @@ def test_config_errors_name_the_file_and_key(
     path = tmp_path / "bad.toml"
     path.write_text(text)
 
-    code, out, err = run(capsys, "publish", "--config", str(path), "--bucket", "b")
+    code, out, err = run(capsys, "publish", "--config", str(path), "--bucket", "bkt")
 
     assert (code, out) == (2, "")
     assert err.startswith(f"tagdns: {path}: ")
     assert message in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("bucket", "hint"),
+    [
+        ("s3://fleet-config/dns", "give the bucket name, not an s3:// URL"),
+        ("fleet-config/dns", "a bucket name cannot contain '/'"),
+    ],
+)
+def test_a_bucket_url_in_the_config_file_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bucket: str, hint: str
+) -> None:
+    path = tmp_path / "tagdns.toml"
+    path.write_text(f'[publish]\nbucket = "{bucket}"\n')
+
+    code, out, err = run(capsys, "publish", "--config", str(path))
+
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert f"bucket {bucket!r}: {hint}; use " in err
+    assert "bucket 'fleet-config' and " in err
+    assert "prefix 'dns'" in err
 
 
 def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

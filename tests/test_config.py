@@ -240,6 +240,7 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         ({"view": {"zone": "in-addr.arpa"}}, "[view] zone 'in-addr.arpa' ends in the reserved"),
         ({"view": {"zone": "localhost"}}, "[view] zone 'localhost' ends in the reserved name"),
         ({"view": {"zone": "a" * 254}}, "[view] zone '" + "a" * 254 + "' must be 1 to 253 octets"),
+        ({"hosts": {"dnsmasq_pidfile": "/run/dnsmasq.pid"}}, "[hosts] dnsmasq_pidfile is set but"),
     ],
     ids=[
         "poll-zero",
@@ -289,6 +290,7 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         "zone-reverse",
         "zone-localhost",
         "zone-too-long",
+        "pidfile-without-dnsmasq-file",
     ],
 )
 def test_invalid_values_name_the_key(raw: dict[str, dict[str, object]], message: str) -> None:

@@ -8,6 +8,8 @@ into the single line a user reads.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import boto3
@@ -15,16 +17,27 @@ import botocore.config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConfigParseError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    InvalidConfigError,
+    InvalidEndpointConfigurationError,
+    InvalidRegionError,
+    InvalidRetryConfigurationError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
     ReadTimeoutError,
+    ValidationError,
 )
 from botocore.parsers import ResponseParserError
+from botocore.utils import (
+    is_valid_endpoint_url,
+    is_valid_ipv6_endpoint_url,
+    validate_region_name,
+)
 
-from resolver.errors import AwsError
+from resolver.errors import AwsError, ConfigError, TagdnsError
 
 # Everything botocore raises for a failed call. ResponseParserError (an unreadable
 # reply, e.g. an HTML error page from a proxy) is not a BotoCoreError.
@@ -36,13 +49,36 @@ if TYPE_CHECKING:
 
 FALLBACK_REGION = "us-east-1"
 
-# "standard" retries throttling and transient errors with jittered backoff. No
-# max_attempts here, so AWS_MAX_ATTEMPTS and the config file still decide it.
-CLIENT_CONFIG = botocore.config.Config(
-    retries={"mode": "standard"},
-    connect_timeout=5,
-    read_timeout=60,
-    max_pool_connections=16,
+
+def client_config() -> botocore.config.Config:
+    """A new client configuration for each client.
+
+    "standard" retries throttling and transient errors with jittered backoff. No
+    max_attempts here, so AWS_MAX_ATTEMPTS and the config file still decide it.
+    New each time because botocore writes the attempts it resolved into the
+    ``retries`` dict it is given: a shared one would fix the first client's
+    AWS_MAX_ATTEMPTS for every later client in the process.
+    """
+    return botocore.config.Config(
+        retries={"mode": "standard"},
+        connect_timeout=5,
+        read_timeout=60,
+        max_pool_connections=16,
+    )
+
+
+# What botocore raises while building a client from a setting it cannot use: a
+# malformed endpoint URL or attempt count is a bare ValueError, the rest its own
+# classes. No request has been made yet, so these are always the user's
+# configuration, never AWS failing.
+_SETTING_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    ValidationError,
+    InvalidRetryConfigurationError,
+    InvalidConfigError,
+    InvalidEndpointConfigurationError,
+    ConfigParseError,
+    ProfileNotFound,
 )
 
 
@@ -51,7 +87,9 @@ def make_session() -> boto3.Session:
     try:
         return boto3.Session()
     except ProfileNotFound as exc:
-        raise AwsError(f"AWS profile not found: {exc.kwargs.get('profile', exc)}") from None
+        raise ConfigError(_profile_not_found(exc)) from None
+    except ConfigParseError as exc:
+        raise ConfigError(f"AWS configuration: {one_line(str(exc))}") from None
     except BotoCoreError as exc:
         raise AwsError(f"AWS configuration: {exc}") from None
 
@@ -63,16 +101,81 @@ def home_region(session: boto3.Session, fallback: str = FALLBACK_REGION) -> str:
 
 def ec2_client(session: boto3.Session, region: str) -> EC2Client:
     try:
-        return session.client("ec2", region_name=region, config=CLIENT_CONFIG)
-    except BotoCoreError as exc:
-        raise AwsError(f"EC2 client for {region}: {describe_error(exc)}") from None
+        return session.client("ec2", region_name=region, config=client_config())
+    except (BotoCoreError, ValueError) as exc:
+        raise client_error(f"EC2 client for {region}", "ec2", exc) from None
 
 
 def s3_client(session: boto3.Session) -> S3Client:
     try:
-        return session.client("s3", config=CLIENT_CONFIG)
-    except BotoCoreError as exc:
-        raise AwsError(f"S3 client: {describe_error(exc)}") from None
+        return session.client("s3", config=client_config())
+    except (BotoCoreError, ValueError) as exc:
+        raise client_error("S3 client", "s3", exc) from None
+
+
+def client_error(what: str, service: str, exc: Exception) -> TagdnsError:
+    """The one line for a client that could not be built.
+
+    botocore reads AWS_ENDPOINT_URL, AWS_MAX_ATTEMPTS and friends only here, and
+    reports a bad value as a bare ValueError that names neither the variable nor
+    the command; the user needs to know which setting to fix. A setting error is
+    a configuration error (exit 2); anything else (credential providers run here
+    too) stays an AWS failure.
+    """
+    if isinstance(exc, _SETTING_ERRORS):
+        fault = environment_fault(os.environ, service)
+        if fault is not None:
+            return ConfigError(fault)
+        if isinstance(exc, ProfileNotFound):
+            return ConfigError(_profile_not_found(exc))
+        return ConfigError(
+            f"AWS configuration for the {what}: {one_line(str(exc))} "
+            "(check the AWS_* environment variables and the AWS config file)"
+        )
+    return AwsError(f"{what}: {describe_error(exc)}")
+
+
+def environment_fault(environ: Mapping[str, str], service: str) -> str | None:
+    """The first AWS_* variable botocore would reject for ``service``, as one line, or None.
+
+    Only the variables a user typically sets by hand are checked; the rules are
+    botocore's own (an empty endpoint variable counts as unset, as it does there).
+    """
+    if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() != "true":
+        for name in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL"):
+            value = environ.get(name, "")
+            if not value:
+                continue
+            if not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value)):
+                return (
+                    f"{name}: {value!r} is not an endpoint URL "
+                    "(expected e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:5000)"
+                )
+            break  # the service's own variable wins over the general one
+    attempts = environ.get("AWS_MAX_ATTEMPTS")
+    if attempts is not None:
+        try:
+            valid = int(attempts) >= 1
+        except ValueError:
+            valid = False
+        if not valid:
+            return f"AWS_MAX_ATTEMPTS: {attempts!r} is not a whole number of at least 1"
+    region = environ.get("AWS_DEFAULT_REGION")
+    if region:
+        try:
+            validate_region_name(region)
+        except InvalidRegionError:
+            return f"AWS_DEFAULT_REGION: {region!r} is not a region name"
+    return None
+
+
+def _profile_not_found(exc: ProfileNotFound) -> str:
+    """Name the variable that asked for the missing profile, so the user knows what to unset."""
+    profile = str(exc.kwargs.get("profile", ""))
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        if os.environ.get(name) == profile:
+            return f"{name}: profile {profile!r} is not in the AWS config files"
+    return f"AWS profile {profile!r} is not in the AWS config files"
 
 
 def error_code(exc: ClientError) -> str:

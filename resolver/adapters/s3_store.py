@@ -8,6 +8,7 @@ If-None-Match keep getting 304s.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -25,6 +26,18 @@ _MISSING_KEY = frozenset({"NoSuchKey", "404"})
 _MISSING_BUCKET = frozenset({"NoSuchBucket"})
 _NOT_MODIFIED = frozenset({"304", "NotModified"})
 _WRITE_WORKERS = 8
+
+
+class WriteError(AwsError):
+    """Writing stopped at a failing object; ``written`` holds the keys already PUT.
+
+    The mapping goes last, so when it is not in ``written`` agents still see the
+    previous document, but hosts files in ``written`` already hold the new content.
+    """
+
+    def __init__(self, message: str, written: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.written = written
 
 
 class S3Store:
@@ -82,21 +95,43 @@ class S3Store:
         All but the last object are written concurrently; the last (the mapping
         document) only after every other one succeeded. ``known`` holds bytes
         already read this run (the mapping), to save a second GET.
+
+        A failure raises WriteError listing the keys already written: S3 has no
+        transaction, so the caller must be able to tell the user what changed.
         """
         if not objects:
             return []
         known = known or {}
         *early, last = objects
-        written: list[str] = []
+        done: set[str] = set()
+        lock = threading.Lock()
+
+        def put(obj: PublishedObject) -> None:
+            if self._put_if_changed(obj, known):
+                with lock:
+                    done.add(obj.key)
+
+        def written() -> list[str]:
+            return [obj.key for obj in objects if obj.key in done]
+
         if early:
             with ThreadPoolExecutor(
                 max_workers=min(_WRITE_WORKERS, len(early)), thread_name_prefix="tagdns-s3"
             ) as pool:
-                results = list(pool.map(lambda o: self._put_if_changed(o, known), early))
-            written.extend(obj.key for obj, wrote in zip(early, results, strict=True) if wrote)
-        if self._put_if_changed(last, known):
-            written.append(last.key)
-        return written
+                futures = [pool.submit(put, obj) for obj in early]
+            # Every put has finished (the pool waited), so ``done`` is complete; the
+            # first failure in write order is reported, whatever the timing.
+            for future in futures:
+                exc = future.exception()
+                if isinstance(exc, AwsError):
+                    raise WriteError(str(exc), tuple(written())) from None
+                if exc is not None:
+                    raise exc
+        try:
+            put(last)
+        except AwsError as exc:
+            raise WriteError(str(exc), tuple(written())) from None
+        return written()
 
     def _put_if_changed(self, obj: PublishedObject, known: dict[str, bytes | None]) -> bool:
         changed = known[obj.key] != obj.body if obj.key in known else self.differs(obj)

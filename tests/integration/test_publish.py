@@ -333,7 +333,12 @@ def test_shrink_guard_refuses_losing_most_names_and_force_passes_it(
         "tagdns: new document loses 3 of 4 names (75%), more than the 50% allowed "
         "(api, cache, db); nothing written (--force publishes anyway)\n"
     )
-    assert out == ""
+    # The summary and diff come first: they are what the operator judges the refusal by.
+    lines = out.splitlines()
+    assert lines[0].startswith("scanned 2 regions in ")
+    assert "1 named instances, 1 names, 2 regions, 0 rejected tag values" in lines
+    assert [line for line in lines if line.startswith("  - ")] == ["  - api", "  - cache", "  - db"]
+    assert not any(line.startswith("wrote ") for line in lines)
     assert object_versions(s3, bucket) == versions
 
     code, out, err = publish(capsys, *TWO_REGIONS, "--force")
@@ -342,6 +347,37 @@ def test_shrink_guard_refuses_losing_most_names_and_force_passes_it(
     doc = parse_document(read_object(s3, bucket, MAPPING))
     assert {(h.name, h.instance_id) for h in doc.hosts} == {("web1", keep)}
     assert object_versions(s3, bucket)[MAPPING] == 2
+
+
+def test_a_dry_run_the_shrink_guard_refuses_still_prints_summary_and_diff(
+    fleet: Fleet, s3: S3Client, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet.launch("us-east-1", "web1")
+    doomed = [fleet.launch("eu-west-1", name)[0] for name in ("api", "db")]
+    assert publish(capsys, *TWO_REGIONS)[0] == 0
+    versions = object_versions(s3, bucket)
+    fleet.terminate("eu-west-1", *doomed)
+
+    code, out, err = publish(capsys, *TWO_REGIONS, "--dry-run")
+
+    assert code == 1
+    assert err == (
+        "tagdns: new document loses 2 of 3 names (67%), more than the 50% allowed "
+        "(api, db); nothing written (--force publishes anyway)\n"
+    )
+    lines = out.splitlines()
+    assert lines[0].startswith("scanned 2 regions in ")
+    assert "  eu-west-1: 0 instances, 0 names" in lines
+    assert "  us-east-1: 1 instances, 1 names" in lines
+    assert [line for line in lines if line.startswith("  - ")] == ["  - api", "  - db"]
+    assert any(line.startswith("changed: serial ") for line in lines)
+    assert object_versions(s3, bucket) == versions
+
+    # With --force the dry run passes the guard and still writes nothing.
+    code, out, err = publish(capsys, *TWO_REGIONS, "--dry-run", "--force")
+    assert (code, err) == (0, "")
+    assert "dry run: nothing written" in out.splitlines()
+    assert object_versions(s3, bucket) == versions
 
 
 def test_an_invalid_current_document_stops_publish_unless_forced(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import re
 import subprocess
 import sys
 import time
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,8 +18,10 @@ import pytest
 from devsupport.net import free_port
 from resolver.adapters.ec2_scan import scan_regions
 from resolver.cli import main
+from resolver.core.document import parse_document
 from resolver.errors import AwsError
-from tests.integration.conftest import Fleet, object_versions
+from tests.integration.conftest import Fleet, MotoServer, object_versions, read_object
+from tests.integration.test_live_mapping import S3Proxy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,6 +30,9 @@ pytestmark = pytest.mark.integration
 
 TAGDNS = Path(sys.executable).with_name("tagdns")
 BUCKET = "fleet-config"
+MAPPING = "dns/mapping.json"
+HOSTS = ("dns/hosts/us-east-1.hosts", "dns/hosts/public.hosts")
+_SERIAL_LINE = re.compile(r"^# view \S+, zone \S+, serial (\d+)$", re.MULTILINE)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -82,7 +91,11 @@ def test_no_credentials_is_one_line_from_the_console_script(
 
     assert done.returncode == 1
     assert_one_line(done.stderr)
-    assert "no AWS credentials found" in done.stderr
+    # Word for word as docs/publishing.md shows it.
+    assert done.stderr == (
+        f"tagdns: cannot read s3://{BUCKET}/dns/mapping.json: "
+        "no AWS credentials found (environment, AWS_PROFILE, config files or role)\n"
+    )
     assert done.stdout == ""
     assert object_versions(s3, bucket) == {}
 
@@ -173,3 +186,107 @@ def test_scan_concurrency_and_page_size_do_not_change_the_result(fleet: Fleet) -
             slow.instances, key=lambda i: i.instance_id
         )
     assert {i.tag_value for i in concurrent[2].instances} == {f"us-east-1-n{i}" for i in range(6)}
+
+
+class PutRefusingProxy(S3Proxy):
+    """The suite's S3 proxy, answering 403 AccessDenied to PUTs whose key ends in ``refuse``."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.refuse: str | None = None
+
+    def handle(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        key = urllib.parse.urlsplit(request.path).path
+        if request.command == "PUT" and self.refuse is not None and key.endswith(self.refuse):
+            request.rfile.read(int(request.headers.get("Content-Length") or 0))
+            payload = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+            self._send(request, 403, [("Content-Type", "application/xml")], payload)
+            return
+        super().handle(request)
+
+
+@pytest.fixture
+def refusing_proxy(aws: MotoServer) -> Iterator[PutRefusingProxy]:
+    server = PutRefusingProxy(aws.url)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def hosts_serial(s3: S3Client, bucket: str, key: str) -> int:
+    match = _SERIAL_LINE.search(read_object(s3, bucket, key).decode())
+    assert match is not None
+    return int(match.group(1))
+
+
+def test_a_put_failing_after_the_hosts_files_says_what_was_written_and_is_repaired(
+    fleet: Fleet,
+    s3: S3Client,
+    bucket: str,
+    refusing_proxy: PutRefusingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fleet.launch("us-east-1", "web1")
+    assert run(capsys, "--bucket", BUCKET, "--regions", "us-east-1")[0] == 0
+    old_serial = parse_document(read_object(s3, bucket, MAPPING)).serial
+    added = fleet.launch("us-east-1", "api")
+    refusing_proxy.refuse = "/mapping.json"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", refusing_proxy.url)
+
+    code, out, err = run(capsys, "--bucket", BUCKET, "--regions", "us-east-1")
+
+    # S3 now holds hosts files of a serial that mapping.json does not have yet.
+    new_serial = hosts_serial(s3, bucket, HOSTS[0])
+    assert new_serial > old_serial
+    assert parse_document(read_object(s3, bucket, MAPPING)).serial == old_serial
+    assert code == 1
+    assert_one_line(err)
+    assert err == (
+        f"tagdns: cannot write s3://{BUCKET}/{MAPPING}: AccessDenied: Access Denied; "
+        f"already written for serial {new_serial}: {HOSTS[0]}, {HOSTS[1]}; "
+        f"mapping.json was not updated and still holds serial {old_serial}; "
+        "the next successful publish rewrites whatever differs\n"
+    )
+    lines = out.splitlines()
+    assert "  + api" in lines
+    assert f"changed: serial {old_serial} -> {new_serial}" in lines
+    assert [line for line in lines if line.startswith("wrote ")] == [
+        f"wrote s3://{BUCKET}/{key}" for key in HOSTS
+    ]
+    assert "done in" not in out
+
+    # The next clean run repairs S3 even when the fleet went back to the published
+    # document: the hosts files are compared with S3 and rewritten.
+    monkeypatch.undo()
+    fleet.terminate("us-east-1", *added)
+    code, out, err = run(capsys, "--bucket", BUCKET, "--regions", "us-east-1")
+    assert (code, err) == (0, "")
+    assert f"unchanged: serial {old_serial} stays" in out.splitlines()
+    assert parse_document(read_object(s3, bucket, MAPPING)).serial == old_serial
+    assert [hosts_serial(s3, bucket, key) for key in HOSTS] == [old_serial, old_serial]
+
+
+def test_a_put_failing_before_anything_was_written_says_so(
+    fleet: Fleet,
+    s3: S3Client,
+    bucket: str,
+    refusing_proxy: PutRefusingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fleet.launch("us-east-1", "web1")
+    refusing_proxy.refuse = ""  # every PUT
+    monkeypatch.setenv("AWS_ENDPOINT_URL", refusing_proxy.url)
+
+    code, out, err = run(capsys, "--bucket", BUCKET, "--regions", "us-east-1")
+
+    assert code == 1
+    assert err == (
+        f"tagdns: cannot write s3://{BUCKET}/{HOSTS[0]}: AccessDenied: Access Denied; "
+        "nothing was written\n"
+    )
+    assert "  + web1" in out.splitlines()
+    assert "wrote " not in out
+    assert object_versions(s3, bucket) == {}
