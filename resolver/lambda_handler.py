@@ -16,7 +16,7 @@ from typing import Any
 from resolver.config import Config, load_config, override, validate_config
 from resolver.core.summary import render_summary
 from resolver.errors import ConfigError
-from resolver.publisher import PublishOptions, PublishResult, publish
+from resolver.publisher import PublishOptions, PublishPlan, PublishResult, publish
 
 ENV_CONFIG = "TAGDNS_CONFIG"
 
@@ -71,10 +71,15 @@ def handler(event: object, context: object) -> dict[str, Any]:
     options = PublishOptions.from_config(
         config_from_env(os.environ), dry_run=_flag(event, "dry_run")
     )
-    result = publish(options)
-    for line in render_summary(result.summary):
-        print(line)
+    result = publish(options, on_plan=_log_summary)
     return result_summary(result)
+
+
+def _log_summary(plan: PublishPlan) -> None:
+    """The summary goes to the invocation log before the shrink guard and the writes, so
+    a refused or half-written run shows what it found, as the CLI does."""
+    for line in render_summary(plan.summary):
+        print(line)
 
 
 def _flag(event: object, name: str) -> bool:

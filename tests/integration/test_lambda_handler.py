@@ -59,14 +59,21 @@ def test_handler_publishes_then_finds_nothing_to_do(
 
 @pytest.mark.usefixtures("lambda_env")
 def test_handler_raises_so_lambda_records_the_failure(
-    fleet: Fleet, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet,
+    s3: S3Client,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     names = [fleet.launch("us-east-1", name)[0] for name in ("a1", "a2", "a3")]
     handler({}, None)
     fleet.terminate("us-east-1", *names[1:])
+    capsys.readouterr()
 
     with pytest.raises(ShrinkError):
         handler({"force": True}, None)  # force is not an event's decision
+    logged = capsys.readouterr().out
+    assert "- a2" in logged and "- a3" in logged, "the refused run still logs what it found"
 
     monkeypatch.delenv("TAGDNS_BUCKET")
     with pytest.raises(ConfigError, match="no bucket"):
