@@ -31,6 +31,11 @@ _CLASS_IN = b"\x00\x01"
 _OPT_BY_VARIANT = wire.OPT_BY_VARIANT
 _TYPE_ANY = b"\x00\xff"
 _TYPE_SOA = b"\x00\x06"
+_TRANSFERS = frozenset({251, 252})
+"""IXFR and AXFR: this agent transfers no zones, and a transfer is not a question
+an upstream resolver answers either, so every one is REFUSED (RFC 5936 2.2.1)."""
+_NOT_NODATA = frozenset({_TYPE_ANY, b"\x00\xfb", b"\x00\xfc"})
+"""Question types the fast path leaves to ``answer``: ANY and the transfers."""
 _MAX_NAME_WIRE = wire.MAX_NAME
 _RR_FIXED = struct.Struct("!HHIH")
 """TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
@@ -141,7 +146,7 @@ class Responder:
         body: bytes
         if value is None:
             prepared = None
-            if data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] != _TYPE_ANY:
+            if data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] not in _NOT_NODATA:
                 prepared = self._nodata_for(key[:-4])
                 if prepared is self._nodata_self and data[qend - 4 : qend - 2] == _TYPE_SOA:
                     prepared = self._soa_self
@@ -209,6 +214,8 @@ class Responder:
     def answer(self, q: Question, *, udp: bool) -> bytes | Question:
         """Answer a parsed question: owned, NXDOMAIN in an authoritative zone, or not ours."""
         zone = self.zone
+        if q.qtype in _TRANSFERS:
+            return error_reply(q, wire.REFUSED, ra=zone.recursion_available)
         prepared: Prepared | None = None
         if q.qclass in (wire.CLASS_IN, wire.CLASS_ANY):
             # QCLASS * matches class IN, the only class the zone has data in.
@@ -524,7 +531,7 @@ def _forwardable(data: bytes, zone: CompiledZone) -> Question | None:
         or data[2] & 0xF8
         or data[4:11] != _ONE_QUESTION
         or data[qend - 2 : qend] != _CLASS_IN
-        or data[qend - 4 : qend - 2] == _TYPE_ANY
+        or data[qend - 4 : qend - 2] in _NOT_NODATA
         or end - wire.HEADER_LEN >= _MAX_NAME_WIRE
     ):
         return None

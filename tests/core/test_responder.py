@@ -215,6 +215,31 @@ def test_a_name_that_is_its_own_apex_answers_its_soa(
     assert responder_.answer(parsed, udp=udp) == responder_.respond(data, udp=udp)
 
 
+TRANSFERS = [
+    ("axfr-bare", PLAIN, "web1", 252),
+    ("axfr-qualified", PLAIN, "web1.internal", 252),
+    ("ixfr-reverse", PLAIN, reverse("10.0.1.10"), 251),
+    ("axfr-apex-authoritative", AUTHORITATIVE, "fleet.internal", 252),
+    ("axfr-not-owned-forwarding", FORWARDING, "example.com", 252),
+    ("ixfr-owned-forwarding", FORWARDING, "web1", 251),
+]
+
+
+@pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
+@pytest.mark.parametrize(
+    ("responder_", "name", "qtype"), [c[1:] for c in TRANSFERS], ids=[c[0] for c in TRANSFERS]
+)
+def test_zone_transfers_are_refused_never_forwarded(
+    responder_: Responder, name: str, qtype: int, udp: bool
+) -> None:
+    """No zone is transferred from here, and a resolver upstream transfers none either."""
+    data = query(name, qtype)
+    reply = check_echo(data, responder_.respond(data, udp=udp))
+    assert reply.header.rcode == REFUSED
+    assert reply.rr == [] and reply.auth == []
+    assert reply.header.ra == (1 if responder_.forwarding else 0)
+
+
 OWNED_NAMES = [
     "api",
     "api.internal",
