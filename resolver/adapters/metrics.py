@@ -233,7 +233,8 @@ class AgentCollector:
         )
         yield _counter(
             "forward_overflow",
-            "Questions dropped because too many forwards were pending",
+            "UDP questions dropped because too many forwards were pending "
+            "(a TCP client is not read from until one is answered)",
             counters.forward_overflow,
         )
         yield _gauge("tcp_connections", "Open TCP connections", server.tcp_connections)
