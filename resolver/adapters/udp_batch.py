@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING
 
 from resolver.adapters.logging_setup import held_lines
 from resolver.adapters.query_log import Address, log_reply
-from resolver.core import wire
-from resolver.core.responder import Question, bare_error
+from resolver.core.responder import Question
 
 if TYPE_CHECKING:
     from resolver.adapters.dns_server import DnsServer
@@ -289,7 +288,7 @@ class BatchUdpListener:
                 offset = i * SLOT
                 data = bytes(incoming[offset : offset + size])
                 if size == SLOT and ring.cut(i):
-                    reply: bytes | Question | None = bare_error(data, wire.FORMERR)
+                    reply: bytes | Question | None = server.responder.cut(data)
                 else:
                     try:
                         reply = respond(data)

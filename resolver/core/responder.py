@@ -205,11 +205,18 @@ class Responder:
                 return question
         parsed = parse_query(data)
         if not isinstance(parsed, Question):
-            if parsed is not None and self.zone.recursion_available:
-                # RA says what this server offers, whatever the reply (RFC 1035 4.1.1).
-                return parsed[:3] + bytes((parsed[3] | wire.FLAG_RA,)) + parsed[4:]
-            return parsed
+            return self._with_ra(parsed)
         return self.answer(parsed, udp=udp)
+
+    def cut(self, data: bytes) -> bytes | None:
+        """FORMERR for a datagram that arrived cut (longer than the server reads)."""
+        return self._with_ra(bare_error(data, wire.FORMERR))
+
+    def _with_ra(self, reply: bytes | None) -> bytes | None:
+        """RA says what this server offers, whatever the reply (RFC 1035 4.1.1)."""
+        if reply is None or not self.zone.recursion_available:
+            return reply
+        return reply[:3] + bytes((reply[3] | wire.FLAG_RA,)) + reply[4:]
 
     def answer(self, q: Question, *, udp: bool) -> bytes | Question:
         """Answer a parsed question: owned, NXDOMAIN in an authoritative zone, or not ours."""

@@ -737,6 +737,18 @@ def test_error_replies(data: bytes, rcode: int, shape: str) -> None:
             assert record.ttl & 0x8000 == (0x8000 if data.endswith(opt(do=True)) else 0), "DO"
 
 
+@pytest.mark.parametrize("edns", [False, True], ids=["plain", "edns"])
+def test_a_cut_datagram_is_formerr_with_ra_when_forwarding(edns: bool) -> None:
+    """What the batched UDP path sends for a datagram longer than its buffer."""
+    data = (header(ar=1) + WEB1 + opt() if edns else query("web1")) + b"\x00" * 64
+    for responder_, ra in ((PLAIN, 0), (FORWARDING, 0x80)):
+        reply = responder_.cut(data)
+        assert reply is not None
+        flags, qd, an, ns, ar = struct.unpack("!HHHHH", reply[2:12])
+        assert flags & 0x000F == FORMERR and flags & 0x0080 == ra
+        assert (qd, an, ns, ar) == (0, 0, 0, 1 if edns else 0)
+
+
 def test_longest_legal_name_is_parsed() -> None:
     data = header() + NAME_255
     assert len(NAME_255) - 4 == 255
