@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from resolver.adapters.hosts_file import read_existing
 from resolver.adapters.preflight import (
     directory_problem,
     dnsmasq_process,
@@ -42,6 +43,7 @@ from resolver.cli_agent import (
 from resolver.config import DEFAULT_CONFIG_PATH, NONE, Config, load_config
 from resolver.core.document import parse_document
 from resolver.core.endpoints import Endpoint, parse_endpoint
+from resolver.core.hosts_merge import merge_hosts
 from resolver.core.pipeline import load_document
 from resolver.core.preflight import (
     RESOLVED_STUBS,
@@ -55,6 +57,7 @@ from resolver.core.preflight import (
 )
 from resolver.core.source_url import parse_source
 from resolver.core.status_text import Samples, is_tagdns, render_status, serving
+from resolver.core.views import View
 from resolver.errors import ConfigError, HostsFileError, TagdnsError
 
 DEFAULT_METRICS = "127.0.0.1:9153"
@@ -87,29 +90,30 @@ def _config_origin(args: argparse.Namespace) -> str:
     return str(DEFAULT_CONFIG_PATH) if DEFAULT_CONFIG_PATH.exists() else "defaults (no file)"
 
 
-def _check_document(config: Config, label: str | None) -> CheckResult:
+def _check_document(config: Config, label: str | None) -> tuple[CheckResult, View | None]:
+    """The document's verdict, and its view when one could be built."""
     source = parse_source(config.source.url)
     try:
         data = fetch(source)
     except TagdnsError as exc:
-        return fail(f"source {source}: {exc}")
+        return fail(f"source {source}: {exc}"), None
     try:
         if label is None:
             document = parse_document(data)
             return ok(
                 f"document from {source}: serial {document.serial}, "
                 f"{len(document.hosts)} entries (view not checked)"
-            )
+            ), None
         settings = zone_settings(config, label, forwarding=NONE not in config.dns.upstream)
         loaded = load_document(data, settings)
     except TagdnsError as exc:
-        return fail(f"document from {source}: {exc}")
+        return fail(f"document from {source}: {exc}"), None
     left_out = f", {len(loaded.view.omitted)} left out" if loaded.view.omitted else ""
     return ok(
         f"document from {source}: serial {loaded.zone.serial} generated "
         f"{loaded.facts.generated_at}, {loaded.zone.names} names in view "
         f"{loaded.view.label}{left_out}"
-    )
+    ), loaded.view
 
 
 def _check_cache(config: Config) -> CheckResult:
@@ -122,7 +126,7 @@ def _check_cache(config: Config) -> CheckResult:
     return ok(f"cache {cache}: directory writable")
 
 
-def _check_hosts(config: Config) -> list[CheckResult]:
+def _check_hosts(config: Config, view: View | None) -> list[CheckResult]:
     """The ``[hosts]`` files the agent keeps after each accepted document, and dnsmasq.
 
     ``serve`` only meets a bad path when it first writes, and then logs an error on
@@ -135,6 +139,8 @@ def _check_hosts(config: Config) -> list[CheckResult]:
         if not value:
             continue
         problem = hosts_file_problem(Path(value))
+        if problem is None and key == "path" and view is not None:
+            problem = _merge_problem(Path(value), view)
         if problem is not None:
             results.append(fail(f"hosts {key} {value}: {problem}"))
         else:
@@ -147,6 +153,16 @@ def _check_hosts(config: Config) -> list[CheckResult]:
         else:
             results.append(dnsmasq_verdict(hosts.dnsmasq_pidfile, pid, comm))
     return results
+
+
+def _merge_problem(path: Path, view: View) -> str | None:
+    """Why the view cannot be merged into the hosts file as it is (damaged markers, a
+    line that looks like one), which ``serve`` would meet on every document; else None."""
+    try:
+        merge_hosts(read_existing(path, path), view, str(path))
+    except HostsFileError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    return None
 
 
 def _check_address(endpoint: Endpoint, what: str, protocols: tuple[str, ...]) -> CheckResult:
@@ -187,9 +203,10 @@ def run_checks(args: argparse.Namespace) -> list[CheckResult]:
     except TagdnsError as exc:
         label = None
         report(fail(f"view: {exc}"))
-    report(_check_document(config, label))
+    document, view = _check_document(config, label)
+    report(document)
     report(_check_cache(config))
-    for result in _check_hosts(config):
+    for result in _check_hosts(config, view):
         report(result)
     listen = [parse_endpoint(text, what="[dns] listen") for text in config.dns.listen]
     for endpoint in listen:

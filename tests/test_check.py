@@ -473,6 +473,20 @@ def test_hosts_files_in_writable_directories_pass_and_are_left_alone(
     assert (etc / "hosts").read_text() == "127.0.0.1 localhost\n"
 
 
+def test_a_hosts_file_whose_managed_block_is_damaged_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """serve would fail to merge on every document; check says so before it starts."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n# END tagdns\n")
+    config = hosts_config(tmp_path, path=str(hosts))
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 1
+    [failure] = failures(lines)
+    assert failure.startswith(f"FAIL: hosts path {hosts}: line 2: no '# BEGIN tagdns'"), failure
+    assert hosts.read_text() == "127.0.0.1 localhost\n# END tagdns\n"  # check changes nothing
+
+
 def test_hosts_directory_on_a_read_only_file_system_fails(
     tmp_path: Path, read_only_directory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
