@@ -33,7 +33,13 @@ from resolver.adapters.systemd_notify import SystemdNotifier
 from resolver.config import HostsConfig
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
-from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document, with_entries_kept
+from resolver.core.pipeline import (
+    LoadedZone,
+    ZoneSettings,
+    load_document,
+    view_of,
+    with_entries_kept,
+)
 from resolver.core.query_stats import QueryStats
 from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation, SourceLocation
@@ -137,6 +143,8 @@ class Agent:
             LastKnownGood(plan.cache_path, str(plan.source)) if plan.cache_path else None
         )
         self.hosts_sync = HostsSync(plan.hosts, plan.settings.zone)
+        self.hosts_error: str | None = None
+        """Why the last [hosts] write failed; None when the files are in line."""
         self.loaded: LoadedZone | None = None
         self.loaded_from: str | None = None
         self.server: DnsServer | None = None
@@ -272,8 +280,15 @@ class Agent:
             how,
         )
 
-    async def _consider(self, data: bytes, origin: str, *, from_cache: bool = False) -> bool:
-        """Validate and compile off the serving path, then install; False if refused."""
+    async def _consider(
+        self, data: bytes, origin: str, *, from_cache: bool = False, rewrite_files: bool = False
+    ) -> bool:
+        """Validate and compile off the serving path, then install; False if refused.
+
+        ``rewrite_files``: bring the ``[hosts]`` files in line even when the document is
+        the one in force (SIGHUP: another tool may have rewritten them). They are also
+        brought in line while their last write failed, so they follow a fix at once.
+        """
         previous = self.loaded
         started = time.perf_counter()
         try:
@@ -293,12 +308,16 @@ class Agent:
         if loaded is previous:  # the very bytes in force
             if not from_cache:
                 self.loaded_from = origin  # the source confirms the cached copy
+            if self.hosts_sync.enabled and (rewrite_files or self.hosts_failing):
+                # The view's records were released once written: build it again.
+                view = await asyncio.to_thread(view_of, data, self.plan.settings)
+                await self._sync_files(view)
             return True
         self.counts["accepted"] += 1
         self.rebuilds += loaded.rebuilt is not None
         self.last_load_seconds = time.perf_counter() - started
         self._install(loaded, origin, self.last_load_seconds)
-        await self._sync_files(loaded)
+        await self._sync_files(loaded.view)
         # Serving already: what the next load compares with is kept now.
         kept = await asyncio.to_thread(with_entries_kept, loaded, data)
         if self.loaded is loaded:
@@ -313,15 +332,29 @@ class Agent:
                 log.warning("%s", exc)
         return True
 
-    async def _sync_files(self, loaded: LoadedZone) -> None:
-        """Bring the [hosts] files in line with the view; a failure never stops serving."""
+    async def _sync_files(self, view: View) -> None:
+        """Bring the [hosts] files in line with the view; a failure never stops serving.
+
+        A failure is retried at every poll (``hosts_failing`` makes the poll fetch the
+        document in full, as the 304 of a conditional one carries nothing to write).
+        """
         if not self.hosts_sync.enabled:
             return
         try:
-            for line in await asyncio.to_thread(self.hosts_sync.apply, loaded.view):
+            for line in await asyncio.to_thread(self.hosts_sync.apply, view):
                 log.info("%s", line)
         except HostsFileError as exc:
-            log.error("%s", exc)
+            if str(exc) != self.hosts_error:
+                log.error("%s; retried at every poll", exc)
+            self.hosts_error = str(exc)
+            return
+        if self.hosts_error is not None:
+            log.info("[hosts] files in line with the view again")
+        self.hosts_error = None
+
+    @property
+    def hosts_failing(self) -> bool:
+        return self.hosts_error is not None
 
     def _release_view_records(self) -> None:
         """Keep the view's label and omissions, not its records: the zone holds the answers.
@@ -347,12 +380,13 @@ class Agent:
             del data
             await asyncio.to_thread(release_free_memory)
 
-    async def refresh(self, *, force: bool = False) -> None:
+    async def refresh(self, *, force: bool = False, rewrite_files: bool = False) -> None:
         """Fetch the source (conditionally unless ``force``) and consider what came."""
         async with self._refresh_lock:
             self.counts["fetches"] += 1
             try:
-                marker = None if force else self.marker
+                whole = force or rewrite_files or self.hosts_failing
+                marker = None if whole else self.marker
                 fetched = await in_daemon_thread(lambda: self.source.fetch(marker), "tagdns-fetch")
             except TagdnsError as exc:
                 self.counts["errors"] += 1
@@ -369,7 +403,9 @@ class Agent:
             self.marker = fetched.marker
             data = fetched.data
             del fetched
-            accepted = await self._consider(data, str(self.plan.source))
+            accepted = await self._consider(
+                data, str(self.plan.source), rewrite_files=rewrite_files
+            )
             del data  # so the trim below can give the document's bytes back too
             self.marker_refused = not accepted
             self.refusal = None if accepted else self.last_error
@@ -476,7 +512,9 @@ class Agent:
         # SIGHUP's and SIGTERM's default actions would end the process without a clean stop.
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.refresh(force=True)))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: self._spawn(self.refresh(force=True, rewrite_files=True))
+        )
         loop.add_signal_handler(signal.SIGUSR1, self._toggle_query_logging)
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         watcher = None

@@ -32,6 +32,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.sources import Fetched
 from resolver.agent import Agent, AgentPlan
+from resolver.config import HostsConfig
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings
 from resolver.core.source_url import FileLocation
@@ -269,6 +270,44 @@ def test_refused_document_is_logged_once_per_distinct_document(
     assert recovered == [f"recovered: {SOURCE}"]
     # Conditional fetches carry the marker of the last object, accepted or refused.
     assert source.markers[2] == hashlib.sha256(truncated).hexdigest()[:16]
+
+
+def test_hosts_file_is_brought_back_in_line_after_a_failed_write_or_on_sighup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The document in force is written out again: at every poll while the last write
+    failed (so a fixed file follows at once), and on SIGHUP (another tool rewrote it)."""
+    caplog.set_level(logging.INFO, logger="tagdns")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n# END tagdns\n")  # damaged: no BEGIN
+    doc = document(10)
+    source = FakeSource(doc, doc, None, doc)
+    plan = AgentPlan(
+        source=source.location,
+        settings=ZoneSettings(view=REGION),
+        listen=(Endpoint("127.0.0.1", 0),),
+        allow=(ipaddress.ip_network("127.0.0.0/8"),),
+        hosts=HostsConfig(path=str(hosts)),
+    )
+    agent = Agent(plan, source)
+    block = f"{address(1, 0)} api.internal api\n"
+
+    async def scenario() -> None:
+        await agent.refresh(force=True)
+        assert agent.hosts_failing
+        hosts.write_text("127.0.0.1 localhost\n")  # the operator fixes the file
+        await agent.refresh()  # a poll: in full, since the last write failed
+        assert source.markers[-1] is None
+        assert block in hosts.read_text() and not agent.hosts_failing
+        hosts.write_text("127.0.0.1 localhost\n")  # another tool rewrites the file
+        await agent.refresh()  # 304: nothing to do
+        assert block not in hosts.read_text()
+        await agent.refresh(force=True, rewrite_files=True)  # SIGHUP
+        assert block in hosts.read_text()
+
+    run(scenario)
+    assert [e.endswith("; retried at every poll") for e in errors(caplog)] == [True]
+    assert "[hosts] files in line with the view again" in caplog.messages
 
 
 def test_unchanged_object_after_fetch_errors_is_a_recovery(

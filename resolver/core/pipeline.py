@@ -227,6 +227,13 @@ def _rebuilt(
     return LoadedZone(facts, view, delta.zone, reuse, rebuilt=delta.rebuilt)
 
 
+def view_of(data: bytes, settings: ZoneSettings) -> View:
+    """The view of a document's bytes, without a zone: what the ``[hosts]`` files are
+    written from when the document in force has to be written out again."""
+    document, _span = _read(data)
+    return build_view(document, settings.view, settings.zone, settings.cross_region)
+
+
 def _read(data: bytes) -> tuple[MappingDocument, tuple[int, int] | None]:
     """The validated document and where its entries lie (``DecodedDocument.hosts_span``).
 
