@@ -23,6 +23,9 @@ from resolver.core.names import check_zone
 from resolver.errors import ConfigError, InvalidName
 
 DEFAULT_CONFIG_PATH = Path("/etc/tagdns/tagdns.toml")
+MIN_POLL_INTERVAL = 1.0
+"""Seconds. A typo such as ``--poll 0.01`` would have every node of a fleet ask S3
+a hundred times a second."""
 NONE = "none"
 AUTO = "auto"
 
@@ -203,8 +206,11 @@ def _check_upstream(upstream: tuple[str, ...]) -> None:
 def validate_config(config: Config, origin: str = "config") -> None:
     """Cross-field checks; raises ConfigError naming the key at fault."""
     source = config.source
-    if not (math.isfinite(source.poll_interval) and source.poll_interval > 0):
-        raise ConfigError(f"{origin}: [source] poll_interval must be positive")
+    if not (math.isfinite(source.poll_interval) and source.poll_interval >= MIN_POLL_INTERVAL):
+        raise ConfigError(
+            f"{origin}: [source] poll_interval must be at least {MIN_POLL_INTERVAL:g} second "
+            "(every poll is a request from every node)"
+        )
     if not 0.0 <= source.max_shrink <= 1.0:
         raise ConfigError(f"{origin}: [source] max_shrink must be between 0 and 1")
     view = config.view

@@ -174,10 +174,17 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"source": {"poll_interval": 0}}, "[source] poll_interval must be positive"),
-        ({"source": {"poll_interval": -1.5}}, "[source] poll_interval must be positive"),
-        ({"source": {"poll_interval": float("inf")}}, "[source] poll_interval must be positive"),
-        ({"source": {"poll_interval": float("nan")}}, "[source] poll_interval must be positive"),
+        ({"source": {"poll_interval": 0}}, "[source] poll_interval must be at least 1 second"),
+        ({"source": {"poll_interval": -1.5}}, "[source] poll_interval must be at least 1 second"),
+        (
+            {"source": {"poll_interval": float("inf")}},
+            "[source] poll_interval must be at least 1 second",
+        ),
+        (
+            {"source": {"poll_interval": float("nan")}},
+            "[source] poll_interval must be at least 1 second",
+        ),
+        ({"source": {"poll_interval": 0.01}}, "[source] poll_interval must be at least 1 second"),
         ({"source": {"max_shrink": 1.5}}, "[source] max_shrink must be between 0 and 1"),
         ({"source": {"max_shrink": -0.1}}, "[source] max_shrink must be between 0 and 1"),
         ({"source": {"max_shrink": float("nan")}}, "[source] max_shrink must be between 0 and 1"),
@@ -247,6 +254,7 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         "poll-negative",
         "poll-inf",
         "poll-nan",
+        "poll-too-often",
         "shrink-high",
         "shrink-negative",
         "shrink-nan",

@@ -660,7 +660,7 @@ def test_s3_bodies_that_trickle_or_stop_halfway(
         cache = tmp_path / "state" / "mapping.json"
         agent = Agent(
             tmp_path, "--source", f"s3://{bucket}/{KEY}", "--cache", str(cache),
-            "--poll", "0.5", env=env,
+            "--poll", "1", env=env,
         )  # fmt: skip
         agents.append(agent)
         assert agent.serves("web1", [address(1, 0)])

@@ -494,7 +494,7 @@ def test_s3_failures_keep_old_answers_and_are_logged_once(
     proxy.fail_next = 1  # the first GET fails: botocore's retry (AWS_MAX_ATTEMPTS=2) gets it
     agent = LiveAgent(
         tmp_path, "--source", f"s3://{bucket}/{KEY}", "--cache", "none",
-        env=agent_env(aws_env, proxy.url), poll="0.5",
+        env=agent_env(aws_env, proxy.url), poll="1",
     )  # fmt: skip
     agents.append(agent)
     old = [address(1, WEB1)]
