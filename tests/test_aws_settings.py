@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
-from resolver.adapters.aws import ec2_client, environment_fault, make_session, s3_client
+from resolver.adapters.aws import (
+    describe_error,
+    ec2_client,
+    environment_fault,
+    make_session,
+    s3_client,
+)
 from resolver.cli import main
 from resolver.errors import ConfigError
 
@@ -210,3 +217,27 @@ def test_each_client_reads_aws_max_attempts_afresh(monkeypatch: pytest.MonkeyPat
     second_config: Any = second.meta.config
     assert first_config.retries == {"mode": "standard", "total_max_attempts": 5}
     assert second_config.retries == {"mode": "standard", "total_max_attempts": 3}
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            ReadTimeoutError(endpoint_url=None, error="read timeout"),  # type: ignore[arg-type]
+            "timed out talking to the AWS endpoint",
+        ),
+        (
+            ConnectTimeoutError(endpoint_url="http://127.0.0.1:9/b/k"),
+            "timed out talking to http://127.0.0.1:9/b/k",
+        ),
+        (
+            EndpointConnectionError(endpoint_url="http://user:secret@127.0.0.1:9/b/k"),
+            "cannot connect to http://***:***@127.0.0.1:9/b/k",
+        ),
+    ],
+    ids=["body-read-timeout-has-no-url", "connect-timeout", "credentials-in-url-masked"],
+)
+def test_transport_errors_name_the_endpoint_and_never_its_credentials(
+    error: Exception, line: str
+) -> None:
+    assert describe_error(error) == line

@@ -9,6 +9,7 @@ into the single line a user reads.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -178,6 +179,19 @@ def _profile_not_found(exc: ProfileNotFound) -> str:
     return f"AWS profile {profile!r} is not in the AWS config files"
 
 
+def _endpoint(exc: BotoCoreError) -> str:
+    """The endpoint an error names, credentials in it masked as botocore masks a
+    proxy's; botocore leaves it None for a timeout while reading a reply's body."""
+    url = exc.kwargs.get("endpoint_url")
+    if not url:
+        return "the AWS endpoint"
+    parts = urllib.parse.urlsplit(str(url))
+    if "@" not in parts.netloc:
+        return str(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***:***@{host}"))
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -189,9 +203,9 @@ def describe_error(exc: Exception) -> str:
     if isinstance(exc, PartialCredentialsError):
         return f"incomplete AWS credentials: {exc}"
     if isinstance(exc, EndpointConnectionError):
-        return f"cannot connect to {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}"
+        return f"cannot connect to {_endpoint(exc)}"
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
-        return f"timed out talking to {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}"
+        return f"timed out talking to {_endpoint(exc)}"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code") or "error"
