@@ -145,6 +145,8 @@ class Agent:
         self.hosts_sync = HostsSync(plan.hosts, plan.settings.zone)
         self.hosts_error: str | None = None
         """Why the last [hosts] write failed; None when the files are in line."""
+        self.cache_error: str | None = None
+        """Why the last save of the last-known-good copy failed; None after a good one."""
         self.loaded: LoadedZone | None = None
         self.loaded_from: str | None = None
         self.server: DnsServer | None = None
@@ -182,6 +184,7 @@ class Agent:
             last_fetch_ok=self.last_fetch_ok,
             last_change=self.last_change,
             last_error=self.last_error,
+            files_error=self.hosts_error or self.cache_error,
             fetches=self.counts["fetches"],
             not_modified=self.counts["not_modified"],
             accepted=self.counts["accepted"],
@@ -330,6 +333,9 @@ class Agent:
                 await asyncio.to_thread(self.last_known_good.save, data)
             except TagdnsError as exc:
                 log.warning("%s", exc)
+                self.cache_error = f"last-known-good copy not saved: {exc}"
+            else:
+                self.cache_error = None
         return True
 
     async def _sync_files(self, view: View) -> None:

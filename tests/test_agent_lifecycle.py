@@ -295,10 +295,12 @@ def test_hosts_file_is_brought_back_in_line_after_a_failed_write_or_on_sighup(
     async def scenario() -> None:
         await agent.refresh(force=True)
         assert agent.hosts_failing
+        assert (agent.status().files_error or "").startswith(f"{hosts}: line 2: no")
         hosts.write_text("127.0.0.1 localhost\n")  # the operator fixes the file
         await agent.refresh()  # a poll: in full, since the last write failed
         assert source.markers[-1] is None
         assert block in hosts.read_text() and not agent.hosts_failing
+        assert agent.status().files_error is None
         hosts.write_text("127.0.0.1 localhost\n")  # another tool rewrites the file
         await agent.refresh()  # 304: nothing to do
         assert block not in hosts.read_text()
@@ -508,7 +510,8 @@ def test_unwritable_cache_directory_warns_and_serving_continues(
     blocker = tmp_path / "state"
     blocker.write_bytes(b"a file where the cache directory should be")
     cache = blocker / "mapping.json"
-    agent = make_agent(FakeSource(document(1), document(2, variant=2)), cache)
+    source = FakeSource(document(1), document(2, variant=2))
+    agent = make_agent(source, cache)
 
     async def scenario() -> None:
         try:
@@ -517,6 +520,14 @@ def test_unwritable_cache_directory_warns_and_serving_continues(
             await agent.refresh()
             assert await answers(agent, "web1") == [address(2, 2)]
             assert agent.status().last_error is None
+            files_error = agent.status().files_error
+            assert files_error is not None
+            assert files_error.startswith(f"last-known-good copy not saved: cache {cache}: ")
+            blocker.unlink()
+            blocker.mkdir()
+            source.replies.append(document(3, variant=3))
+            await agent.refresh()
+            assert agent.status().files_error is None, "a good save clears it"
         finally:
             await close(agent)
 

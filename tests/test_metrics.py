@@ -9,6 +9,7 @@ socket, as systemd's would.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import ipaddress
 import json
@@ -198,6 +199,19 @@ def test_metrics_show_a_refused_document_and_the_error_kept(source: Path) -> Non
     error = samples["tagdns_last_error_info"][0][0]["error"]
     assert "refused" in error
     assert str(source) in error
+
+
+def test_metrics_show_a_file_the_node_could_not_write(source: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_bytes(b"a file where the cache directory should be")
+    with RunningAgent(
+        Agent(dataclasses.replace(plan(source), cache_path=blocker / "m.json"))
+    ) as running:
+        samples = running.samples()
+    assert value(samples, "tagdns_files_healthy") == 0
+    assert value(samples, "tagdns_source_healthy") == 1  # DNS and the source are fine
+    error = samples["tagdns_files_error_info"][0][0]["error"]
+    assert error.startswith("last-known-good copy not saved: cache ")
 
 
 def test_metrics_port_taken_keeps_dns_serving(

@@ -109,6 +109,18 @@ class AgentCollector:
             )
             error.add_metric([], {"error": status.last_error})
             yield error
+        yield _gauge(
+            "files_healthy",
+            "1 when the [hosts] files and the last-known-good copy were written as they "
+            "should be, 0 while a write fails",
+            0 if status.files_error else 1,
+        )
+        if status.files_error:
+            files = InfoMetricFamily(
+                f"{PREFIX}_files_error", "Why a file this node keeps is not in line"
+            )
+            files.add_metric([], {"error": status.files_error})
+            yield files
         yield _counter("source_fetches", "Fetches of the source", status.fetches)
         yield _counter(
             "source_not_modified", "Fetches answered 'not modified' (304)", status.not_modified

@@ -29,6 +29,10 @@ class AgentStatus:
     """Accepted documents installed by rebuilding only the names whose entries changed."""
     last_load_seconds: float | None = None
     """How long the last accepted document took off the serving path."""
+    files_error: str | None = None
+    """Why the node's own files ([hosts] files, the last-known-good copy) are not in line
+    with the data served: DNS is fine meanwhile, but a restart or a hosts-file reader
+    is not."""
 
     def data_age(self, now: float) -> float | None:
         """Seconds since the scan that produced the data in force."""

@@ -108,6 +108,9 @@ def render_status(samples: Samples, where: str, now: float) -> list[str]:
         )
     error = view.info("tagdns_last_error_info")
     lines.append(f"  last error: {error.get('error', '?') if error else 'none'}")
+    files = view.info("tagdns_files_error_info")
+    if files:
+        lines.append(f"  files:      {files.get('error', '?')}")
     udp = view.count("tagdns_queries_total", transport="udp")
     tcp = view.count("tagdns_queries_total", transport="tcp")
     lines.append(

@@ -109,6 +109,15 @@ def test_render_agent_without_data_and_with_an_error() -> None:
     assert not serving(samples)
 
 
+def test_a_files_error_is_shown_after_the_last_error() -> None:
+    samples = dict(_samples())
+    samples["tagdns_files_error_info"] = [({"error": "/etc/hosts: line 4: no BEGIN"}, 1.0)]
+    lines = render_status(samples, "[::1]:9153", NOW)
+    at = lines.index("  last error: none")
+    assert lines[at + 1] == "  files:      /etc/hosts: line 4: no BEGIN"
+    assert "  files:" not in "\n".join(render_status(_samples(), "[::1]:9153", NOW))
+
+
 def test_many_types_are_cut_short() -> None:
     types = [({"type": f"TYPE{n}"}, float(100 - n)) for n in range(10)]
     lines = render_status(_samples(tagdns_query_types_total=types), "x", NOW)
