@@ -146,6 +146,7 @@ class Agent:
         self.hosts_error: str | None = None
         """Why the last [hosts] write failed; None when the files are in line."""
         self.cache_error: str | None = None
+        self.fetch_started: float | None = None
         """Why the last save of the last-known-good copy failed; None after a good one."""
         self.loaded: LoadedZone | None = None
         self.loaded_from: str | None = None
@@ -185,6 +186,7 @@ class Agent:
             last_change=self.last_change,
             last_error=self.last_error,
             files_error=self.hosts_error or self.cache_error,
+            fetch_started=self.fetch_started,
             fetches=self.counts["fetches"],
             not_modified=self.counts["not_modified"],
             accepted=self.counts["accepted"],
@@ -393,7 +395,13 @@ class Agent:
             try:
                 whole = force or rewrite_files or self.hosts_failing
                 marker = None if whole else self.marker
-                fetched = await in_daemon_thread(lambda: self.source.fetch(marker), "tagdns-fetch")
+                self.fetch_started = time.time()
+                try:
+                    fetched = await in_daemon_thread(
+                        lambda: self.source.fetch(marker), "tagdns-fetch"
+                    )
+                finally:
+                    self.fetch_started = None
             except TagdnsError as exc:
                 self.counts["errors"] += 1
                 self._report(str(exc))

@@ -627,6 +627,9 @@ def test_stop_during_a_hung_first_fetch_ends_at_once(caplog: pytest.LogCaptureFi
         # The listeners are up and answer (nothing is owned yet) while the fetch hangs.
         reply = await asyncio.to_thread(ask, agent.bound[0].port, "web1")
         assert reply is not None
+        # tagdns status says a fetch is under way rather than only "never".
+        under_way = agent.status().fetch_started
+        assert under_way is not None and time.time() - under_way < 10
         started = time.monotonic()
         agent.stop()
         await asyncio.wait_for(running, 5)

@@ -109,6 +109,12 @@ class AgentCollector:
             )
             error.add_metric([], {"error": status.last_error})
             yield error
+        if status.fetch_started is not None:
+            yield _gauge(
+                "fetch_started_timestamp_seconds",
+                "When the fetch under way began, Unix time (absent between fetches)",
+                status.fetch_started,
+            )
         yield _gauge(
             "files_healthy",
             "1 when the [hosts] files and the last-known-good copy were written as they "

@@ -29,6 +29,9 @@ class AgentStatus:
     """Accepted documents installed by rebuilding only the names whose entries changed."""
     last_load_seconds: float | None = None
     """How long the last accepted document took off the serving path."""
+    fetch_started: float | None = None
+    """Unix time the fetch under way began; None between fetches. A fetch can hang for
+    minutes (botocore's read timeout and retries) before it counts as failed."""
     files_error: str | None = None
     """Why the node's own files ([hosts] files, the last-known-good copy) are not in line
     with the data served: DNS is fine meanwhile, but a restart or a hosts-file reader

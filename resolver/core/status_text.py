@@ -92,6 +92,9 @@ def render_status(samples: Samples, where: str, now: float) -> list[str]:
     lines.append(f"  source:     {info.get('source', '?')} (data from {loaded_from})")
     last_fetch = view.value("tagdns_last_fetch_success_timestamp_seconds")
     fetched = f"{human_duration(now - last_fetch)} ago" if last_fetch is not None else "never"
+    started = view.value("tagdns_fetch_started_timestamp_seconds")
+    if started is not None:
+        fetched += f" (one under way for {human_duration(now - started)})"
     lines.append(
         f"  last fetch: {fetched}; {view.count('tagdns_source_fetches_total')} fetches, "
         f"{view.count('tagdns_source_not_modified_total')} not modified, "

@@ -118,6 +118,14 @@ def test_a_files_error_is_shown_after_the_last_error() -> None:
     assert "  files:" not in "\n".join(render_status(_samples(), "[::1]:9153", NOW))
 
 
+def test_a_fetch_under_way_is_shown_on_the_last_fetch_line() -> None:
+    samples = dict(_samples())
+    del samples["tagdns_last_fetch_success_timestamp_seconds"]
+    samples["tagdns_fetch_started_timestamp_seconds"] = [({}, NOW - 75)]
+    [line] = [x for x in render_status(samples, "[::1]:9153", NOW) if "last fetch" in x]
+    assert line.startswith("  last fetch: never (one under way for 1 min 15 s);")
+
+
 def test_many_types_are_cut_short() -> None:
     types = [({"type": f"TYPE{n}"}, float(100 - n)) for n in range(10)]
     lines = render_status(_samples(tagdns_query_types_total=types), "x", NOW)
