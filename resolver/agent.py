@@ -322,14 +322,8 @@ class Agent:
         self.rebuilds += loaded.rebuilt is not None
         self.last_load_seconds = time.perf_counter() - started
         self._install(loaded, origin, self.last_load_seconds)
-        await self._sync_files(loaded.view)
-        # Serving already: what the next load compares with is kept now.
-        kept = await asyncio.to_thread(with_entries_kept, loaded, data)
-        if self.loaded is loaded:
-            self.loaded = kept
-        del kept
-        del loaded
-        self._release_view_records()
+        # The last-known-good copy before the [hosts] files: a write waiting on a hosts
+        # file's lock (up to 10 s) must not leave a restart without the data served.
         if not from_cache and self.last_known_good is not None:
             try:
                 await asyncio.to_thread(self.last_known_good.save, data)
@@ -338,6 +332,14 @@ class Agent:
                 self.cache_error = f"last-known-good copy not saved: {exc}"
             else:
                 self.cache_error = None
+        await self._sync_files(loaded.view)
+        # Serving already: what the next load compares with is kept now.
+        kept = await asyncio.to_thread(with_entries_kept, loaded, data)
+        if self.loaded is loaded:
+            self.loaded = kept
+        del kept
+        del loaded
+        self._release_view_records()
         return True
 
     async def _sync_files(self, view: View) -> None:

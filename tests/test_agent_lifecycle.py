@@ -16,9 +16,11 @@ while zones are swapped; a stop during a first fetch that hangs.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import ipaddress
 import logging
+import os
 import socket
 import threading
 import time
@@ -310,6 +312,41 @@ def test_hosts_file_is_brought_back_in_line_after_a_failed_write_or_on_sighup(
     run(scenario)
     assert [e.endswith("; retried at every poll") for e in errors(caplog)] == [True]
     assert "[hosts] files in line with the view again" in caplog.messages
+
+
+def test_the_last_known_good_copy_does_not_wait_for_a_locked_hosts_file(tmp_path: Path) -> None:
+    """A SIGTERM while a hosts write waits for its lock must find the copy already saved."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    cache = tmp_path / "mapping.json"
+    source = FakeSource(document(10), document(11, variant=2))
+    plan = AgentPlan(
+        source=source.location,
+        settings=ZoneSettings(view=REGION),
+        listen=(Endpoint("127.0.0.1", 0),),
+        allow=(ipaddress.ip_network("127.0.0.0/8"),),
+        cache_path=cache,
+        hosts=HostsConfig(path=str(etc / "hosts")),
+    )
+    agent = Agent(plan, source)
+
+    async def scenario() -> None:
+        await agent.refresh(force=True)
+        fd = os.open(etc, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another writer holds the hosts directory
+            refreshing = asyncio.ensure_future(agent.refresh())
+            deadline = time.monotonic() + 5
+            while LastKnownGood(cache, SOURCE).load() != document(11, variant=2):
+                assert time.monotonic() < deadline, "the copy waited for the hosts lock"
+                await asyncio.sleep(0.02)
+            assert not refreshing.done()  # the hosts write is still waiting
+        finally:
+            os.close(fd)  # releases the lock
+        await asyncio.wait_for(refreshing, 15)
+        assert address(2, 0) in (etc / "hosts").read_text()
+
+    run(scenario)
 
 
 def test_unchanged_object_after_fetch_errors_is_a_recovery(
