@@ -160,11 +160,11 @@ def timed_publish(mode: str, max_workers: int, regions: tuple[str, ...], prefix:
     return Run(
         mode=mode,
         seconds=seconds,
-        scan_seconds=result.scan_seconds,
-        regions=len(result.scans),
-        pages=sum(scan.pages for scan in result.scans),
-        instances=result.summary.instances,
-        names=result.summary.names,
+        scan_seconds=result.plan.scan_seconds,
+        regions=len(result.plan.scans),
+        pages=sum(scan.pages for scan in result.plan.scans),
+        instances=result.plan.summary.instances,
+        names=result.plan.summary.names,
     )
 
 

@@ -121,7 +121,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     except WriteError as exc:
         _print_written(options.bucket, exc.written)
         raise
-    if result.dry_run:
+    if result.plan.dry_run:
         _out("dry run: nothing written")
     elif not result.written:
         _out("unchanged: nothing written")

@@ -46,14 +46,14 @@ def config_from_env(environ: Mapping[str, str]) -> Config:
 
 def result_summary(result: PublishResult) -> dict[str, Any]:
     """JSON-able: counts, the diff and the keys written; tag values stay out of it."""
-    summary = result.summary
+    summary = result.plan.summary
     return {
         "serial": summary.serial,
         "previous_serial": summary.previous_serial,
         "changed": summary.changed,
         "instances": summary.instances,
         "names": summary.names,
-        "regions": [scan.region for scan in result.scans],
+        "regions": [scan.region for scan in result.plan.scans],
         "rejected": len(summary.rejected),
         "added": list(summary.added),
         "removed": list(summary.removed),

@@ -93,22 +93,10 @@ class PublishPlan:
 class PublishResult:
     """What happened, for the CLI to print and the Lambda handler to return."""
 
-    document: MappingDocument
-    previous: MappingDocument | None
-    summary: PublishSummary
-    scans: tuple[RegionScan, ...]
-    omitted: tuple[tuple[str, tuple[Omission, ...]], ...]
+    plan: PublishPlan
+    """What the run found, as ``on_plan`` was given it."""
     written: tuple[str, ...]
-    mapping_url: str
-    dry_run: bool
-    replaced_invalid: str | None
-    """The reason the current object was invalid, when --force replaced it."""
-    scan_seconds: float
     seconds: float
-
-    @property
-    def changed(self) -> bool:
-        return self.summary.changed
 
 
 def publish(
@@ -157,20 +145,19 @@ def publish(
         raise DocumentError(f"refusing to publish an invalid document: {exc}") from None
     summary = summarise(previous, document)
     publication = build_publication(document, options.prefix, options.zone)
+    plan = PublishPlan(
+        document=document,
+        previous=previous,
+        summary=summary,
+        scans=tuple(scans),
+        omitted=publication.omitted,
+        mapping_url=store.url(key),
+        dry_run=options.dry_run,
+        replaced_invalid=replaced_invalid,
+        scan_seconds=scan_seconds,
+    )
     if on_plan is not None:
-        on_plan(
-            PublishPlan(
-                document=document,
-                previous=previous,
-                summary=summary,
-                scans=tuple(scans),
-                omitted=publication.omitted,
-                mapping_url=store.url(key),
-                dry_run=options.dry_run,
-                replaced_invalid=replaced_invalid,
-                scan_seconds=scan_seconds,
-            )
-        )
+        on_plan(plan)
     if summary.changed and not options.force:
         try:
             check_shrink(previous, document, options.max_shrink)
@@ -186,19 +173,7 @@ def publish(
             written = _write(store, publication, document is previous, key, current_bytes)
         except WriteError as exc:
             raise _partial_write(exc, document, previous) from None
-    return PublishResult(
-        document=document,
-        previous=previous,
-        summary=summary,
-        scans=tuple(scans),
-        omitted=publication.omitted,
-        written=tuple(written),
-        mapping_url=store.url(key),
-        dry_run=options.dry_run,
-        replaced_invalid=replaced_invalid,
-        scan_seconds=scan_seconds,
-        seconds=time.monotonic() - started,
-    )
+    return PublishResult(plan, tuple(written), time.monotonic() - started)
 
 
 def _parse_current(
