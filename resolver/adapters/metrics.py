@@ -41,6 +41,17 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
 
 
+def _health(
+    name: str, documentation: str, info: str, info_documentation: str, error: str | None
+) -> Iterator[Metric]:
+    """A 1/0 gauge, and while ``error`` stands an info metric holding it."""
+    yield _gauge(name, documentation, 0 if error else 1)
+    if error:
+        family = InfoMetricFamily(f"{PREFIX}_{info}", info_documentation)
+        family.add_metric([], {"error": error})
+        yield family
+
+
 class AgentCollector:
     """A prometheus_client collector over one Agent's state."""
 
@@ -98,35 +109,27 @@ class AgentCollector:
                 "Last time a new document was installed, Unix time",
                 status.last_change,
             )
-        yield _gauge(
+        yield from _health(
             "source_healthy",
             "1 when the last fetch and its document were fine, 0 while an error stands",
-            0 if status.last_error else 1,
+            "last_error",
+            "The problem that keeps the agent on its old data",
+            status.last_error,
         )
-        if status.last_error:
-            error = InfoMetricFamily(
-                f"{PREFIX}_last_error", "The problem that keeps the agent on its old data"
-            )
-            error.add_metric([], {"error": status.last_error})
-            yield error
         if status.fetch_started is not None:
             yield _gauge(
                 "fetch_started_timestamp_seconds",
                 "When the fetch under way began, Unix time (absent between fetches)",
                 status.fetch_started,
             )
-        yield _gauge(
+        yield from _health(
             "files_healthy",
             "1 when the [hosts] files and the last-known-good copy were written as they "
             "should be, 0 while a write fails",
-            0 if status.files_error else 1,
+            "files_error",
+            "Why a file this node keeps is not in line",
+            status.files_error,
         )
-        if status.files_error:
-            files = InfoMetricFamily(
-                f"{PREFIX}_files_error", "Why a file this node keeps is not in line"
-            )
-            files.add_metric([], {"error": status.files_error})
-            yield files
         yield _counter("source_fetches", "Fetches of the source", status.fetches)
         yield _counter(
             "source_not_modified", "Fetches answered 'not modified' (304)", status.not_modified
