@@ -89,7 +89,12 @@ class FakeSource:
         return Fetched(reply, hashlib.sha256(reply).hexdigest()[:16])
 
 
-def make_agent(source: FakeSource, cache: Path | None = None, poll: float = 30.0) -> Agent:
+def make_agent(
+    source: FakeSource,
+    cache: Path | None = None,
+    poll: float = 30.0,
+    hosts: HostsConfig | None = None,
+) -> Agent:
     plan = AgentPlan(
         source=source.location,
         settings=ZoneSettings(view=REGION),
@@ -97,6 +102,7 @@ def make_agent(source: FakeSource, cache: Path | None = None, poll: float = 30.0
         allow=(ipaddress.ip_network("127.0.0.0/8"),),
         cache_path=cache,
         poll_interval=poll,
+        hosts=hosts or HostsConfig(),
     )
     return Agent(plan, source)
 
@@ -284,14 +290,7 @@ def test_hosts_file_is_brought_back_in_line_after_a_failed_write_or_on_sighup(
     hosts.write_text("127.0.0.1 localhost\n# END tagdns\n")  # damaged: no BEGIN
     doc = document(10)
     source = FakeSource(doc, doc, None, doc)
-    plan = AgentPlan(
-        source=source.location,
-        settings=ZoneSettings(view=REGION),
-        listen=(Endpoint("127.0.0.1", 0),),
-        allow=(ipaddress.ip_network("127.0.0.0/8"),),
-        hosts=HostsConfig(path=str(hosts)),
-    )
-    agent = Agent(plan, source)
+    agent = make_agent(source, hosts=HostsConfig(path=str(hosts)))
     block = f"{address(1, 0)} api.internal api\n"
 
     async def scenario() -> None:
@@ -320,15 +319,7 @@ def test_the_last_known_good_copy_does_not_wait_for_a_locked_hosts_file(tmp_path
     etc.mkdir()
     cache = tmp_path / "mapping.json"
     source = FakeSource(document(10), document(11, variant=2))
-    plan = AgentPlan(
-        source=source.location,
-        settings=ZoneSettings(view=REGION),
-        listen=(Endpoint("127.0.0.1", 0),),
-        allow=(ipaddress.ip_network("127.0.0.0/8"),),
-        cache_path=cache,
-        hosts=HostsConfig(path=str(etc / "hosts")),
-    )
-    agent = Agent(plan, source)
+    agent = make_agent(source, cache, hosts=HostsConfig(path=str(etc / "hosts")))
 
     async def scenario() -> None:
         await agent.refresh(force=True)

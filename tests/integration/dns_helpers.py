@@ -186,6 +186,17 @@ class ThreadedServer:
 _PROBE = bytes.fromhex("abcd01000001000000000000") + b"\x05ready\x07invalid\x00\x00\x01\x00\x01"
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass
 class Dnsmasq:
     """A running dnsmasq: its port, and a way to stop it before the test ends."""
@@ -194,13 +205,7 @@ class Dnsmasq:
     process: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @contextlib.contextmanager

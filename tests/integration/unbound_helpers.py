@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devsupport.net import free_port
-from tests.integration.dns_helpers import START_TIMEOUT, udp_exchange
+from tests.integration.dns_helpers import START_TIMEOUT, stop_process, udp_exchange
 
 UNBOUND = Path("/usr/sbin/unbound")
 _PROBE = bytes.fromhex("beef01000001000000000000") + b"\x05ready\x07invalid\x00\x00\x01\x00\x01"
@@ -154,13 +154,7 @@ class Unbound:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @contextlib.contextmanager
