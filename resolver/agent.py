@@ -555,6 +555,7 @@ class Agent:
             ended_cleanly = True
         finally:
             self.notifier.stopping()
+            self.hosts_sync.abandon_waits()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             if watcher is not None:

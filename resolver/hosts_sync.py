@@ -11,6 +11,7 @@ LOCK_TIMEOUT seconds): call it from a worker thread in async code.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from resolver.adapters.dnsmasq import reload_dnsmasq
@@ -21,18 +22,22 @@ from resolver.core.views import View
 from resolver.errors import ConfigError, HostsFileError
 
 
-def write_hosts(path: Path, view: View) -> FileUpdate:
+def write_hosts(path: Path, view: View, *, stop: threading.Event | None = None) -> FileUpdate:
     """Merge the view into the managed block of the hosts file at ``path``."""
-    return update_file(path, lambda current: merge_hosts(current, view, str(path)))
+    return update_file(path, lambda current: merge_hosts(current, view, str(path)), stop=stop)
 
 
-def write_dnsmasq(path: Path, view: View, *, unsignalled: bool = False) -> FileUpdate:
+def write_dnsmasq(
+    path: Path, view: View, *, unsignalled: bool = False, stop: threading.Event | None = None
+) -> FileUpdate:
     """Write the view as the whole dnsmasq addn-hosts file at ``path``."""
     content = render_dnsmasq(view, str(path), unsignalled=unsignalled)
-    return update_file(path, lambda _current: content)
+    return update_file(path, lambda _current: content, stop=stop)
 
 
-def sync_dnsmasq(path: Path, view: View, pidfile: Path | None) -> list[str]:
+def sync_dnsmasq(
+    path: Path, view: View, pidfile: Path | None, *, stop: threading.Event | None = None
+) -> list[str]:
     """Write dnsmasq's file and, when it changed, SIGHUP the dnsmasq of ``pidfile``;
     what was done, one line each.
 
@@ -41,7 +46,7 @@ def sync_dnsmasq(path: Path, view: View, pidfile: Path | None) -> list[str]:
     (``UNSIGNALLED_NOTE``), and the next run, in this process or another, after a
     restart or not, finds it different and signals again. Raises HostsFileError.
     """
-    update = write_dnsmasq(path, view)
+    update = write_dnsmasq(path, view, stop=stop)
     if not update.changed:
         return []
     done = [describe(update, "dnsmasq hosts file")]
@@ -51,7 +56,7 @@ def sync_dnsmasq(path: Path, view: View, pidfile: Path | None) -> list[str]:
         done.append(reload_dnsmasq(pidfile).message)
     except HostsFileError as failed:
         try:
-            write_dnsmasq(path, view, unsignalled=True)
+            write_dnsmasq(path, view, unsignalled=True, stop=stop)
         except HostsFileError as marking:
             raise HostsFileError(f"{failed}; and noting it in the file failed: {marking}") from None
         raise HostsFileError(
@@ -85,6 +90,15 @@ class HostsSync:
         self.dnsmasq_file = Path(config.dnsmasq_file) if config.dnsmasq_file else None
         self.dnsmasq_pidfile = Path(config.dnsmasq_pidfile) if config.dnsmasq_pidfile else None
         self.zone = zone
+        self._stopping = threading.Event()
+
+    def abandon_waits(self) -> None:
+        """Give up any wait for a file's lock, now and from now on (the agent is stopping).
+
+        Without it a SIGTERM while another writer holds a lock would leave the agent
+        running up to LOCK_TIMEOUT seconds after it said "stopped".
+        """
+        self._stopping.set()
 
     @property
     def enabled(self) -> bool:
@@ -103,14 +117,16 @@ class HostsSync:
         errors: list[str] = []
         if self.hosts_path is not None:
             try:
-                update = write_hosts(self.hosts_path, view)
+                update = write_hosts(self.hosts_path, view, stop=self._stopping)
                 if update.changed:
                     changes.append(describe(update, "managed block"))
             except HostsFileError as exc:
                 errors.append(str(exc))
         if self.dnsmasq_file is not None:
             try:
-                changes.extend(sync_dnsmasq(self.dnsmasq_file, view, self.dnsmasq_pidfile))
+                changes.extend(
+                    sync_dnsmasq(self.dnsmasq_file, view, self.dnsmasq_pidfile, stop=self._stopping)
+                )
             except HostsFileError as exc:
                 errors.append(str(exc))
         if errors:

@@ -254,6 +254,34 @@ def test_a_writer_waits_for_the_lock(tmp_path: Path) -> None:
     assert target.exists()
 
 
+def test_a_stop_ends_the_wait_for_the_lock_and_writes_nothing(tmp_path: Path) -> None:
+    """An agent stopping while another writer holds the lock gives up within one poll."""
+    target = tmp_path / "hosts"
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def write() -> None:
+        try:
+            update_file(target, merge(target), stop=stop)
+        except HostsFileError as exc:
+            failures.append(str(exc))
+
+    with directory_lock(tmp_path, target):
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.1)
+        assert writer.is_alive()  # waiting for the lock
+        started = time.monotonic()
+        stop.set()
+        writer.join(5)
+        took = time.monotonic() - started
+    assert not writer.is_alive() and took < 1
+    assert failures == [
+        f"{target}: not written: stopping while another writer holds the lock on {tmp_path}"
+    ]
+    assert not target.exists()
+
+
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     """Read-modify-write under the lock: every increment of every process survives."""
     target = tmp_path / "hosts"

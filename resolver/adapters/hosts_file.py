@@ -20,6 +20,7 @@ import fcntl
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,8 +52,18 @@ def _reason(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def directory_lock(directory: Path, shown: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold an exclusive flock on ``directory``; HostsFileError naming ``shown`` on failure."""
+def directory_lock(
+    directory: Path,
+    shown: Path,
+    timeout: float = LOCK_TIMEOUT,
+    *,
+    stop: threading.Event | None = None,
+) -> Iterator[None]:
+    """Hold an exclusive flock on ``directory``; HostsFileError naming ``shown`` on failure.
+
+    ``stop`` ends the wait early: a stopping agent must not sit out another writer's
+    lock for up to ``timeout`` (a write already under way is finished, never cut).
+    """
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -74,7 +85,13 @@ def directory_lock(directory: Path, shown: Path, timeout: float = LOCK_TIMEOUT) 
                         f"{shown}: another writer has held the lock on {directory} "
                         f"for {timeout:g} s; giving up"
                     ) from None
-                time.sleep(_LOCK_POLL)
+                if stop is None:
+                    time.sleep(_LOCK_POLL)
+                elif stop.wait(_LOCK_POLL):
+                    raise HostsFileError(
+                        f"{shown}: not written: stopping while another writer holds "
+                        f"the lock on {directory}"
+                    ) from None
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -114,17 +131,22 @@ def _remove_stale_temps(directory: Path, name: str) -> None:
                     os.unlink(entry.path)
 
 
-def update_file(path: Path, render: Callable[[bytes | None], bytes]) -> FileUpdate:
+def update_file(
+    path: Path,
+    render: Callable[[bytes | None], bytes],
+    *,
+    stop: threading.Event | None = None,
+) -> FileUpdate:
     """Replace ``path``'s content with ``render(current)`` when that differs.
 
     ``current`` is None when the file does not exist (it is then created, mode
     0644). A symbolic link is followed: the file it points at is updated and the
     link stays. ``render`` may raise HostsFileError (a broken managed block), in
-    which case nothing is written.
+    which case nothing is written. ``stop`` abandons a wait for the lock.
     """
     target = Path(os.path.realpath(path))
     directory = target.parent
-    with directory_lock(directory, path):
+    with directory_lock(directory, path, stop=stop):
         current = read_existing(target, path)
         new = render(current)
         if new == current:
