@@ -6,9 +6,12 @@ a reply must also carry our ID and our question or it is ignored (and counted).
 TC=1 means asking the same upstream over TCP; a timeout or an upstream error
 means the next upstream; after a round with a timeout the upstreams are asked
 again (a lost datagram is not a failure) until ``total_timeout``, and then the
-client gets SERVFAIL, never NXDOMAIN. Identical questions in flight share one upstream
-query, and at most ``max_in_flight`` upstream queries are outstanding at once
-(the rest wait their turn, their deadline running).
+client gets SERVFAIL, never NXDOMAIN. An upstream that timed out is asked after
+the others for a while (``resolver.core.upstream_ranking``), and one that answers
+FORMERR without an OPT is asked again without EDNS (RFC 6891 section 7).
+Identical questions in flight share one upstream query, and at most
+``max_in_flight`` upstream queries are outstanding at once (the rest wait their
+turn, their deadline running).
 
 A cache miss is driven by callbacks on the event loop (a socket watched for
 readability, a timer), not by a task per query: the coroutine machinery, a
@@ -46,7 +49,8 @@ from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
 from resolver.core.endpoints import Endpoint
 from resolver.core.responder import Question, error_reply
-from resolver.core.upstream_reply import UpstreamAnswer, parse_reply, query_message
+from resolver.core.upstream_ranking import UpstreamRanking
+from resolver.core.upstream_reply import UpstreamAnswer, failed, parse_reply, query_message
 
 log = logging.getLogger("tagdns.forwarder")
 
@@ -54,7 +58,6 @@ _MAX_DATAGRAM = 65535
 _NONBLOCKING_DGRAM = socket.SOCK_DGRAM | getattr(socket, "SOCK_NONBLOCK", 0)
 """A datagram socket born non-blocking where the platform can (one system call fewer)."""
 _BORN_NONBLOCKING = _NONBLOCKING_DGRAM != socket.SOCK_DGRAM
-_UPSTREAM_ERRORS = frozenset((wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR))
 
 _DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
 
@@ -99,7 +102,7 @@ class Forwarder:
     ) -> None:
         if not upstreams:
             raise ValueError("a Forwarder needs at least one upstream")
-        self.upstreams = tuple(upstreams)
+        self.ranking = UpstreamRanking(upstreams)
         self.cache = cache
         self.limits = limits or ForwarderLimits()
         self.counters = ForwarderCounters()
@@ -108,6 +111,16 @@ class Forwarder:
         self._waiting: deque[_Resolution] = deque()
         self._addresses: dict[Endpoint, tuple[socket.AddressFamily, tuple[Any, ...]]] = {}
         self._watcher: _Watcher | None = None
+
+    @property
+    def upstreams(self) -> tuple[Endpoint, ...]:
+        return self.ranking.upstreams
+
+    def use_upstreams(self, upstreams: Sequence[Endpoint]) -> None:
+        """Forward to ``upstreams`` from now on (questions under way keep theirs)."""
+        if not upstreams:
+            raise ValueError("a Forwarder needs at least one upstream")
+        self.ranking = UpstreamRanking(upstreams)
 
     def watcher(self, loop: asyncio.AbstractEventLoop) -> _Watcher:
         """What watches this forwarder's upstream sockets on ``loop`` (made on first use)."""
@@ -221,6 +234,20 @@ class Forwarder:
             found = self._addresses[upstream] = (family, address)
         return found
 
+    def _timed_out(self, upstream: Endpoint, now: float, what: str) -> None:
+        self.counters.timeouts += 1
+        self._upstream_error(upstream, what)
+        standing = self.ranking.timed_out(upstream, now)
+        if standing is not None and standing.timeouts == 1:
+            log.warning(
+                "upstream %s did not answer in time: asked after the others for now", upstream
+            )
+
+    def _answered(self, upstream: Endpoint) -> None:
+        """``upstream`` answered: it takes its place again if it had been timing out."""
+        if self.ranking.standings and self.ranking.answered(upstream):
+            log.info("upstream %s answers again", upstream)
+
     def _upstream_error(self, upstream: Endpoint, what: str) -> None:
         self.counters.upstream_errors += 1
         label = str(upstream)
@@ -243,8 +270,7 @@ class Forwarder:
                         return answer, False
                     self.counters.ignored_replies += 1
         except TimeoutError:
-            self.counters.timeouts += 1
-            self._upstream_error(upstream, "TCP timeout")
+            self._timed_out(upstream, asyncio.get_running_loop().time(), "TCP timeout")
             return None, True
         except (OSError, asyncio.IncompleteReadError) as exc:
             self._upstream_error(upstream, f"TCP: {exc}")
@@ -269,12 +295,14 @@ class _Resolution:
         "attempt_timeout",
         "deadline",
         "done",
+        "edns",
         "fd",
         "forwarder",
         "index",
         "key",
         "loop",
         "message",
+        "order",
         "qid",
         "question",
         "retry",
@@ -300,9 +328,13 @@ class _Resolution:
         """The cache key (question plus DO and CD), which also keys ``_in_flight``."""
         self.deadline = deadline
         self.waiters: list[tuple[Question, bool, Deliver]] = []
+        self.order = forwarder.ranking.order(loop.time())
+        """The upstreams in the order this question asks them."""
         self.index = 0
         self.retry = False
         self.done = False
+        self.edns = True
+        """False once an upstream answered FORMERR without an OPT: it is asked plainly."""
         self.qid = b""
         self.message = b""
         self.sock: _socket.socket | None = None
@@ -316,13 +348,13 @@ class _Resolution:
 
     @property
     def upstream(self) -> Endpoint:
-        return self.forwarder.upstreams[self.index]
+        return self.order[self.index]
 
     def next_attempt(self) -> None:
         """Ask the upstream at ``index`` (or the next that can be asked), or give up."""
         if self.done:
             return
-        upstreams = self.forwarder.upstreams
+        upstreams = self.order
         while True:
             if self.index >= len(upstreams):
                 if not self.retry:
@@ -344,7 +376,11 @@ class _Resolution:
         question = self.question
         self.qid = qid = secrets.token_bytes(2)
         self.message = query_message(
-            qid, question.question, do=question.do, cd=bool(question.flags & wire.FLAG_CD)
+            qid,
+            question.question,
+            do=question.do,
+            cd=bool(question.flags & wire.FLAG_CD),
+            edns=self.edns,
         )
         try:
             watcher = forwarder.watcher(self.loop)
@@ -406,17 +442,20 @@ class _Resolution:
                 if answer is None:  # not ours: another ID or another question
                     self.forwarder.counters.ignored_replies += 1
                     continue
-                if answer.truncated or answer.rcode in _UPSTREAM_ERRORS:
+                if answer.truncated or failed(answer):
                     self._stop_udp()
                     self._answered_over_udp(answer)
                     return
                 # The common case, in the order the client waits for: reply first,
                 # then close the socket and cache the answer (as of its arrival).
-                cache = self.forwarder.cache
+                forwarder = self.forwarder
+                cache = forwarder.cache
                 arrived = cache.clock()
+                answer = cache.admit(answer)
                 self._finish(answer)
                 self._stop_udp()
                 cache.put(self.key, answer, arrived)
+                forwarder._answered(self.upstream)
                 return
         except Exception:
             self._failed()
@@ -425,8 +464,7 @@ class _Resolution:
         self.timer = None
         try:
             self._stop_udp()
-            self.forwarder.counters.timeouts += 1
-            self.forwarder._upstream_error(self.upstream, "timeout")
+            self.forwarder._timed_out(self.upstream, self.loop.time(), "timeout")
             self.retry = True
             self._next_upstream()
         except Exception:
@@ -475,12 +513,22 @@ class _Resolution:
             self._failed()
 
     def _judge(self, answer: UpstreamAnswer) -> None:
-        if answer.rcode in _UPSTREAM_ERRORS:
-            self.forwarder._upstream_error(self.upstream, f"rcode {answer.rcode}")
+        forwarder = self.forwarder
+        if failed(answer):
+            if answer.rcode == wire.FORMERR and not answer.edns and self.edns:
+                # RFC 6891 section 7: a server without EDNS answers FORMERR without an
+                # OPT; ask it again plainly (DO cannot travel without EDNS).
+                log.debug("upstream %s: FORMERR without EDNS: asking plainly", self.upstream)
+                self.edns = False
+                self.next_attempt()
+                return
+            forwarder._upstream_error(self.upstream, f"rcode {answer.rcode}")
             self._next_upstream()
             return
-        self.forwarder.cache.put(self.key, answer)
+        answer = forwarder.cache.admit(answer)
+        forwarder.cache.put(self.key, answer)
         self._finish(answer)
+        forwarder._answered(self.upstream)
 
     def _next_upstream(self) -> None:
         self.index += 1

@@ -87,11 +87,9 @@ class AnswerCache:
         lifetime = answer.lifetime
         if lifetime is None or lifetime <= 0 or answer.truncated:
             return
-        negative = answer.rcode != wire.NOERROR or answer.an == 0
-        cap = self.limits.max_negative_ttl if negative else self.limits.max_ttl
-        if lifetime > cap or max(answer.ttls, default=0) > cap:
-            answer = capped(answer, cap)
-            lifetime = min(lifetime, cap)
+        answer = self.admit(answer)
+        lifetime = answer.lifetime
+        assert lifetime is not None
         if now is None:
             now = self.clock()
         self._drop(key)
@@ -109,6 +107,17 @@ class AnswerCache:
                     self._drop(key)  # larger than the byte cap on its own
             else:
                 self._drop(oldest)
+
+    def admit(self, answer: UpstreamAnswer) -> UpstreamAnswer:
+        """The answer as it may be passed on: no TTL longer than this cache keeps it.
+
+        The first client gets it so too, not only the ones served from the cache.
+        """
+        negative = answer.rcode != wire.NOERROR or answer.an == 0
+        cap = self.limits.max_negative_ttl if negative else self.limits.max_ttl
+        if (answer.lifetime or 0) > cap or max(answer.ttls, default=0) > cap:
+            return capped(answer, cap)
+        return answer
 
     def _drop(self, key: bytes) -> None:
         entry = self._entries.pop(key, None)

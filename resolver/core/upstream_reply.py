@@ -66,6 +66,12 @@ class UpstreamAnswer(NamedTuple):
     lifetime: int | None
     """Seconds it may be cached (RFC 2308 for negative answers); None: do not cache."""
     truncated: bool
+    edns: bool = True
+    """The reply carried an OPT: False from an upstream that does not speak EDNS."""
+
+
+UPSTREAM_ERRORS = frozenset((wire.FORMERR, wire.SERVFAIL, wire.NOTIMP, wire.REFUSED))
+"""RCODEs that mean this upstream failed us: the next one is asked."""
 
 
 def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamAnswer | None:
@@ -75,11 +81,22 @@ def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamA
     question (a spoofing attempt or a late answer) is not ours. Only the name is
     compared case-insensitively: the type and class bytes must match exactly (type
     65, HTTPS, is the byte ``A`` and must not be lowercased).
+
+    Two replies are taken at their header alone. One with TC set may be cut
+    anywhere, even inside a record (RFC 1035 4.2.1): it is asked again over TCP,
+    so its sections are not read. And an error (FORMERR, SERVFAIL, NOTIMP,
+    REFUSED) or TC without a question section: RFC 1035 does not make an error
+    repeat the question and some servers do not, and with our ID on our connected
+    socket it is this upstream's reply, to move on from at once.
     """
     if len(reply) < wire.HEADER_LEN or reply[:2] != query_id:
         return None
     flags, qd, an, ns, ar = _COUNTS.unpack_from(reply, 2)
-    if not flags & wire.FLAG_QR or flags & wire.OPCODE_MASK or qd != 1:
+    if not flags & wire.FLAG_QR or flags & wire.OPCODE_MASK:
+        return None
+    if qd != 1:
+        if qd == 0 and (flags & wire.FLAG_TC or flags & 0x000F in UPSTREAM_ERRORS):
+            return _header_only(flags)
         return None
     qend = wire.HEADER_LEN + len(question_key)
     name_end = qend - 4
@@ -88,6 +105,8 @@ def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamA
         or reply[wire.HEADER_LEN : name_end].lower() != question_key[:-4]
     ):
         return None
+    if flags & wire.FLAG_TC:
+        return _header_only(flags)
     try:
         return _read_sections(
             reply, flags, qend, an, ns, ar, question_key[-4] << 8 | question_key[-3]
@@ -96,14 +115,30 @@ def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamA
         return None
 
 
+def _header_only(flags: int) -> UpstreamAnswer:
+    """A reply judged by its header: no records kept, never cached."""
+    return UpstreamAnswer(
+        flags & 0x000F, False, 0, 0, 0, b"", (), (), None, bool(flags & wire.FLAG_TC), edns=False
+    )
+
+
+def failed(answer: UpstreamAnswer) -> bool:
+    """Whether the reply is the upstream failing rather than an answer to pass on:
+    an error RCODE, or any extended RCODE (BADVERS, BADCOOKIE: nothing a client of
+    ours asked about, and our OPT could not carry it)."""
+    return answer.rcode in UPSTREAM_ERRORS or answer.rcode > 0x000F
+
+
 def _read_sections(
     reply: bytes, flags: int, qend: int, an: int, ns: int, ar: int, qtype: int
 ) -> UpstreamAnswer:
     """One linear pass over the records: their TTLs and where each TTL field lies.
 
     The records kept are contiguous (everything from the question to the upstream's
-    OPT, or to the end), so the sections are one slice of the reply; only a TTL with
-    the top bit set makes a copy, to zero it.
+    OPT, or to the end), so the sections are one slice of the reply; only a TTL to
+    rewrite makes a copy: one with the top bit set (zero, RFC 2181 section 8), and an
+    SOA's above its MINIMUM (RFC 2308 section 5: a negative answer may be kept
+    min(TTL, MINIMUM) seconds, and the SOA must not tell downstream caches longer).
     """
     size = len(reply)
     position = qend
@@ -111,9 +146,10 @@ def _read_sections(
     ttls: list[int] = []
     negative_ttl: int | None = None
     answered = False  # an answer record of the type asked: not NODATA after a CNAME chain
-    zeroed: list[int] | None = None
+    rewritten: list[tuple[int, int]] = []
     authority_end = an + ns
     kept_end = qend
+    opt_ttl: int | None = None
     for index in range(authority_end + ar):
         while True:  # the owner name, skipped (never followed)
             length = reply[position]  # IndexError past the end: malformed
@@ -134,29 +170,30 @@ def _read_sections(
             # The upstream's OPT is hop-by-hop: clients get ours. Records after it
             # (additional data, optional) go too: cutting the OPT out from between
             # records would leave their compression pointers aimed at the wrong bytes.
+            opt_ttl = ttl  # its top eight bits: the RCODE's upper bits (RFC 6891 6.1.3)
             break
         if ttl > _MAX_TTL:  # RFC 2181 section 8: a TTL with the top bit set means zero
             ttl = 0
-            if zeroed is None:
-                zeroed = []
-            zeroed.append(position + 4 - qend)
+            rewritten.append((position + 4 - qend, 0))
         if index < an:
             if rtype == qtype:
                 answered = True
         elif rtype == wire.TYPE_SOA and index < authority_end and rdlength >= 20:
             minimum = _U32.unpack_from(reply, end - 4)[0]
             negative_ttl = min(ttl, minimum if minimum <= _MAX_TTL else 0)
+            if negative_ttl < ttl:
+                ttl = negative_ttl
+                rewritten.append((position + 4 - qend, ttl))
         ttl_offsets.append(position + 4 - qend)
         ttls.append(ttl)
         position = kept_end = end
     sections = reply[qend:kept_end]
-    if zeroed is not None:
+    if rewritten:
         out = bytearray(sections)
-        for offset in zeroed:
-            out[offset : offset + 4] = bytes(4)
+        for offset, ttl in rewritten:
+            _U32.pack_into(out, offset, ttl)
         sections = bytes(out)
-    rcode = flags & 0x000F
-    truncated = bool(flags & wire.FLAG_TC)
+    rcode = flags & 0x000F | (opt_ttl or 0) >> 24 << 4
     return UpstreamAnswer(
         rcode,
         bool(flags & _FLAG_AD),
@@ -166,8 +203,9 @@ def _read_sections(
         sections,
         tuple(ttl_offsets),
         tuple(ttls),
-        None if truncated else _lifetime(rcode, an, ttls, negative_ttl, answered),
-        truncated,
+        _lifetime(rcode, an, ttls, negative_ttl, answered),
+        False,
+        opt_ttl is not None,
     )
 
 
@@ -211,8 +249,13 @@ def capped(answer: UpstreamAnswer, cap: int) -> UpstreamAnswer:
     return answer._replace(sections=bytes(out), ttls=ttls, lifetime=lifetime)
 
 
-def query_message(query_id: bytes, question: bytes, *, do: bool, cd: bool) -> bytes:
-    """The query we send upstream: recursion desired, EDNS with our payload and the DO bit."""
+def query_message(
+    query_id: bytes, question: bytes, *, do: bool, cd: bool, edns: bool = True
+) -> bytes:
+    """The query we send upstream: recursion desired, EDNS with our payload and the DO
+    bit; without ``edns``, a plain one for an upstream that does not speak EDNS."""
+    if not edns:
+        return query_id + _PLAIN_HEADS[cd] + question
     return query_id + _QUERY_HEADS[cd] + question + _QUERY_OPTS[do]
 
 
@@ -220,4 +263,7 @@ _QUERY_HEADS = tuple(
     wire.header(b"", wire.FLAG_RD | (wire.FLAG_CD if cd else 0), 1, 0, 0, 1) for cd in (0, 1)
 )
 """Our query's header after the ID, by the client's CD bit."""
+_PLAIN_HEADS = tuple(
+    wire.header(b"", wire.FLAG_RD | (wire.FLAG_CD if cd else 0), 1, 0, 0, 0) for cd in (0, 1)
+)
 _QUERY_OPTS = (wire.opt_record(do=False), wire.opt_record(do=True))

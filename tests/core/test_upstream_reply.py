@@ -18,6 +18,7 @@ from resolver.core.upstream_reply import (
     UpstreamAnswer,
     aged_sections,
     capped,
+    failed,
     parse_reply,
     query_message,
 )
@@ -190,6 +191,55 @@ def test_a_truncated_reply_is_marked_and_never_cacheable() -> None:
     assert answer is not None and answer.truncated and answer.lifetime is None
 
 
+def test_a_truncated_reply_cut_inside_a_record_is_still_truncated() -> None:
+    """RFC 1035 4.2.1: a reply with TC may end anywhere; it is asked again over TCP."""
+    record = reply_record(answers=tuple((f"192.0.2.{i}", 60) for i in range(1, 41)))
+    record.header.tc = 1
+    whole = packed(record)
+    for length in (len(whole) - 3, 12 + len(question_key()) + 7, 300):
+        answer = parse_reply(whole[:length], QID, question_key())
+        assert answer is not None and answer.truncated and answer.lifetime is None
+
+
+def _bare_header(flags: int, qd: int = 0, qid: bytes = QID) -> bytes:
+    return qid + struct.pack("!HHHHH", flags, qd, 0, 0, 0)
+
+
+@pytest.mark.parametrize("rcode", [RCODE.FORMERR, RCODE.SERVFAIL, RCODE.NOTIMP, RCODE.REFUSED])
+def test_an_error_without_a_question_is_this_upstreams_failure(rcode: int) -> None:
+    """Some servers answer FORMERR, REFUSED or NOTIMP without repeating the question:
+    with our ID it is our upstream failing, to move on from at once, not a forgery."""
+    answer = parse_reply(_bare_header(0x8000 | rcode), QID, question_key())
+    assert answer is not None and failed(answer) and answer.lifetime is None
+    assert parse_reply(_bare_header(0x8000 | rcode, qid=b"\x43\x21"), QID, question_key()) is None
+
+
+def test_tc_without_a_question_means_tcp_and_other_bare_headers_are_not_ours() -> None:
+    truncated = parse_reply(_bare_header(0x8000 | wire.FLAG_TC), QID, question_key())
+    assert truncated is not None and truncated.truncated
+    for flags in (0x8000, 0x8000 | RCODE.NXDOMAIN, RCODE.REFUSED):  # NOERROR, NXDOMAIN, QR=0
+        assert parse_reply(_bare_header(flags), QID, question_key()) is None
+    assert parse_reply(_bare_header(0x8000 | RCODE.REFUSED, qd=2), QID, question_key()) is None
+
+
+@pytest.mark.parametrize(
+    ("upper", "lower", "rcode"), [(1, 0, 16), (1, 7, 23), (0, 0, 0), (0, 3, 3)]
+)
+def test_the_opt_carries_the_rcodes_upper_bits(upper: int, lower: int, rcode: int) -> None:
+    """RFC 6891 6.1.3: BADVERS (16) or BADCOOKIE (23) read as NOERROR or YXRRSET would
+    pass a failure on as a false NODATA; any extended RCODE is the upstream failing."""
+    record = reply_record(answers=(), rcode=lower)
+    record.ar[0] = EDNS0(udp_len=4096, ext_rcode=upper)
+    answer = parse_reply(packed(record), QID, question_key())
+    assert answer is not None and answer.rcode == rcode and answer.edns
+    assert failed(answer) == (rcode > 15 or rcode in (1, 2, 4, 5))
+
+
+def test_a_reply_without_an_opt_is_marked() -> None:
+    answer = parse_reply(packed(reply_record(opt=False)), QID, question_key())
+    assert answer is not None and not answer.edns
+
+
 def test_ttls_with_the_top_bit_set_mean_zero() -> None:
     """RFC 2181 section 8: and an answer with such a TTL is not cached."""
     answer = parse_reply(
@@ -207,7 +257,7 @@ def test_only_the_top_bit_ttls_are_zeroed_among_several_records() -> None:
 
 
 def test_records_after_the_upstream_opt_are_dropped_and_the_rest_kept_whole() -> None:
-    record = reply_record(soa=(120, 30))
+    record = reply_record(soa=(120, 300))
     record.add_ar(RR("extra.example.test", QTYPE.A, ttl=5, rdata=A("192.0.2.9")))
     reply = packed(record)
     answer = parse_reply(reply, QID, question_key())
@@ -217,6 +267,19 @@ def test_records_after_the_upstream_opt_are_dropped_and_the_rest_kept_whole() ->
     assert answer.sections == reply[qend:opt_at]
     assert [rr.ttl for rr in as_message(answer, answer.sections).rr] == [300]
     assert answer.ttls == (300, 120) and answer.lifetime == 300
+
+
+@pytest.mark.parametrize("rcode", [RCODE.NXDOMAIN, RCODE.NOERROR])
+def test_an_soa_tells_no_more_than_its_minimum(rcode: int) -> None:
+    """RFC 2308 section 5: a negative answer lives min(SOA TTL, MINIMUM) seconds, and the
+    SOA passed on says so, or a downstream cache would keep the answer for its TTL."""
+    answer = parse_reply(
+        packed(reply_record(answers=(), soa=(300, 20), rcode=rcode)), QID, question_key()
+    )
+    assert answer is not None and answer.ttls == (20,) and answer.lifetime == 20
+    assert [rr.ttl for rr in as_message(answer, answer.sections).auth] == [20]
+    kept = parse_reply(packed(reply_record(answers=(), soa=(15, 20))), QID, question_key())
+    assert kept is not None and kept.ttls == (15,) and kept.lifetime == 15
 
 
 def test_authentic_data_is_recorded() -> None:
@@ -231,7 +294,7 @@ def test_authentic_data_is_recorded() -> None:
 def _rich_reply() -> DNSRecord:
     """Answers, authority and additional records, compressed names, the OPT in the middle."""
     record = reply_record(
-        answers=(("192.0.2.1", 300), ("192.0.2.2", 200)), soa=(100, 50), opt=False
+        answers=(("192.0.2.1", 300), ("192.0.2.2", 200)), soa=(100, 150), opt=False
     )
     record.add_ar(RR("ns.example.test", QTYPE.A, ttl=1000, rdata=A("192.0.2.53")))
     record.add_ar(EDNS0(udp_len=1232))

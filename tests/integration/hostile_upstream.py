@@ -57,6 +57,19 @@ class Mode(enum.Enum):
     """The true answer after ``delay``."""
     DROP_FIRST = "drop-first"
     """Silent for the first query of the name (a lost datagram), answers the ones after."""
+    CUT_TC = "cut-tc"
+    """Over UDP the whole answer cut to ``CUT_AT`` bytes, mid-record, with TC=1; over TCP
+    the whole answer."""
+    BARE_REFUSED = "bare-refused"
+    """REFUSED as a bare header: no question section (QDCOUNT=0), no OPT."""
+    BADVERS = "badvers"
+    """An empty NOERROR whose OPT carries the RCODE's upper bits: BADVERS (16)."""
+    NO_EDNS = "no-edns"
+    """A server without EDNS: FORMERR without an OPT to a query with one, and the true
+    answer (without an OPT) to a plain query."""
+
+
+CUT_AT = 300
 
 
 @dataclass(frozen=True)
@@ -298,6 +311,22 @@ class HostileUpstream:
             return [(0, _with_opt(cut, query), False)]
         if mode is Mode.SLOW:
             return [(self.delay, true, False)]
+        if mode is Mode.CUT_TC and transport == "udp":
+            cut = bytearray(true[:CUT_AT])
+            cut[2] |= 0x02  # TC
+            return [(0, bytes(cut), False)]
+        if mode is Mode.BARE_REFUSED:
+            return [
+                (0, data[:2] + struct.pack("!HHHHH", 0x8000 | RCODE.REFUSED, 0, 0, 0, 0), False)
+            ]
+        if mode is Mode.BADVERS:
+            reply = query.reply()
+            reply.add_ar(EDNS0(udp_len=1232, ext_rcode=1))
+            return [(0, bytes(reply.pack()), False)]
+        if mode is Mode.NO_EDNS:
+            if opt is not None:
+                return [(0, self._error(query, RCODE.FORMERR, opt=False), False)]
+            return [(0, true, False)]
         if mode is Mode.WRONG_ID_FIRST:
             forged = self._poisoned(query)
             forged.header.id = query.header.id ^ 0x5A5A
@@ -350,11 +379,11 @@ class HostileUpstream:
         forged.add_answer(RR(qname, QTYPE.A, ttl=86400, rdata=A(POISON_V4)))
         return forged
 
-    def _error(self, query: DNSRecord, rcode: int) -> bytes:
+    def _error(self, query: DNSRecord, rcode: int, *, opt: bool = True) -> bytes:
         reply = query.reply()
         reply.header.rcode = rcode
         reply.header.aa = 0
-        return _with_opt(reply, query)
+        return _with_opt(reply, query) if opt else bytes(reply.pack())
 
 
 def _norm(name: str) -> str:

@@ -596,6 +596,79 @@ def test_upstream_errors_move_on_at_once_and_end_in_servfail(
         assert len(bad.queries("www.example.test")) == 3
 
 
+def test_a_truncated_reply_cut_inside_a_record_is_asked_again_over_tcp(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    """RFC 1035 4.2.1: a reply with TC may end anywhere, even inside a record."""
+    for i in range(1, 41):
+        upstream.add("cut.example.test", "A", f"192.0.2.{i}")
+    upstream.script("cut.example.test", Mode.CUT_TC)
+    with serving(loop_thread, upstream) as served:
+        started = time.monotonic()
+        reply = ask(served.port, "cut.example.test", tcp=True)
+        assert len(reply.rr) == 40 and time.monotonic() - started < FAST.attempt_timeout
+        counters = served.forwarder.counters
+        assert (counters.tcp_retries, counters.ignored_replies, counters.timeouts) == (1, 0, 0)
+    assert [q.transport for q in upstream.queries("cut.example.test")] == ["udp", "tcp"]
+
+
+@pytest.mark.parametrize("mode", [Mode.BARE_REFUSED, Mode.BADVERS])
+def test_error_replies_a_question_or_rcode_cannot_show_move_on_at_once(
+    loop_thread: LoopThread, mode: Mode
+) -> None:
+    """REFUSED without the question (some servers send no question with an error) and
+    BADVERS in the OPT's upper RCODE bits (which read alone say NOERROR: a false NODATA)
+    are the upstream failing: the next one is asked at once, and alone they are SERVFAIL."""
+    with HostileUpstream(mode=mode) as bad, HostileUpstream() as good:
+        good.add("www.example.test", "A", "192.0.2.51")
+        with serving(loop_thread, bad, good) as served:
+            started = time.monotonic()
+            assert addresses(ask(served.port, "www.example.test")) == {"192.0.2.51"}
+            assert time.monotonic() - started < FAST.attempt_timeout
+            counters = served.forwarder.counters
+            assert (counters.timeouts, counters.ignored_replies) == (0, 0)
+            assert counters.by_upstream_error == {bad.address: 1}
+        with serving(loop_thread, bad) as served:
+            reply = ask(served.port, "other.example.test")
+            assert RCODE.get(reply.header.rcode) == "SERVFAIL" and not reply.rr
+            assert served.forwarder.counters.timeouts == 0
+
+
+def test_an_upstream_without_edns_is_asked_again_plainly(
+    loop_thread: LoopThread,
+) -> None:
+    """RFC 6891 section 7: FORMERR without an OPT to our EDNS query means no EDNS there."""
+    with HostileUpstream(mode=Mode.NO_EDNS) as legacy:
+        legacy.add("old.example.test", "A", "192.0.2.52")
+        with serving(loop_thread, legacy) as served:
+            reply = ask(served.port, "old.example.test", edns=1232)
+            assert addresses(reply) == {"192.0.2.52"} and opt_of(reply) is not None
+            assert served.forwarder.counters.upstream_errors == 0
+            assert addresses(ask(served.port, "old.example.test")) == {"192.0.2.52"}  # cached
+        assert [q.edns for q in legacy.queries("old.example.test")] == [True, False]
+
+
+def test_a_silent_first_upstream_is_asked_after_the_others_for_a_while(
+    loop_thread: LoopThread,
+) -> None:
+    """A blackholed first upstream costs one attempt timeout, not one per cache miss."""
+    with HostileUpstream(mode=Mode.SILENT) as silent, HostileUpstream() as good:
+        names = [f"n{i}.example.test" for i in range(5)]
+        for name in names:
+            good.add(name, "A", "192.0.2.53")
+        with serving(loop_thread, silent, good) as served:
+            started = time.monotonic()
+            assert addresses(ask(served.port, names[0])) == {"192.0.2.53"}
+            assert time.monotonic() - started >= FAST.attempt_timeout * 0.9
+            for name in names[1:]:
+                started = time.monotonic()
+                assert addresses(ask(served.port, name)) == {"192.0.2.53"}
+                assert time.monotonic() - started < FAST.attempt_timeout, name
+            assert served.forwarder.counters.timeouts == 1
+            assert served.forwarder.ranking.standings[parse_endpoint(silent.address)].timeouts == 1
+        assert len(silent.queries()) == 1
+
+
 def test_silent_upstream_is_retried_until_the_deadline_then_servfail(
     loop_thread: LoopThread,
 ) -> None:
@@ -708,11 +781,14 @@ def test_negative_answers_are_cached_for_the_soa_minimum(
     upstream.soa_ttl, upstream.soa_minimum = 300, 60  # RFC 2308: min(SOA TTL, minimum)
     with serving(loop_thread, upstream) as served:
         first = ask(served.port, "absent.example.test")
-        assert RCODE.get(first.header.rcode) == "NXDOMAIN" and first.auth
+        assert RCODE.get(first.header.rcode) == "NXDOMAIN"
+        # The SOA tells the negative lifetime, not its own TTL (RFC 2308 section 5):
+        # a downstream cache must not keep the NXDOMAIN for 300 s.
+        assert [rr.ttl for rr in first.auth] == [60]
         served.clock.now += 59
         cached = ask(served.port, "absent.example.test")
         assert RCODE.get(cached.header.rcode) == "NXDOMAIN"
-        assert [rr.ttl for rr in cached.auth] == [241]
+        assert [rr.ttl for rr in cached.auth] == [1]
         assert len(upstream.queries("absent.example.test")) == 1
         served.clock.now += 2
         ask(served.port, "absent.example.test")
@@ -724,7 +800,8 @@ def test_cache_ttl_cap_bounds_what_clients_are_told(
 ) -> None:
     upstream.add("long.example.test", "A", "192.0.2.49", ttl=86400)
     with serving(loop_thread, upstream, cache_limits=CacheLimits(max_ttl=50)) as served:
-        ask(served.port, "long.example.test")
+        # The first client too: not told it may keep what the cache drops in 50 s.
+        assert [rr.ttl for rr in ask(served.port, "long.example.test").rr] == [50]
         served.clock.now += 10
         assert [rr.ttl for rr in ask(served.port, "long.example.test").rr] == [40]
         served.clock.now += 41
