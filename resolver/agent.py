@@ -16,7 +16,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +102,9 @@ class AgentPlan:
     allow: tuple[Network, ...]
     upstreams: tuple[Endpoint, ...] = ()
     """Empty: forwarding is off and names not owned are REFUSED."""
+    rechoose_upstreams: Callable[[], Sequence[Endpoint]] | None = None
+    """Chooses the upstreams again (``auto``: resolv.conf may have changed), on SIGHUP;
+    None when they are fixed. Raises ConfigError when it finds none."""
     cache_path: Path | None = None
     poll_interval: float = 30.0
     watch: bool = True
@@ -437,7 +440,7 @@ class Agent:
         zone = self.loaded.zone if self.loaded else self._empty_zone()
         if self.plan.upstreams:
             self.forwarder = Forwarder(self.plan.upstreams, self.cache)
-            log.info("forwarding to %s", ", ".join(str(u) for u in self.plan.upstreams))
+            log.info("forwarding to %s", _listed(self.plan.upstreams))
         self.server = DnsServer(
             self._responder(zone), allow=self.plan.allow, forwarder=self.forwarder
         )
@@ -463,6 +466,27 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _reload(self) -> None:
+        """SIGHUP: fetch now, write the [hosts] files again, choose the upstreams again."""
+        self._spawn(self.refresh(force=True, rewrite_files=True))
+        if self.plan.rechoose_upstreams is not None:
+            self._spawn(self.rechoose_upstreams())
+
+    async def rechoose_upstreams(self) -> None:
+        """Follow resolv.conf (``auto``) after a DHCP renewal, a VPN or resolved changed
+        it; when it names no usable resolver now, the upstreams in use are kept."""
+        rechoose = self.plan.rechoose_upstreams
+        if rechoose is None or self.forwarder is None:
+            return
+        try:
+            chosen = tuple(await asyncio.to_thread(rechoose))
+        except TagdnsError as exc:
+            log.warning("upstreams kept (%s): %s", _listed(self.forwarder.upstreams), exc)
+            return
+        if chosen != self.forwarder.upstreams:
+            self.forwarder.use_upstreams(chosen)
+            log.info("forwarding to %s", _listed(chosen))
 
     def _start_metrics(self) -> None:
         """Serve metrics if asked; a taken port costs the metrics, never the DNS service."""
@@ -528,9 +552,7 @@ class Agent:
         # SIGHUP's and SIGTERM's default actions would end the process without a clean stop.
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: self._spawn(self.refresh(force=True, rewrite_files=True))
-        )
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         loop.add_signal_handler(signal.SIGUSR1, self._toggle_query_logging)
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         watcher = None
@@ -591,6 +613,10 @@ class Agent:
         await asyncio.wait({starting})  # its CancelledError stays in the task, not raised here
         log.info("stop requested during start-up")
         return None
+
+
+def _listed(upstreams: Sequence[Endpoint]) -> str:
+    return ", ".join(str(u) for u in upstreams)
 
 
 def run_event_loop(main: Callable[[], object]) -> None:

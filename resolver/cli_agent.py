@@ -172,6 +172,9 @@ def build_plan(config: Config) -> AgentPlan:
         listen=tuple(listen_endpoints(config.dns)),
         allow=tuple(allowed_networks(config.dns)),
         upstreams=tuple(upstreams),
+        rechoose_upstreams=(
+            (lambda: upstreams_for(config)) if upstreams and AUTO in config.dns.upstream else None
+        ),
         cache_path=None if cache in ("", NONE) else Path(cache),
         poll_interval=config.source.poll_interval,
         hosts=config.hosts,

@@ -16,11 +16,13 @@ while zones are swapped; a stop during a first fetch that hangs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import hashlib
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -38,7 +40,7 @@ from resolver.config import HostsConfig
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings
 from resolver.core.source_url import FileLocation
-from resolver.errors import SourceError
+from resolver.errors import ConfigError, SourceError
 from tests.documents import one_region_document
 
 SOURCE = "/srv/tagdns/mapping.json"
@@ -703,3 +705,49 @@ def test_a_small_change_rebuilds_only_its_names_and_says_so(
     serving = [m for m in caplog.messages if m.startswith("serving serial")]
     assert serving[0].endswith(": full load)"), serving
     assert serving[1].endswith(": rebuilt 1 changed name)"), serving
+
+
+def test_sighup_chooses_auto_upstreams_again_and_keeps_them_when_none_is_found(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``--upstream auto`` reads resolv.conf at start; after a DHCP renewal, a VPN or
+    resolved changed it, ``systemctl reload tagdns`` (SIGHUP) follows it."""
+    caplog.set_level(logging.INFO, logger="tagdns")
+    first, second = Endpoint("127.0.0.2", 53), Endpoint("127.0.0.3", 53)
+    choices: list[tuple[Endpoint, ...] | Exception] = [
+        (second,),
+        ConfigError("upstream 'auto': resolv.conf names no nameserver besides this agent"),
+    ]
+
+    def rechoose() -> tuple[Endpoint, ...]:
+        choice = choices.pop(0)
+        if isinstance(choice, Exception):
+            raise choice
+        return choice
+
+    source = FakeSource(document(10))
+    agent = make_agent(source)
+    agent.plan = dataclasses.replace(agent.plan, upstreams=(first,), rechoose_upstreams=rechoose)
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(agent.run())
+        while not agent.bound:
+            await asyncio.sleep(0.01)
+        assert agent.forwarder is not None and agent.forwarder.upstreams == (first,)
+        for remaining in (1, 0):
+            os.kill(os.getpid(), signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while len(choices) > remaining:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            assert agent.forwarder.upstreams == (second,)  # kept when none is found
+        agent.stop()
+        await asyncio.wait_for(running, 5)
+
+    run(scenario)
+    assert "forwarding to 127.0.0.3:53" in caplog.messages
+    assert (
+        "upstreams kept (127.0.0.3:53): upstream 'auto': resolv.conf names no nameserver "
+        "besides this agent"
+    ) in caplog.messages

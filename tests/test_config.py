@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from resolver import cli_agent
 from resolver.config import (
     Config,
     DnsConfig,
@@ -417,3 +418,17 @@ def test_override_ignores_none() -> None:
 def test_override_rejects_unknown_field() -> None:
     with pytest.raises(TypeError):
         override(SourceConfig(), colour="red")
+
+
+def test_only_auto_upstreams_are_chosen_again_on_sighup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixed upstreams stay as configured; ``auto`` re-reads resolv.conf when asked."""
+    found = [[Endpoint("10.0.0.2", 53)], [Endpoint("10.0.0.3", 53)]]
+    monkeypatch.setattr(cli_agent, "upstreams_for", lambda _config: found.pop(0))
+    base = Config(source=SourceConfig(url="/srv/mapping.json"), view=ViewConfig(region="eu-west-1"))
+    plan = cli_agent.build_plan(base)
+    assert plan.upstreams == (Endpoint("10.0.0.2", 53),)
+    assert plan.rechoose_upstreams is not None
+    assert list(plan.rechoose_upstreams()) == [Endpoint("10.0.0.3", 53)]
+    monkeypatch.setattr(cli_agent, "upstreams_for", lambda _config: [Endpoint("10.0.0.9", 53)])
+    fixed = dataclasses.replace(base, dns=DnsConfig(upstream=("10.0.0.9",)))
+    assert cli_agent.build_plan(fixed).rechoose_upstreams is None

@@ -73,7 +73,7 @@ def choose_upstreams(
     """The upstreams to forward to; empty means forwarding is off (``none``).
 
     ``on_ec2`` is only called when ``auto`` finds nothing in resolv.conf.
-    Raises ConfigError for a malformed address, ``none`` mixed with others, an
+    Raises ConfigError for a malformed address or port 0, ``none`` mixed with others, an
     explicit upstream that is this agent (a forwarding loop), or ``auto`` finding
     nothing usable.
     """
@@ -87,6 +87,10 @@ def choose_upstreams(
             chosen.extend(_auto(listen, resolv_confs, on_ec2=on_ec2))
             continue
         endpoint = parse_endpoint(item, default_port=DNS_PORT, what="upstream")
+        if endpoint.port == 0:
+            raise ConfigError(
+                f"upstream {item}: port 0 cannot be asked (leave the port out for 53)"
+            )
         if is_self(endpoint, listen):
             raise ConfigError(
                 f"upstream {endpoint} is this agent's own listen address (a forwarding loop)"

@@ -142,6 +142,13 @@ def test_malformed_upstreams_are_config_errors(bad: str) -> None:
         choose_upstreams([bad], STUB, on_ec2=never_ec2)
 
 
+@pytest.mark.parametrize("zero", ["127.0.0.1:0", "[::1]:0"])
+def test_port_zero_is_no_upstream(zero: str) -> None:
+    """Every query sent there fails: refused at start, with the way to say 53."""
+    with pytest.raises(ConfigError, match=r"port 0 cannot be asked \(leave the port out"):
+        choose_upstreams([zero], STUB, on_ec2=never_ec2)
+
+
 def test_auto_uses_resolv_conf_without_asking_about_ec2() -> None:
     chosen = choose_upstreams(
         ["auto"], STUB, ["nameserver 10.0.0.2\nnameserver 10.0.0.3\n"], on_ec2=never_ec2
