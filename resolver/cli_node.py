@@ -4,7 +4,8 @@
 builds them) and prints one ``ok:`` or ``FAIL:`` line per check: the document
 from the source, the cache directory, the ``[hosts]`` files and dnsmasq's pidfile,
 each listen address (and who holds it: systemd-resolved gets the fix to apply),
-the upstreams (loops through ourselves) and the metrics address. It exits 0 only
+the upstreams (loops through ourselves, and one question to each: a silent or
+refusing resolver turns every name not owned into SERVFAIL) and the metrics address. It exits 0 only
 when every check passed, 1 otherwise, 2 when the configuration itself is invalid.
 
 ``status`` scrapes a running agent's metrics endpoint and prints a short summary.
@@ -18,11 +19,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from resolver.adapters.hosts_file import read_existing
 from resolver.adapters.preflight import (
+    ask_upstream,
     directory_problem,
     dnsmasq_process,
     hosts_file_problem,
@@ -53,6 +56,7 @@ from resolver.core.preflight import (
     listen_verdict,
     ok,
     resolved_dns_servers,
+    upstream_probe_verdict,
     upstream_verdicts,
 )
 from resolver.core.source_url import parse_source
@@ -74,7 +78,8 @@ def add_check(commands: Any) -> None:
         description="Validate the configuration and the current document, then check this "
         "node: cache directory writable, [hosts] files writable and dnsmasq's pidfile "
         "sound, listen addresses free (or held by the running "
-        "agent), no upstream leading back to the agent, metrics address free. One ok:/FAIL: "
+        "agent), no upstream leading back to the agent and each one answering a question, "
+        "metrics address free. One ok:/FAIL: "
         "line per check; exit 0 only when all pass, 1 when one fails, 2 for an invalid "
         "configuration.",
     )
@@ -184,7 +189,15 @@ def _check_upstreams(config: Config, listen: list[Endpoint]) -> list[CheckResult
         return [ok("upstream: none (names not owned are refused)")]
     stubs = {u: port_holders(u, protocols=("udp",)) for u in upstreams if u in RESOLVED_STUBS}
     servers = resolved_dns_servers(read_resolved_configs()) if stubs else []
-    return upstream_verdicts(upstreams, listen, servers, stubs)
+    results = upstream_verdicts(upstreams, listen, servers, stubs)
+    # An upstream that passed the loop checks is asked one question, all of them at once.
+    asked = [u for u, result in zip(upstreams, results, strict=True) if result.ok]
+    with ThreadPoolExecutor(max_workers=max(1, len(asked))) as pool:
+        probes = dict(zip(asked, pool.map(ask_upstream, asked), strict=True))
+    return [
+        upstream_probe_verdict(u, probes[u]) if u in probes else result
+        for u, result in zip(upstreams, results, strict=True)
+    ]
 
 
 def run_checks(args: argparse.Namespace) -> list[CheckResult]:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from devsupport.net import free_port
 from resolver.adapters.preflight import directory_problem, port_holders, try_bind
 from resolver.cli import main
 from resolver.core.endpoints import Endpoint
+from tests.integration.hostile_upstream import HostileUpstream, Mode
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "conf" / "example-mapping.json"
@@ -155,6 +157,41 @@ def test_upstream_pointing_at_ourselves_fails(
     assert failures(lines) == [
         f"FAIL: upstream 127.0.0.1:{port} is this agent's own listen address (a forwarding loop)"
     ]
+
+
+def test_each_upstream_is_asked_one_question(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A silent, refusing or absent resolver starts the agent without complaint and then
+    turns every name not owned into SERVFAIL: check asks each one, all at once."""
+    closed = f"127.0.0.1:{free_port()}"
+    with (
+        HostileUpstream() as good,
+        HostileUpstream(mode=Mode.REFUSED) as refusing,
+        HostileUpstream(mode=Mode.SILENT) as silent,
+    ):
+        args = base_args(tmp_path)
+        at = args.index("--upstream")
+        args[at : at + 2] = [
+            *("--upstream", good.address, "--upstream", refusing.address),
+            *("--upstream", silent.address, "--upstream", closed),
+        ]
+        started = time.monotonic()
+        code, lines, _ = check(capsys, *args)
+        took = time.monotonic() - started
+    assert code == 1
+    assert any(
+        line.startswith(f"ok: upstream {good.address}: answers (") and line.endswith(" ms)")
+        for line in lines
+    ), lines
+    assert failures(lines) == [
+        f"FAIL: upstream {refusing.address}: answered REFUSED to a recursive question (. NS); "
+        "names not owned would get SERVFAIL",
+        f"FAIL: upstream {silent.address}: no answer in 2 s; names not owned would get SERVFAIL",
+        f"FAIL: upstream {closed}: Connection refused; names not owned would get SERVFAIL",
+    ]
+    assert took < 4  # the 2 s waits overlap
+    assert [q.name for q in good.queries()] == [""]  # the root, once
 
 
 def test_cache_under_a_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import socket
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -22,12 +24,15 @@ from typing import Literal
 from resolver.adapters.dnsmasq import process_name, read_pid
 from resolver.core.endpoints import Endpoint
 from resolver.core.preflight import (
+    ROOT_NS_QUESTION,
     Holder,
     ProcSocket,
+    UpstreamProbe,
     blocking_inodes,
     parse_cmdline,
     parse_proc_net,
 )
+from resolver.core.upstream_reply import parse_reply, query_message
 
 PROC = Path("/proc")
 RESOLVED_CONF = Path("/etc/systemd/resolved.conf")
@@ -37,6 +42,31 @@ RESOLVED_DROP_IN_DIRS = (
     Path("/usr/local/lib/systemd/resolved.conf.d"),
     Path("/usr/lib/systemd/resolved.conf.d"),
 )
+
+
+def ask_upstream(upstream: Endpoint, timeout: float = 2.0) -> UpstreamProbe:
+    """One recursive question (the root's NS) to ``upstream`` over UDP, from a
+    connected socket with a random ID, as the agent would ask it."""
+    qid = secrets.token_bytes(2)
+    message = query_message(qid, ROOT_NS_QUESTION, do=False, cd=False)
+    started = time.monotonic()
+    try:
+        family, _type, _proto, _name, address = socket.getaddrinfo(
+            upstream.host, upstream.port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+        )[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.send(message)
+            while (left := started + timeout - time.monotonic()) > 0:
+                sock.settimeout(left)
+                answer = parse_reply(sock.recv(65535), qid, ROOT_NS_QUESTION)
+                if answer is not None:
+                    return UpstreamProbe(answer.rcode, time.monotonic() - started)
+    except TimeoutError:
+        pass
+    except OSError as exc:  # ICMP port unreachable: nothing answers DNS there
+        return UpstreamProbe(None, time.monotonic() - started, exc.strerror or str(exc))
+    return UpstreamProbe(None, timeout, f"no answer in {timeout:g} s")
 
 
 def try_bind(endpoint: Endpoint) -> dict[str, tuple[int, str] | None]:

@@ -2,8 +2,9 @@
 
 Everything here works on text and numbers handed in by resolver.adapters.preflight:
 the lines of ``/proc/net/{udp,tcp}{,6}``, a process's ``comm`` and command line,
-the text of systemd-resolved's configuration files, and the errno of a bind.
-Each check ends as one ``ok:`` or ``FAIL:`` line.
+the text of systemd-resolved's configuration files, the errno of a bind, and what
+one question to each upstream brought back. Each check ends as one ``ok:`` or
+``FAIL:`` line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from resolver.core.endpoints import Endpoint
+from resolver.core.query_stats import rcode_name
+from resolver.core.upstream_reply import UPSTREAM_ERRORS
 from resolver.core.upstreams import is_self
 
 TCP_LISTEN = 0x0A
@@ -290,6 +293,35 @@ def upstream_verdicts(
             continue
         results.append(ok(f"upstream {upstream}"))
     return results
+
+
+ROOT_NS_QUESTION = b"\x00\x00\x02\x00\x01"
+"""``. NS IN`` in wire form: a question every recursive resolver can answer."""
+
+
+@dataclass(frozen=True)
+class UpstreamProbe:
+    """What one question to an upstream brought back."""
+
+    rcode: int | None
+    """The reply's RCODE; None when no reply came (see ``error``)."""
+    seconds: float
+    error: str | None = None
+    """Why nothing came back: a timeout, or what the system said (port unreachable)."""
+
+
+def upstream_probe_verdict(upstream: Endpoint, probe: UpstreamProbe) -> CheckResult:
+    """A resolver the agent forwards to must answer: a silent one holds every name not
+    owned for the attempt timeout, and one that refuses recursion turns them all into
+    SERVFAIL, while the agent itself starts without complaint."""
+    if probe.rcode is None:
+        return fail(f"upstream {upstream}: {probe.error}; names not owned would get SERVFAIL")
+    if probe.rcode in UPSTREAM_ERRORS or probe.rcode > 0x0F:
+        return fail(
+            f"upstream {upstream}: answered {rcode_name(probe.rcode)} to a recursive "
+            "question (. NS); names not owned would get SERVFAIL"
+        )
+    return ok(f"upstream {upstream}: answers ({probe.seconds * 1000:.0f} ms)")
 
 
 # -- [hosts] ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from resolver.core.preflight import (
     TAKEOVER_DROP_IN,
     Holder,
     ProcSocket,
+    UpstreamProbe,
     blocking_inodes,
     dnsmasq_verdict,
     is_systemd_resolved,
@@ -20,6 +21,7 @@ from resolver.core.preflight import (
     parse_cmdline,
     parse_proc_net,
     resolved_dns_servers,
+    upstream_probe_verdict,
     upstream_verdicts,
 )
 
@@ -333,3 +335,34 @@ def test_dnsmasq_running_is_ok() -> None:
     assert dnsmasq_verdict("/run/d.pid", 4242, "dnsmasq").line() == (
         "ok: hosts dnsmasq_pidfile /run/d.pid: dnsmasq running (pid 4242)"
     )
+
+
+@pytest.mark.parametrize(
+    ("probe", "line"),
+    [
+        (UpstreamProbe(0, 0.0034), "ok: upstream 10.0.0.2:53: answers (3 ms)"),
+        (UpstreamProbe(3, 0.01), "ok: upstream 10.0.0.2:53: answers (10 ms)"),  # NXDOMAIN
+        (
+            UpstreamProbe(5, 0.001),
+            "FAIL: upstream 10.0.0.2:53: answered REFUSED to a recursive question (. NS); "
+            "names not owned would get SERVFAIL",
+        ),
+        (
+            UpstreamProbe(2, 0.001),
+            "FAIL: upstream 10.0.0.2:53: answered SERVFAIL to a recursive question (. NS); "
+            "names not owned would get SERVFAIL",
+        ),
+        (
+            UpstreamProbe(16, 0.001),
+            "FAIL: upstream 10.0.0.2:53: answered RCODE16 to a recursive question (. NS); "
+            "names not owned would get SERVFAIL",
+        ),
+        (
+            UpstreamProbe(None, 2.0, "no answer in 2 s"),
+            "FAIL: upstream 10.0.0.2:53: no answer in 2 s; names not owned would get SERVFAIL",
+        ),
+    ],
+    ids=["noerror", "nxdomain", "refused", "servfail", "badvers", "silent"],
+)
+def test_upstream_probe_verdicts(probe: UpstreamProbe, line: str) -> None:
+    assert upstream_probe_verdict(Endpoint("10.0.0.2", 53), probe).line() == line
