@@ -84,7 +84,7 @@ def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _publish_config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    config = load_config(args.config, validate=False)  # validated once the flags are in
     regions = None if args.regions is None else _regions_flag(args.regions)
     if args.bucket is not None:
         # Before any AWS call: botocore would reject it only after building a client,
@@ -99,9 +99,9 @@ def _publish_config(args: argparse.Namespace) -> Config:
         regions=regions,
         tag_key=args.tag_key,
     )
-    # The file was validated when loaded; what can be wrong now came from the flags.
-    validate_config(Config(publish=publish), "command line")
-    return dataclasses.replace(config, publish=publish)
+    config = dataclasses.replace(config, publish=publish)
+    validate_config(config, "command line" if args.config is None else str(args.config))
+    return config
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

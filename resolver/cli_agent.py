@@ -103,7 +103,8 @@ def add_lookup(commands: Any) -> None:
 
 
 def config_with_flags(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    """The file's settings with the flags over them, validated as a whole."""
+    config = load_config(args.config, validate=False)
     source = override(config.source, url=args.source)
     view = override(config.view, region=args.view)
     dns = config.dns

@@ -122,8 +122,15 @@ def _coerce(value: object, default: object, where: str) -> object:
     raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
 
 
-def config_from_mapping(raw: Mapping[str, Any], origin: str = "config") -> Config:
-    """Build and validate a Config from parsed TOML; errors name ``origin`` and the key."""
+def config_from_mapping(
+    raw: Mapping[str, Any], origin: str = "config", *, validate: bool = True
+) -> Config:
+    """Build and validate a Config from parsed TOML; errors name ``origin`` and the key.
+
+    ``validate`` False leaves the cross-field checks (``validate_config``) to a caller
+    that first applies flags: they override the file, so only the result must hold.
+    Unknown keys and wrong types are errors either way.
+    """
     sections: dict[str, Any] = {}
     for section_name, section_value in raw.items():
         section_type = _SECTIONS.get(section_name)
@@ -141,12 +148,16 @@ def config_from_mapping(raw: Mapping[str, Any], origin: str = "config") -> Confi
             values[key] = _coerce(value, getattr(defaults, key), where)
         sections[section_name] = section_type(**values)
     config = Config(**sections)
-    validate_config(config, origin)
+    if validate:
+        validate_config(config, origin)
     return config
 
 
-def load_config(path: Path | None) -> Config:
-    """Read ``path``, or the default file when present, or return defaults."""
+def load_config(path: Path | None, *, validate: bool = True) -> Config:
+    """Read ``path``, or the default file when present, or return defaults.
+
+    ``validate`` as for ``config_from_mapping``.
+    """
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             return Config()
@@ -166,7 +177,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-    return config_from_mapping(raw, str(path))
+    return config_from_mapping(raw, str(path), validate=validate)
 
 
 def override(section: Any, **changes: object) -> Any:

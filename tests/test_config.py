@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from resolver import cli_agent
+from resolver.cli import build_parser
 from resolver.config import (
     Config,
     DnsConfig,
@@ -432,3 +433,32 @@ def test_only_auto_upstreams_are_chosen_again_on_sighup(monkeypatch: pytest.Monk
     monkeypatch.setattr(cli_agent, "upstreams_for", lambda _config: [Endpoint("10.0.0.9", 53)])
     fixed = dataclasses.replace(base, dns=DnsConfig(upstream=("10.0.0.9",)))
     assert cli_agent.build_plan(fixed).rechoose_upstreams is None
+
+
+@pytest.mark.parametrize(
+    ("file_text", "flags"),
+    [
+        ('[dns]\nlisten = ["10.1.2.3:53"]\n', ["--listen", "127.0.0.1:5363"]),
+        ('[dns]\nallow = ["10.0.0.0/8"]\n', ["--listen", "10.1.2.3:53"]),
+        ("[source]\npoll_interval = 0.5\n", ["--poll", "5"]),
+    ],
+    ids=["listen-overridden", "allow-fits-the-flag", "poll-overridden"],
+)
+def test_flags_override_the_file_before_it_is_judged(
+    tmp_path: Path, file_text: str, flags: list[str]
+) -> None:
+    """Only the settings in force must hold: a file value a flag replaces is not one."""
+    path = tmp_path / "tagdns.toml"
+    path.write_text(file_text)
+    args = build_parser().parse_args(["serve", "--config", str(path), *flags])
+    cli_agent.config_with_flags(args)  # no ConfigError
+    with pytest.raises(ConfigError, match=str(path)):  # the file alone is invalid
+        load_config(path)
+
+
+def test_the_merged_configuration_is_still_judged(tmp_path: Path) -> None:
+    path = tmp_path / "tagdns.toml"
+    path.write_text('[dns]\nlisten = ["127.0.0.1:53"]\n')
+    args = build_parser().parse_args(["serve", "--config", str(path), "--listen", "10.1.2.3:53"])
+    with pytest.raises(ConfigError, match=r"\[dns\] allow must name the client networks"):
+        cli_agent.config_with_flags(args)
