@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from resolver.cli_agent import add_lookup, add_serve
 from resolver.cli_hosts import add_hosts
 from resolver.cli_node import add_check, add_status
-from resolver.config import Config, PublishConfig, load_config, override, validate_config
+from resolver.config import (
+    Config,
+    PublishConfig,
+    flagged_keys,
+    load_config,
+    override,
+    validate_config,
+)
 from resolver.core.buckets import check_bucket_name
 from resolver.core.document import REGION_PATTERN
 from resolver.core.summary import render_summary
@@ -99,9 +106,10 @@ def _publish_config(args: argparse.Namespace) -> Config:
         regions=regions,
         tag_key=args.tag_key,
     )
-    config = dataclasses.replace(config, publish=publish)
-    validate_config(config, "command line" if args.config is None else str(args.config))
-    return config
+    merged = dataclasses.replace(config, publish=publish)
+    origin = "command line" if args.config is None else str(args.config)
+    validate_config(merged, origin, flagged=flagged_keys(config, merged))
+    return merged
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from resolver.config import (
     NONE,
     Config,
     allowed_networks,
+    flagged_keys,
     listen_endpoints,
     load_config,
     override,
@@ -119,9 +120,10 @@ def config_with_flags(args: argparse.Namespace) -> Config:
     metrics = config.metrics
     if getattr(args, "metrics", None) is not None:
         metrics = override(metrics, listen=args.metrics)
-    config = dataclasses.replace(config, source=source, view=view, dns=dns, metrics=metrics)
-    validate_config(config, "command line" if args.config is None else str(args.config))
-    return config
+    merged = dataclasses.replace(config, source=source, view=view, dns=dns, metrics=metrics)
+    origin = "command line" if args.config is None else str(args.config)
+    validate_config(merged, origin, flagged=flagged_keys(config, merged))
+    return merged
 
 
 def view_label(config: Config) -> str:

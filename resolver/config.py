@@ -11,7 +11,7 @@ import dataclasses
 import ipaddress
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,54 +214,61 @@ def _check_upstream(upstream: tuple[str, ...]) -> None:
             parse_endpoint(text, default_port=53, what="[dns] upstream")
 
 
-def validate_config(config: Config, origin: str = "config") -> None:
-    """Cross-field checks; raises ConfigError naming the key at fault."""
+def validate_config(
+    config: Config,
+    origin: str = "config",
+    *,
+    flagged: Container[tuple[str, str]] = (),
+    flagged_origin: str = "command line",
+) -> None:
+    """Cross-field checks; raises ConfigError naming the key at fault.
+
+    ``origin`` is where the settings come from (a file, "command line"); a check of
+    a ``(section, key)`` in ``flagged`` (set over the file, by a flag or a variable)
+    names ``flagged_origin`` instead.
+    """
+
+    def at(section: str, *keys: str) -> str:
+        return flagged_origin if any((section, key) in flagged for key in keys) else origin
+
     source = config.source
     if not (math.isfinite(source.poll_interval) and source.poll_interval >= MIN_POLL_INTERVAL):
         raise ConfigError(
-            f"{origin}: [source] poll_interval must be at least {MIN_POLL_INTERVAL:g} second "
-            "(every poll is a request from every node)"
+            f"{at('source', 'poll_interval')}: [source] poll_interval must be at least "
+            f"{MIN_POLL_INTERVAL:g} second (every poll is a request from every node)"
         )
     if not 0.0 <= source.max_shrink <= 1.0:
-        raise ConfigError(f"{origin}: [source] max_shrink must be between 0 and 1")
-    view = config.view
-    try:
-        zone = check_zone(view.zone)
-    except InvalidName as exc:
-        raise ConfigError(f"{origin}: [view] zone {view.zone!r} {exc}") from None
-    if view.zone != zone:
         raise ConfigError(
-            f"{origin}: [view] zone {view.zone!r} must be lowercase, without surrounding spaces"
+            f"{at('source', 'max_shrink')}: [source] max_shrink must be between 0 and 1"
         )
-    if view.region not in (AUTO, "public") and not REGION_PATTERN.match(view.region):
-        raise ConfigError(
-            f"{origin}: [view] region {view.region!r} is not a region, public or auto"
-        )
-    if view.cross_region not in ("public", "private"):
-        raise ConfigError(f"{origin}: [view] cross_region must be 'public' or 'private'")
+    _validate_view(config.view, at)
     dns = config.dns
     for name, value in (("ttl", dns.ttl), ("negative_ttl", dns.negative_ttl)):
         if not 0 <= value <= 86400:
-            raise ConfigError(f"{origin}: [dns] {name} must be 0 to 86400 seconds")
+            raise ConfigError(f"{at('dns', name)}: [dns] {name} must be 0 to 86400 seconds")
+    where = at("dns", "listen", "allow", "upstream")
     try:
         listen = listen_endpoints(dns)
         networks = allowed_networks(dns)
         _check_upstream(dns.upstream)
-        if config.metrics.listen not in ("", NONE):
-            parse_endpoint(config.metrics.listen, what="[metrics] listen")
     except ConfigError as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
+    if config.metrics.listen not in ("", NONE):
+        try:
+            parse_endpoint(config.metrics.listen, what="[metrics] listen")
+        except ConfigError as exc:
+            raise ConfigError(f"{at('metrics', 'listen')}: {exc}") from None
     if not listen:
-        raise ConfigError(f"{origin}: [dns] listen needs at least one address")
+        raise ConfigError(f"{where}: [dns] listen needs at least one address")
     for network in networks:
         if network.prefixlen == 0:
             raise ConfigError(
-                f"{origin}: [dns] allow: {str(network)!r} would make an open resolver; "
+                f"{where}: [dns] allow: {str(network)!r} would make an open resolver; "
                 "name the client networks"
             )
     if any(not e.is_loopback for e in listen) and all(n.is_loopback for n in networks):
         raise ConfigError(
-            f"{origin}: [dns] listen has a non-loopback address; "
+            f"{where}: [dns] listen has a non-loopback address; "
             "[dns] allow must name the client networks beyond loopback"
         )
     for endpoint in listen:
@@ -272,11 +279,42 @@ def validate_config(config: Config, origin: str = "config") -> None:
         own = _LOOPBACK[endpoint.family_version]
         if not any(n.version == own.version and n.overlaps(own) for n in networks):
             raise ConfigError(
-                f"{origin}: [dns] listen {endpoint} is a loopback address that [dns] allow "
+                f"{where}: [dns] listen {endpoint} is a loopback address that [dns] allow "
                 f"does not include, so its clients would get no answer; add '{own}' to allow"
             )
-    _validate_hosts(config.hosts, origin)
-    _validate_publish(config.publish, origin)
+    _validate_hosts(config.hosts, at("hosts", "dnsmasq_file", "dnsmasq_pidfile"))
+    _validate_publish(config.publish, at)
+
+
+def flagged_keys(file: Config, merged: Config) -> set[tuple[str, str]]:
+    """The ``(section, key)`` pairs whose value in ``merged`` differs from ``file``'s."""
+    return {
+        (section.name, key.name)
+        for section in dataclasses.fields(Config)
+        for key in dataclasses.fields(getattr(file, section.name))
+        if getattr(getattr(file, section.name), key.name)
+        != getattr(getattr(merged, section.name), key.name)
+    }
+
+
+def _validate_view(view: ViewConfig, at: Callable[..., str]) -> None:
+    try:
+        zone = check_zone(view.zone)
+    except InvalidName as exc:
+        raise ConfigError(f"{at('view', 'zone')}: [view] zone {view.zone!r} {exc}") from None
+    if view.zone != zone:
+        raise ConfigError(
+            f"{at('view', 'zone')}: [view] zone {view.zone!r} must be lowercase, "
+            "without surrounding spaces"
+        )
+    if view.region not in (AUTO, "public") and not REGION_PATTERN.match(view.region):
+        raise ConfigError(
+            f"{at('view', 'region')}: [view] region {view.region!r} is not a region, public or auto"
+        )
+    if view.cross_region not in ("public", "private"):
+        raise ConfigError(
+            f"{at('view', 'cross_region')}: [view] cross_region must be 'public' or 'private'"
+        )
 
 
 def _validate_hosts(hosts: HostsConfig, origin: str) -> None:
@@ -284,20 +322,25 @@ def _validate_hosts(hosts: HostsConfig, origin: str) -> None:
         raise ConfigError(f"{origin}: [hosts] dnsmasq_pidfile is set but dnsmasq_file is not")
 
 
-def _validate_publish(publish: PublishConfig, origin: str) -> None:
+def _validate_publish(publish: PublishConfig, at: Callable[..., str]) -> None:
+    regions = at("publish", "regions")
     if not publish.regions:
-        raise ConfigError(f"{origin}: [publish] regions must be ['all'] or name regions")
+        raise ConfigError(f"{regions}: [publish] regions must be ['all'] or name regions")
     if "all" in publish.regions and len(publish.regions) > 1:
-        raise ConfigError(f"{origin}: [publish] regions: 'all' cannot be combined with regions")
+        raise ConfigError(f"{regions}: [publish] regions: 'all' cannot be combined with regions")
     for region in publish.regions:
         if region != "all" and not REGION_PATTERN.match(region):
-            raise ConfigError(f"{origin}: [publish] regions: {region!r} is not a region")
+            raise ConfigError(f"{regions}: [publish] regions: {region!r} is not a region")
     if publish.prefix.startswith("/") or ".." in publish.prefix.split("/"):
-        raise ConfigError(f"{origin}: [publish] prefix {publish.prefix!r} is not a relative key")
+        raise ConfigError(
+            f"{at('publish', 'prefix')}: [publish] prefix {publish.prefix!r} is not a relative key"
+        )
     if not 0 < len(publish.tag_key) <= 128 or not publish.tag_key.strip():
-        raise ConfigError(f"{origin}: [publish] tag_key must be 1 to 128 characters, not blank")
+        raise ConfigError(
+            f"{at('publish', 'tag_key')}: [publish] tag_key must be 1 to 128 characters, not blank"
+        )
     if publish.bucket:
         try:
             check_bucket_name(publish.bucket, "[publish] bucket", "[publish] prefix")
         except ConfigError as exc:
-            raise ConfigError(f"{origin}: {exc}") from None
+            raise ConfigError(f"{at('publish', 'bucket', 'prefix')}: {exc}") from None

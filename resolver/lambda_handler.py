@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from resolver.config import Config, load_config, override, validate_config
+from resolver.config import Config, flagged_keys, load_config, override, validate_config
 from resolver.core.summary import render_summary
 from resolver.errors import ConfigError
 from resolver.publisher import PublishOptions, PublishPlan, PublishResult, publish
@@ -39,9 +39,14 @@ def config_from_env(environ: Mapping[str, str]) -> Config:
         tag_key=environ.get("TAGDNS_TAG_KEY"),
     )
     view = override(config.view, zone=environ.get("TAGDNS_ZONE"))
-    config = dataclasses.replace(config, publish=publish_section, view=view)
-    validate_config(config, "environment")
-    return config
+    merged = dataclasses.replace(config, publish=publish_section, view=view)
+    validate_config(
+        merged,
+        path or "environment",
+        flagged=flagged_keys(config, merged),
+        flagged_origin="environment",
+    )
+    return merged
 
 
 def result_summary(result: PublishResult) -> dict[str, Any]:

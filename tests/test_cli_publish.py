@@ -51,9 +51,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (("publish", "--bucket", "bkt", "--regions", "mars"), "tagdns: --regions: 'mars' is not"),
         (
             ("publish", "--bucket", "bkt", "--prefix", "/abs"),
-            "tagdns: command line: [publish] prefix",
+            "tagdns: command line: [publish] prefix '/abs'",
         ),
-        (("publish", "--bucket", "bkt", "--prefix", "a/../b"), "tagdns: command line: [publish]"),
+        (
+            ("publish", "--bucket", "bkt", "--prefix", "a/../b"),
+            "tagdns: command line: [publish] prefix 'a/../b'",
+        ),
         (("publish", "--bucket", "bkt", "--tag-key", " "), "tagdns: --tag-key: must not be empty"),
         (
             ("publish", "--bucket", "s3://fleet-config"),
