@@ -13,8 +13,15 @@ ensure_venv() {
     local extras="${1:-}" spec="$ROOT" stamp
     [ -n "$extras" ] && spec="$ROOT[$extras]"
     stamp="$VENV/.tagdns-installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-${extras:-runtime}"
-    if [ ! -x "$VENV/bin/python" ]; then
-        "$PYTHON" -m venv "$VENV"
+    # A virtualenv without pip is what a failed creation leaves (Debian ships venv's
+    # ensurepip in python3-venv): start again rather than fail on it every run.
+    if [ ! -x "$VENV/bin/python" ] || [ ! -e "$VENV/bin/pip" ]; then
+        rm -rf "$VENV"
+        if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+            rm -rf "$VENV"
+            apt_install python3-venv || return 1
+            "$PYTHON" -m venv "$VENV"
+        fi
     fi
     if [ ! -e "$stamp" ]; then
         echo "setting up $VENV (${extras:-runtime})" >&2
@@ -32,16 +39,23 @@ ensure_debian_tools() {
         command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing=1
     done
     [ "$missing" = 0 ] && return 0
+    apt_install dnsutils knot-dnsutils dnsmasq unbound dnsperf iproute2 || return 1
+    export PATH="$PATH:/usr/sbin:/sbin"
+}
+
+# apt_install PACKAGE...: install Debian packages as root (or with sudo without a
+# password), without starting their services.
+apt_install() {
     local sudo=""
     if [ "$(id -u)" != 0 ]; then
         if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             sudo="sudo -n"
         else
-            echo "scripts: need root to install dnsutils dnsmasq unbound dnsperf iproute2" >&2
+            echo "scripts: need root to install $*" >&2
             return 1
         fi
     fi
-    echo "installing Debian packages: dnsutils knot-dnsutils dnsmasq unbound dnsperf iproute2" >&2
+    echo "installing Debian packages: $*" >&2
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     # policy-rc.d keeps the packages' own services from starting on port 53.
     local policy=/usr/sbin/policy-rc.d created_policy=0
@@ -49,8 +63,9 @@ ensure_debian_tools() {
         printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy"
         created_policy=1
     fi
+    local status=0
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        dnsutils knot-dnsutils dnsmasq unbound dnsperf iproute2 >&2
+        "$@" >&2 || status=$?
     [ "$created_policy" = 1 ] && $sudo rm -f "$policy"
-    export PATH="$PATH:/usr/sbin:/sbin"
+    return "$status"
 }
