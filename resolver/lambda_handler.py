@@ -39,6 +39,8 @@ def config_from_env(environ: Mapping[str, str]) -> Config:
         tag_key=environ.get("TAGDNS_TAG_KEY"),
     )
     view = override(config.view, zone=environ.get("TAGDNS_ZONE"))
+    if not publish_section.bucket:
+        raise ConfigError("no bucket: set TAGDNS_BUCKET (or [publish] bucket in TAGDNS_CONFIG)")
     merged = dataclasses.replace(config, publish=publish_section, view=view)
     validate_config(
         merged,

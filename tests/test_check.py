@@ -206,6 +206,22 @@ def test_cache_under_a_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[
     ]
 
 
+def test_cache_that_is_a_directory_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--cache takes the copy's file name; a directory there makes every save fail."""
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    args = base_args(tmp_path)
+    args[args.index("--cache") + 1] = str(directory)
+    code, lines, _ = check(capsys, *args)
+    assert code == 1
+    assert failures(lines) == [
+        f"FAIL: cache {directory}: {directory} is a directory; name the file to keep the copy "
+        f"in, as {directory / 'mapping.json'}"
+    ]
+
+
 @pytest.fixture
 def read_only_directory(tmp_path: Path) -> Iterator[Path]:
     """A read-only tmpfs (EROFS even for root); skipped where mounting is not allowed."""

@@ -160,6 +160,10 @@ def read_resolved_configs() -> list[str]:
 
 def directory_problem(path: Path) -> str | None:
     """Why the agent could not write ``path`` (atomically: temp file, rename); None if it can."""
+    if path.is_dir():
+        return (
+            f"{path} is a directory; name the file to keep the copy in, as {path / 'mapping.json'}"
+        )
     directory = path.parent
     existing = directory
     while not existing.exists():

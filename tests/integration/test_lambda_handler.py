@@ -76,7 +76,7 @@ def test_handler_raises_so_lambda_records_the_failure(
     assert "- a2" in logged and "- a3" in logged, "the refused run still logs what it found"
 
     monkeypatch.delenv("TAGDNS_BUCKET")
-    with pytest.raises(ConfigError, match="no bucket"):
+    with pytest.raises(ConfigError, match=r"no bucket: set TAGDNS_BUCKET \(or \[publish\]"):
         handler({}, None)
     assert object_versions(s3, bucket)["lambda/mapping.json"] == 1
 
