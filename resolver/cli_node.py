@@ -215,7 +215,7 @@ def run_checks(args: argparse.Namespace) -> list[CheckResult]:
         label = view_label(config)
     except TagdnsError as exc:
         label = None
-        report(fail(f"view: {exc}"))
+        report(fail(str(exc)))
     document, view = _check_document(config, label)
     report(document)
     report(_check_cache(config))

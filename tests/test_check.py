@@ -142,7 +142,7 @@ def test_view_auto_off_ec2_fails_but_still_parses_the_document(
     code, lines, _ = check(capsys, *args)
     assert code == 1
     (line,) = failures(lines)
-    assert line.startswith("FAIL: view: view region 'auto': instance metadata did not answer")
+    assert line.startswith("FAIL: view region 'auto': instance metadata did not answer")
     assert f"ok: document from {EXAMPLE}: serial 1764076800, 46 entries (view not checked)" in lines
 
 

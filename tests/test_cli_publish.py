@@ -5,6 +5,7 @@ None of these reach AWS: every case fails before the first call.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -158,6 +159,11 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "--dry-run" in out
     assert "--force" in out
+
+
+def test_version_exits_0_with_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert (code, out) == (0, f"tagdns {importlib.metadata.version('tagdns')}\n")
 
 
 def test_example_config_loads_in_the_documented_shape() -> None:
