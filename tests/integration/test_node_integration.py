@@ -297,3 +297,20 @@ def test_shipped_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         )
         problems = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
         assert result.returncode == 0 and not problems, result.stderr
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.4, 1.0])
+def test_ctrl_c_at_any_moment_of_start_up_ends_without_a_traceback(delay: float) -> None:
+    """``scripts/run`` then Ctrl-C at once: while the command's modules still load, as
+    well as once the agent runs, SIGINT ends it quietly (130, or 0 via "stopped")."""
+    process = subprocess.Popen(
+        [TAGDNS, "serve", "--source", str(EXAMPLE), "--view", "us-east-1",
+         "--listen", "127.0.0.1:0", "--upstream", "none", "--cache", "none",
+         "--metrics", "none"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=TIMEOUT)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert process.returncode in (0, 130, -signal.SIGINT), (process.returncode, err)
