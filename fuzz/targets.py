@@ -56,7 +56,7 @@ from resolver.core.hosts_merge import (
 )
 from resolver.core.pipeline import LoadedZone, ZoneSettings, compile_document, load_document
 from resolver.core.responder import Question, Responder, parse_query
-from resolver.core.upstream_reply import aged_sections, capped, parse_reply
+from resolver.core.upstream_reply import aged_sections, capped, failed, parse_reply
 from resolver.core.views import PUBLIC, CrossRegion, View, build_view
 from resolver.errors import DocumentError, HostsFileError, TagdnsError
 
@@ -305,6 +305,11 @@ def check_reply(data: bytes) -> None:
     hit = cache.get(cache_key)
     cacheable = answer.lifetime is not None and answer.lifetime > 0 and not answer.truncated
     assert (hit is not None) == cacheable, "cache stored what it must not, or lost an answer"
+    if answer.truncated or failed(answer):
+        # Never passed on: TC is asked again over TCP, a failure moves to the next
+        # upstream or ends in SERVFAIL. Such a reply is judged by its header alone.
+        assert not hit
+        return
 
     try:
         original = parse_message(data)

@@ -13,6 +13,7 @@ import http.server
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 
 from resolver.adapters import sources
 from resolver.adapters.atomic_file import write_atomically
+from resolver.adapters.file_source import MAX_DOCUMENT_BYTES
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.s3_source import S3Source
 from resolver.adapters.sources import FileSource
@@ -127,16 +129,37 @@ def test_file_source_mtime_put_back_is_still_a_change(tmp_path: Path) -> None:
     [
         (lambda p: None, "no such file"),
         (lambda p: p.mkdir(), "is a directory"),
+        (os.mkfifo, "not a regular file"),  # would block the fetch for good
+        (lambda p: p.symlink_to("/dev/zero"), "not a regular file"),  # would never end
+        (lambda p: p.symlink_to(p), "Too many levels of symbolic links"),
     ],
-    ids=["missing", "directory"],
+    ids=["missing", "directory", "fifo", "device", "symlink-loop"],
 )
 def test_file_source_errors_are_one_line(tmp_path: Path, make: object, message: str) -> None:
     path = tmp_path / "mapping.json"
     assert callable(make)
     make(path)
+    started = time.monotonic()
     with pytest.raises(SourceError) as caught:
         file_source(path).fetch(None)
     assert str(caught.value) == f"{path}: {message}"
+    assert time.monotonic() - started < 1
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Judged from its size: refused poll after poll, it must cost no memory each time."""
+    path = tmp_path / "mapping.json"
+    with path.open("wb") as handle:
+        handle.truncate(MAX_DOCUMENT_BYTES + 1)  # sparse: no disk used
+
+    def no_read(*_args: object, **_options: object) -> object:
+        raise AssertionError("read a file larger than the limit")
+
+    monkeypatch.setattr(os, "fdopen", no_read)
+    with pytest.raises(SourceError, match=f"larger than {MAX_DOCUMENT_BYTES} bytes"):
+        file_source(path).fetch(None)
 
 
 # -- LastKnownGood --------------------------------------------------------------------------

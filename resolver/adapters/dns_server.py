@@ -411,7 +411,9 @@ class _TcpProtocol(asyncio.Protocol):
     Every pipelined query gets its answer (RFC 7766 6.2.1.1). A client with as many
     forwards pending as ``tcp_max_pending_per_connection`` is not read from until
     one is done; its messages already received wait in the buffer. A client that
-    does not read its answers is not read from either (``pause_writing``).
+    does not read its answers is not read from either (``pause_writing``), and its
+    queries already received wait too, so its unsent replies stay within the
+    transport's high-water mark plus one reply.
     """
 
     def __init__(self, server: DnsServer) -> None:
@@ -450,8 +452,19 @@ class _TcpProtocol(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        """Close the connection, at once when replies are still unsent.
+
+        A graceful close waits for the client to read what is queued; one that never
+        reads would keep its socket, and its replies in memory, for as long as it
+        likes, outside the connection cap that just let it go.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()
+        elif not transport.is_closing():
+            transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.idle_timer is not None:
@@ -469,6 +482,8 @@ class _TcpProtocol(asyncio.Protocol):
         limit = self.server.limits.tcp_max_pending_per_connection
         queried = False
         while len(buffer) >= 2 and self.transport is not None:
+            if _WRITES in self._paused:
+                break  # the client is not reading: its queries wait until it does
             if self.pending >= limit:
                 self._pause(_FORWARDS)
                 break
@@ -541,6 +556,7 @@ class _TcpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused.discard(_WRITES)
+        self._handle_buffered()  # may pause again
         self._apply_pause()
 
 

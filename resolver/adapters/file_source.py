@@ -1,8 +1,16 @@
-"""Reading a mapping document from a local file, with one-line errors."""
+"""Reading a mapping document from a local file, with one-line errors.
+
+The path is whatever the operator (or whoever can write there) put in place, so it
+is opened without blocking and must be a regular file: a FIFO would hold the fetch,
+and with it every later reload, until someone wrote to it, and ``/dev/zero`` never
+ends. The size is judged from ``fstat`` before anything is read, so a file over the
+limit costs no memory, poll after poll.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import stat
 
 from resolver.errors import SourceError
 
@@ -11,18 +19,29 @@ MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 
 def read_document_file(path: str) -> bytes:
     """The file's bytes; a SourceError naming the path for anything unreadable."""
-    target = Path(path)
     try:
-        with target.open("rb") as handle:
-            data = handle.read(MAX_DOCUMENT_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise SourceError(f"{path}: no such file") from None
     except PermissionError:
         raise SourceError(f"{path}: permission denied") from None
-    except IsADirectoryError:
-        raise SourceError(f"{path}: is a directory") from None
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise SourceError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
-    return data
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise SourceError(f"{path}: is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError(f"{path}: not a regular file")
+        if info.st_size > MAX_DOCUMENT_BYTES:
+            raise SourceError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_DOCUMENT_BYTES + 1)  # it may have grown since fstat
+        if len(data) > MAX_DOCUMENT_BYTES:
+            del data  # not kept alive by the traceback's frame
+            raise SourceError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
+        return data
+    except OSError as exc:
+        raise SourceError(f"{path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import random
 import shutil
 import socket
@@ -446,6 +447,68 @@ def test_connection_cap_evicts_the_oldest(loop_factory: LoopFactory, udp_batchin
             with tcp_connect(server.host, server.port) as newest:
                 newest.sendall(frame(query("web1", qid=0x4002)))
                 assert recv_frame(newest)[:2] == b"\x40\x02"
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@contextlib.contextmanager
+def _non_reader(host: str, port: int, queries: int = 20_000) -> Iterator[socket.socket]:
+    """A client that pipelines queries with large answers (the 40-address ``cache``) and
+    never reads one; its receive buffer kept small."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, port))
+        sock.settimeout(1.0)
+        payload = b"".join(frame(query("cache", qid=i & 0xFFFF)) for i in range(queries))
+        with contextlib.suppress(TimeoutError):  # the server stops reading: so be it
+            sock.sendall(payload)
+        yield sock
+    finally:
+        sock.close()
+
+
+def test_a_client_that_never_reads_holds_little_and_is_let_go_whole() -> None:
+    """Its replies queued in the agent stay within one transport's high-water mark, and
+    the idle timeout ends the connection at once rather than waiting for it to read."""
+    limits = ServerLimits(tcp_idle_timeout=1.0)
+    with ThreadedServer(example_responder(), allow=LOOPBACK, limits=limits) as server:
+        dns = server.server
+        assert dns is not None
+
+        async def unsent() -> list[int]:
+            return [p.transport.get_write_buffer_size() for p in dns._tcp if p.transport]
+
+        before = _open_fds()
+        with _non_reader(server.host, server.port):
+            assert until(lambda: dns.counters.tcp_queries > 0)
+            time.sleep(0.3)
+            (queued,) = server.call(unsent())
+            assert queued <= 64 * 1024 + 1024, queued  # not megabytes of replies
+            assert dns.counters.tcp_queries < 20_000
+            assert until(lambda: dns.counters.tcp_idle_closes == 1, timeout=5)
+            # Closed for good: no server socket left behind holding unsent replies.
+            assert until(lambda: _open_fds() == before + 1), _open_fds() - before
+            assert dns.tcp_connections == 0
+
+
+def test_evicted_connections_that_never_read_are_closed_at_once() -> None:
+    """The cap counts sockets really held: an evicted client with replies unsent must
+    not keep its socket open outside the cap."""
+    limits = ServerLimits(tcp_max_connections=4)
+    with ThreadedServer(example_responder(), allow=LOOPBACK, limits=limits) as server:
+        dns = server.server
+        assert dns is not None
+        before = _open_fds()
+        with contextlib.ExitStack() as stack:
+            for _ in range(10):
+                stack.enter_context(_non_reader(server.host, server.port, queries=5_000))
+            assert until(lambda: dns.counters.tcp_evictions >= 6)
+            # 10 client sockets here, and at most 4 on the server's side.
+            assert until(lambda: _open_fds() <= before + 10 + 4), _open_fds() - before
+            assert dns.tcp_connections <= 4
 
 
 def test_client_outside_the_allow_list_gets_nothing(
