@@ -453,7 +453,7 @@ class Agent:
             raise TagdnsError(f"cannot listen on {endpoint}: {exc.strerror or exc}") from None
         for endpoint in self.bound:
             log.info("listening on %s (UDP and TCP)", endpoint)
-        self._start_metrics()
+        await self._start_metrics()
         self._notify_systemd()
         await self.refresh(force=True)
         if self.loaded is None:
@@ -488,7 +488,7 @@ class Agent:
             self.forwarder.use_upstreams(chosen)
             log.info("forwarding to %s", _listed(chosen))
 
-    def _start_metrics(self) -> None:
+    async def _start_metrics(self) -> None:
         """Serve metrics if asked; a taken port costs the metrics, never the DNS service."""
         if self.plan.metrics is None:
             return
@@ -496,7 +496,7 @@ class Agent:
         from resolver.adapters.metrics import start_metrics_server  # noqa: PLC0415
 
         try:
-            self.metrics = start_metrics_server(self, self.plan.metrics)
+            self.metrics = await start_metrics_server(self, self.plan.metrics)
         except OSError as exc:
             log.warning(
                 "no metrics: cannot listen on %s: %s (DNS is served all the same)",
@@ -587,7 +587,7 @@ class Agent:
             if self.server is not None:
                 await self.server.close()
             if self.metrics is not None:
-                await asyncio.to_thread(self.metrics.close)
+                await self.metrics.close()
             if ended_cleanly:  # a start that failed is told by its one error line
                 log.info("stopped")
 

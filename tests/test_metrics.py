@@ -70,7 +70,7 @@ class RunningAgent:
             if self.agent.server is not None:
                 self.call(self.agent.server.close())
             if self.agent.metrics is not None:
-                self.agent.metrics.close()
+                self.call(self.agent.metrics.close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)

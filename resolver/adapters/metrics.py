@@ -2,9 +2,9 @@
 
 Nothing here runs per query: the DNS server, the responder, the forwarder and
 the cache keep plain integers, and ``AgentCollector.collect`` reads them when
-Prometheus (or ``tagdns status``) asks. The HTTP endpoint is prometheus_client's
-own server in its own daemon thread; it only ever reads, and every container it
-reads is copied first (a single C-level call, atomic under the GIL).
+Prometheus (or ``tagdns status``) asks. The HTTP endpoint
+(``resolver.adapters.metrics_http``) runs on the agent's event loop, so a scrape
+reads the counters from the thread that changes them.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from resolver.adapters.metrics_http import HttpEndpoint, HttpLimits
 from resolver.core.endpoints import Endpoint
 from resolver.core.query_stats import QueryStats, rcode_name, type_name
 
@@ -267,25 +268,27 @@ class AgentCollector:
 
 @dataclass
 class MetricsServer:
-    """The running HTTP endpoint; ``close`` stops it (blocks up to half a second)."""
+    """The running HTTP endpoint (``resolver.adapters.metrics_http``); ``close`` stops it."""
 
     endpoint: Endpoint
-    httpd: WSGIServer
+    http: HttpEndpoint
 
     @property
     def url(self) -> str:
         return f"http://{self.endpoint}/metrics"
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    async def close(self) -> None:
+        await self.http.close()
 
 
-def start_metrics_server(agent: Agent, endpoint: Endpoint) -> MetricsServer:
+async def start_metrics_server(
+    agent: Agent, endpoint: Endpoint, limits: HttpLimits | None = None
+) -> MetricsServer:
     """Serve the agent's metrics at ``endpoint`` (port 0: any free port); OSError if taken."""
     registry = CollectorRegistry()
     registry.register(AgentCollector(agent))
     ProcessCollector(registry=registry)
-    httpd, _thread = start_http_server(endpoint.port, addr=endpoint.host, registry=registry)
-    port = httpd.server_address[1]
-    return MetricsServer(Endpoint(endpoint.host, int(port)), httpd)
+    http = HttpEndpoint(
+        lambda: generate_latest(registry), CONTENT_TYPE_LATEST, limits or HttpLimits()
+    )
+    return MetricsServer(await http.listen(endpoint), http)

@@ -1,0 +1,142 @@
+"""The metrics endpoint: a small, bounded HTTP server on the agent's event loop.
+
+prometheus_client's own server (wsgiref, one thread per connection) has no limit on
+connections, no timeout and no bound on a request's size. On a node, any local user
+could hold thousands of threads open against it, or send megabytes of headers
+parsed while the GIL is taken from the DNS service. A scraper needs one thing:
+``GET /metrics``. So this serves exactly that, within bounds (``HttpLimits``): a few
+connections at once (more are closed on arrival), a request line and headers of a
+few KiB that must arrive within seconds, one request per connection. The body is
+built on the event loop when asked for, so it also reads the agent's state from the
+thread that changes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from resolver.core.endpoints import Endpoint
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+}
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_connections: int = 16
+    """A scraper uses one; ``tagdns status`` another."""
+    max_request_bytes: int = 8192
+    """The request line and headers together."""
+    request_timeout: float = 5.0
+    """Seconds for the whole request to arrive, and again for the reply to be taken."""
+
+
+@dataclass
+class HttpEndpoint:
+    """``GET /metrics`` (and ``HEAD``) answered with ``render()``; ``close`` stops it."""
+
+    render: Callable[[], bytes]
+    content_type: str
+    limits: HttpLimits = field(default_factory=HttpLimits)
+    endpoint: Endpoint | None = None
+    refused: int = 0
+    """Connections closed on arrival because ``max_connections`` were open."""
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    async def listen(self, endpoint: Endpoint) -> Endpoint:
+        """Listen on ``endpoint`` (port 0: any free port); OSError if it is taken."""
+        self._server = await asyncio.start_server(
+            self._serve,
+            endpoint.host,
+            endpoint.port,
+            limit=self.limits.max_request_bytes,
+            reuse_address=True,
+        )
+        port = self._server.sockets[0].getsockname()[1]
+        self.endpoint = Endpoint(endpoint.host, int(port))
+        return self.endpoint
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._writers) >= self.limits.max_connections:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self._writers.add(writer)
+        try:
+            status, body, head_only = await self._read_request(reader)
+            await self._reply(writer, status, body, head_only)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            if writer.transport.get_write_buffer_size():
+                writer.transport.abort()  # a client that does not read is not waited for
+            else:
+                writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        """The status and body to answer with, and whether the request was a HEAD."""
+        try:
+            async with asyncio.timeout(self.limits.request_timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            return 408, b"", False
+        except asyncio.LimitOverrunError:
+            return 431, b"", False
+        except asyncio.IncompleteReadError as exc:  # closed before the request ended
+            raise ConnectionError from exc
+        method, target = _request_line(head)
+        if method is None:
+            return 400, b"", False
+        if target.split("?", 1)[0] != "/metrics":
+            return 404, b"", method == "HEAD"
+        if method not in ("GET", "HEAD"):
+            return 405, b"", False
+        return 200, self.render(), method == "HEAD"
+
+    async def _reply(
+        self, writer: asyncio.StreamWriter, status: int, body: bytes, head_only: bool
+    ) -> None:
+        content_type = self.content_type if status == 200 else "text/plain; charset=utf-8"
+        if status != 200:
+            body = f"{status} {_REASONS[status]}\n".encode()
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("ascii")
+        writer.write(head if head_only else head + body)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.limits.request_timeout):
+                await writer.drain()
+
+
+def _request_line(head: bytes) -> tuple[str | None, str]:
+    """The method and target of an HTTP/1.x request line; (None, "") when malformed."""
+    line = head.split(b"\r\n", 1)[0]
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        return None, ""
+    try:
+        return parts[0].decode("ascii"), parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        return None, ""
