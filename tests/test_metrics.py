@@ -179,6 +179,13 @@ def test_metrics_count_upstream_failures_and_forwarded_answers(source: Path) -> 
         with RunningAgent(Agent(plan(source, upstreams=(refusing,)))) as running:
             reply = running.ask("elsewhere.example")
             samples = running.samples()
+            forwarder = running.agent.forwarder
+            assert forwarder is not None
+            forwarder.ranking.timed_out(refusing, 0.0)  # as a silent upstream would be
+            forwarder.ranking.timed_out(refusing, 5.0)
+            silent = running.samples()
+    assert value(samples, "tagdns_upstream_timeouts_in_a_row", upstream=str(refusing)) == 0
+    assert value(silent, "tagdns_upstream_timeouts_in_a_row", upstream=str(refusing)) == 2
     assert reply.header.rcode == 2  # SERVFAIL: the only upstream refused
     assert value(samples, "tagdns_upstream_errors_total", upstream=str(refusing)) == 1
     assert value(samples, "tagdns_upstream_queries_total") == 1

@@ -220,6 +220,17 @@ class AgentCollector:
         for upstream, total in by_upstream.items():
             errors.add_metric([upstream], total)
         yield errors
+        in_a_row = GaugeMetricFamily(
+            f"{PREFIX}_upstream_timeouts_in_a_row",
+            "Timeouts since the upstream last answered; above 0 it is asked after the others "
+            "for a while (5 s, doubling up to 60 s)",
+            labels=["upstream"],
+        )
+        standings = forwarder.ranking.standings.copy()
+        for endpoint in forwarder.upstreams:
+            standing = standings.get(endpoint)
+            in_a_row.add_metric([str(endpoint)], 0 if standing is None else standing.timeouts)
+        yield in_a_row
         yield _counter("upstream_queries", "Questions sent upstream", counters.forwarded)
         yield _counter("upstream_timeouts", "Upstream attempts that timed out", counters.timeouts)
         yield _counter(

@@ -130,15 +130,24 @@ def render_status(samples: Samples, where: str, now: float) -> list[str]:
     rcodes = sorted(view.by_label("tagdns_responses_total", "rcode"), key=lambda t: -t[1])
     if rcodes:
         lines.append("  replies:    " + ", ".join(f"{name} {total}" for name, total in rcodes))
-    if "tagdns_upstream_errors_total" in samples:
-        failing = view.by_label("tagdns_upstream_errors_total", "upstream")
-        total = sum(count for _, count in failing)
-        detail = f" ({', '.join(f'{u} {n}' for u, n in failing)})" if failing else ""
-        timeouts = view.count("tagdns_upstream_timeouts_total")
+    lines += _upstream_lines(view)
+    return lines
+
+
+def _upstream_lines(view: _View) -> list[str]:
+    if "tagdns_upstream_errors_total" not in view.samples:
+        return ["  upstream:   none (names not owned are refused)"]
+    failing = view.by_label("tagdns_upstream_errors_total", "upstream")
+    total = sum(count for _, count in failing)
+    detail = f" ({', '.join(f'{u} {n}' for u, n in failing)})" if failing else ""
+    timeouts = view.count("tagdns_upstream_timeouts_total")
+    lines = [
+        f"  upstream:   {total} errors{detail}, {timeouts} timeouts, "
+        f"{view.count('tagdns_forward_servfail_total')} SERVFAIL to clients"
+    ]
+    silent = view.by_label("tagdns_upstream_timeouts_in_a_row", "upstream")
+    if silent:
         lines.append(
-            f"  upstream:   {total} errors{detail}, {timeouts} timeouts, "
-            f"{view.count('tagdns_forward_servfail_total')} SERVFAIL to clients"
+            "  asked last: " + ", ".join(f"{u} ({n} timeouts in a row)" for u, n in silent)
         )
-    else:
-        lines.append("  upstream:   none (names not owned are refused)")
     return lines

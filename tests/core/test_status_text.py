@@ -87,6 +87,17 @@ def test_render_serving_agent() -> None:
     assert serving(_samples())
 
 
+def test_render_an_upstream_that_went_silent() -> None:
+    samples = _samples(
+        tagdns_upstream_timeouts_in_a_row=[
+            ({"upstream": "10.0.0.2:53"}, 3.0),
+            ({"upstream": "10.0.0.3:53"}, 0.0),
+        ]
+    )
+    lines = render_status(samples, "127.0.0.1:9153", NOW)
+    assert lines[-1] == "  asked last: 10.0.0.2:53 (3 timeouts in a row)"
+
+
 def test_render_agent_without_data_and_with_an_error() -> None:
     samples = dict(_samples())
     for name in (
