@@ -191,6 +191,7 @@ def listen_endpoints(config: DnsConfig) -> list[Endpoint]:
 
 
 _LOOPBACK = {4: ipaddress.ip_network("127.0.0.0/8"), 6: ipaddress.ip_network("::1/128")}
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def allowed_networks(config: DnsConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -260,12 +261,8 @@ def validate_config(
             raise ConfigError(f"{at('metrics', 'listen')}: {exc}") from None
     if not listen:
         raise ConfigError(f"{where}: [dns] listen needs at least one address")
-    for network in networks:
-        if network.prefixlen == 0:
-            raise ConfigError(
-                f"{where}: [dns] allow: {str(network)!r} would make an open resolver; "
-                "name the client networks"
-            )
+    _check_listen_addresses(listen, where)
+    _check_allow(networks, where)
     if any(not e.is_loopback for e in listen) and all(n.is_loopback for n in networks):
         raise ConfigError(
             f"{where}: [dns] listen has a non-loopback address; "
@@ -284,6 +281,46 @@ def validate_config(
             )
     _validate_hosts(config.hosts, at("hosts", "dnsmasq_file", "dnsmasq_pidfile"))
     _validate_publish(config.publish, at)
+
+
+def _check_listen_addresses(listen: list[Endpoint], where: str) -> None:
+    for endpoint in listen:
+        address = ipaddress.ip_address(endpoint.host)
+        if address.is_unspecified:
+            # A UDP reply would leave from whichever address the kernel routes it from,
+            # not the one the client asked: clients drop it as an answer from a stranger.
+            raise ConfigError(
+                f"{where}: [dns] listen {endpoint}: a wildcard address cannot be answered "
+                "from correctly over UDP; list the addresses instead "
+                "(e.g. 127.0.0.53:53 and the node's own)"
+            )
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                raise ConfigError(
+                    f"{where}: [dns] listen {endpoint}: write an IPv4 address as IPv4"
+                )
+            if address.is_link_local and not address.scope_id:
+                raise ConfigError(
+                    f"{where}: [dns] listen {endpoint}: a link-local address needs its "
+                    f"interface, as [{endpoint.host}%eth0]:{endpoint.port}"
+                )
+
+
+def _check_allow(networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network], where: str) -> None:
+    """Never an open resolver, however the networks are written."""
+    for network in networks:
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+            raise ConfigError(
+                f"{where}: [dns] allow: {str(network)!r} is written in IPv4-mapped form, "
+                "which no client matches; write IPv4 networks as IPv4"
+            )
+    for version in (4, 6):
+        same = [n for n in networks if n.version == version]
+        if any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(same)):  # type: ignore[type-var]
+            raise ConfigError(
+                f"{where}: [dns] allow: {', '.join(repr(str(n)) for n in same)} would make "
+                "an open resolver; name the client networks"
+            )
 
 
 def flagged_keys(file: Config, merged: Config) -> set[tuple[str, str]]:

@@ -206,14 +206,34 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         ({"dns": {"listen": []}}, "[dns] listen needs at least one address"),
         ({"dns": {"listen": ["127.0.0.53"]}}, "[dns] listen '127.0.0.53': expected ADDR:PORT"),
         ({"dns": {"allow": ["10.0.0.0/33"]}}, "[dns] allow: '10.0.0.0/33' is not a network"),
-        ({"dns": {"listen": ["0.0.0.0:53"]}}, "[dns] listen has a non-loopback address"),
+        ({"dns": {"listen": ["10.0.0.53:53"]}}, "[dns] listen has a non-loopback address"),
         (
-            {"dns": {"listen": ["0.0.0.0:53"], "allow": []}},
+            {"dns": {"listen": ["10.0.0.53:53"], "allow": []}},
             "[dns] listen has a non-loopback address",
         ),
         (
-            {"dns": {"listen": ["0.0.0.0:53"], "allow": ["0.0.0.0/0"]}},
+            {"dns": {"listen": ["10.0.0.53:53"], "allow": ["0.0.0.0/0"]}},
             "[dns] allow: '0.0.0.0/0' would make an open resolver",
+        ),
+        (
+            {"dns": {"listen": ["10.0.0.53:53"], "allow": ["0.0.0.0/1", "128.0.0.0/1"]}},
+            "[dns] allow: '0.0.0.0/1', '128.0.0.0/1' would make an open resolver",
+        ),
+        (
+            {"dns": {"allow": ["127.0.0.0/8", "::/1", "8000::/1"]}},
+            "[dns] allow: '::/1', '8000::/1' would make an open resolver",
+        ),
+        (
+            {"dns": {"allow": ["127.0.0.0/8", "::ffff:10.0.0.0/104"]}},
+            "[dns] allow: '::ffff:a00:0/104' is written in IPv4-mapped form, which no client",
+        ),
+        ({"dns": {"listen": ["0.0.0.0:53"]}}, "[dns] listen 0.0.0.0:53: a wildcard address"),
+        ({"dns": {"listen": ["[::]:53"]}}, "[dns] listen [::]:53: a wildcard address"),
+        ({"dns": {"listen": ["[::ffff:127.0.0.1]:53"]}}, "write an IPv4 address as IPv4"),
+        (
+            {"dns": {"listen": ["[fe80::1]:53"], "allow": ["fe80::/64"]}},
+            "[dns] listen [fe80::1]:53: a link-local address needs its interface, as "
+            "[fe80::1%eth0]:53",
         ),
         ({"dns": {"allow": ["::/0"]}}, "[dns] allow: '::/0' would make an open resolver"),
         (
@@ -226,7 +246,7 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
             "[dns] listen [::1]:53 is a loopback address that [dns] allow does not include",
         ),
         (
-            {"dns": {"listen": ["[::]:53", "127.0.0.53:53"], "allow": ["fd00::/8", "::1/128"]}},
+            {"dns": {"listen": ["[fd00::53]:53", "127.0.0.53:53"], "allow": ["fd00::/8"]}},
             "add '127.0.0.0/8' to allow",
         ),
         ({"dns": {"upstream": []}}, "[dns] upstream needs at least one entry"),
@@ -279,10 +299,17 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         "non-loopback-default-allow",
         "non-loopback-empty-allow",
         "open-resolver-v4",
+        "open-resolver-v4-in-halves",
+        "open-resolver-v6-in-halves",
+        "allow-ipv4-mapped",
+        "listen-wildcard-v4",
+        "listen-wildcard-v6",
+        "listen-ipv4-mapped",
+        "listen-link-local-without-zone",
         "open-resolver-v6",
         "loopback-listen-not-allowed",
         "loopback-v6-listen-not-allowed",
-        "any-and-loopback-listen-v4-not-allowed",
+        "v6-and-loopback-listen-v4-not-allowed",
         "upstream-empty",
         "upstream-hostname",
         "upstream-none-mixed",
@@ -318,8 +345,8 @@ def test_invalid_values_name_the_key(raw: dict[str, dict[str, object]], message:
         {"dns": {"listen": ["10.0.0.53:53"], "allow": ["10.0.0.0/8"]}},
         {
             "dns": {
-                "listen": ["[::]:53", "127.0.0.53:53"],
-                "allow": ["fd00::/8", "::1/128", "127.0.0.0/8"],
+                "listen": ["[fd00::53]:53", "127.0.0.53:53", "[fe80::53%lo]:53"],
+                "allow": ["fd00::/8", "fe80::/64", "127.0.0.0/8"],
             }
         },
         {"dns": {"listen": ["127.0.0.1:53", "[::1]:53"], "allow": ["127.0.0.1/32", "::1/128"]}},

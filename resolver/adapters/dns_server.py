@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, cast
 
+from resolver.adapters.listen_sockets import listening_socket
 from resolver.adapters.query_log import Address, log_reply
 from resolver.adapters.udp_batch import BatchUdpListener, batch_calls
 from resolver.core import wire
@@ -146,9 +147,8 @@ class DnsServer:
         for attempt in range(attempts):
             udp = await self._bind_udp(loop, endpoint)
             try:
-                server = await loop.create_server(
-                    lambda: _TcpProtocol(self), endpoint.host, udp.port, reuse_address=True
-                )
+                tcp = listening_socket(Endpoint(endpoint.host, udp.port), socket.SOCK_STREAM)
+                server = await loop.create_server(lambda: _TcpProtocol(self), sock=tcp)
             except OSError:
                 udp.close()
                 if attempt + 1 == attempts:
@@ -161,21 +161,14 @@ class DnsServer:
         raise OSError(f"could not bind {endpoint}")  # pragma: no cover
 
     async def _bind_udp(self, loop: asyncio.AbstractEventLoop, endpoint: Endpoint) -> UdpListener:
+        sock = listening_socket(endpoint, socket.SOCK_DGRAM)
         calls = self._batch_calls
         if calls is None:
             _transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(endpoint.host, endpoint.port)
+                lambda: _UdpProtocol(self), sock=sock
             )
             return protocol
-        family, kind, proto, _name, address = (
-            await loop.getaddrinfo(
-                endpoint.host, endpoint.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-            )
-        )[0]
-        sock = socket.socket(family, kind, proto)
         try:
-            sock.setblocking(False)
-            sock.bind(address)
             listener = BatchUdpListener(self, sock, calls)
         except BaseException:
             sock.close()
@@ -222,9 +215,11 @@ class DnsServer:
             except ValueError:
                 verdict = False
             else:
-                mapped = getattr(address, "ipv4_mapped", None)
-                address = mapped or address
-                verdict = any(address in network for network in self._allow)
+                # Every IPv6 socket is IPv6 only, so an IPv4-mapped source is a packet
+                # that came over IPv6 claiming an IPv4 address (::ffff:127.0.0.1): it
+                # must not pass for that address, nor be answered there.
+                mapped = getattr(address, "ipv4_mapped", None) is not None
+                verdict = not mapped and any(address in network for network in self._allow)
             if len(self._allow_cache) >= _ALLOW_CACHE_MAX:
                 self._allow_cache.clear()
             self._allow_cache[host] = verdict

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from resolver.adapters.dnsmasq import process_name, read_pid
+from resolver.adapters.listen_sockets import listening_socket
 from resolver.core.endpoints import Endpoint
 from resolver.core.preflight import (
     ROOT_NS_QUESTION,
@@ -71,15 +72,10 @@ def ask_upstream(upstream: Endpoint, timeout: float = 2.0) -> UpstreamProbe:
 
 def try_bind(endpoint: Endpoint) -> dict[str, tuple[int, str] | None]:
     """Bind UDP and TCP on ``endpoint`` as the agent would; errno and text per protocol."""
-    family = socket.AF_INET6 if endpoint.family_version == 6 else socket.AF_INET
     results: dict[str, tuple[int, str] | None] = {}
     for name, kind in (("udp", socket.SOCK_DGRAM), ("tcp", socket.SOCK_STREAM)):
         try:
-            with socket.socket(family, kind) as sock:
-                if kind == socket.SOCK_STREAM:
-                    # As asyncio's create_server: TIME_WAIT leftovers do not count as "in use".
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((endpoint.host, endpoint.port))
+            with listening_socket(endpoint, kind) as sock:
                 if kind == socket.SOCK_STREAM:
                     sock.listen(1)
             results[name] = None
