@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import random
 import signal
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resolver.adapters.daemon_thread import in_daemon_thread
-from resolver.adapters.dns_server import DnsServer, Network
+from resolver.adapters.dns_server import DnsServer
 from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
 from resolver.adapters.last_known_good import LastKnownGood
+from resolver.adapters.listen_sockets import Network
 from resolver.adapters.logging_setup import set_query_logging
 from resolver.adapters.memory import collector_paused, release_free_memory
 from resolver.adapters.sources import DocumentSource, open_source
@@ -113,6 +115,11 @@ class AgentPlan:
     """Files to keep in sync with the view ([hosts]); all empty: none."""
     metrics: Endpoint | None = None
     """Where to serve Prometheus metrics; None: nowhere."""
+    metrics_allow: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    """Client networks the metrics endpoint answers."""
     log_queries: bool = False
     """Log every reply (client, name, type, rcode); SIGUSR1 toggles it while running."""
 
@@ -496,7 +503,9 @@ class Agent:
         from resolver.adapters.metrics import start_metrics_server  # noqa: PLC0415
 
         try:
-            self.metrics = await start_metrics_server(self, self.plan.metrics)
+            self.metrics = await start_metrics_server(
+                self, self.plan.metrics, self.plan.metrics_allow
+            )
         except OSError as exc:
             log.warning(
                 "no metrics: cannot listen on %s: %s (DNS is served all the same)",

@@ -182,6 +182,7 @@ def build_plan(config: Config) -> AgentPlan:
         poll_interval=config.source.poll_interval,
         hosts=config.hosts,
         metrics=metrics_endpoint(config),
+        metrics_allow=tuple(allowed_networks(config.metrics)),
     )
 
 

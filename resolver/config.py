@@ -65,6 +65,8 @@ class HostsConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str = "127.0.0.1:9153"  # "" or "none": no metrics endpoint
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Networks that may scrape; beyond loopback they must be named, as for DNS."""
 
 
 @dataclass(frozen=True)
@@ -194,13 +196,16 @@ _LOOPBACK = {4: ipaddress.ip_network("127.0.0.0/8"), 6: ipaddress.ip_network("::
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
-def allowed_networks(config: DnsConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def allowed_networks(
+    config: DnsConfig | MetricsConfig,
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    section = "dns" if isinstance(config, DnsConfig) else "metrics"
     networks = []
     for text in config.allow:
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
-            raise ConfigError(f"[dns] allow: {text!r} is not a network") from None
+            raise ConfigError(f"[{section}] allow: {text!r} is not a network") from None
     return networks
 
 
@@ -254,11 +259,7 @@ def validate_config(
         _check_upstream(dns.upstream)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    if config.metrics.listen not in ("", NONE):
-        try:
-            parse_endpoint(config.metrics.listen, what="[metrics] listen")
-        except ConfigError as exc:
-            raise ConfigError(f"{at('metrics', 'listen')}: {exc}") from None
+    _validate_metrics(config.metrics, at("metrics", "listen", "allow"))
     if not listen:
         raise ConfigError(f"{where}: [dns] listen needs at least one address")
     _check_listen_addresses(listen, where)
@@ -281,6 +282,23 @@ def validate_config(
             )
     _validate_hosts(config.hosts, at("hosts", "dnsmasq_file", "dnsmasq_pidfile"))
     _validate_publish(config.publish, at)
+
+
+def _validate_metrics(metrics: MetricsConfig, where: str) -> None:
+    """The metrics endpoint answers only the networks named, loopback by default."""
+    if metrics.listen in ("", NONE):
+        return
+    try:
+        endpoint = parse_endpoint(metrics.listen, what="[metrics] listen")
+        networks = allowed_networks(metrics)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    _check_allow(networks, where, section="metrics")
+    if not endpoint.is_loopback and all(n.is_loopback for n in networks):
+        raise ConfigError(
+            f"{where}: [metrics] listen {endpoint} is not loopback; [metrics] allow must "
+            "name the networks that may scrape it (its metrics name the bucket and upstreams)"
+        )
 
 
 def _check_listen_addresses(listen: list[Endpoint], where: str) -> None:
@@ -306,20 +324,26 @@ def _check_listen_addresses(listen: list[Endpoint], where: str) -> None:
                 )
 
 
-def _check_allow(networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network], where: str) -> None:
-    """Never an open resolver, however the networks are written."""
+def _check_allow(
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    where: str,
+    *,
+    section: str = "dns",
+) -> None:
+    """Never open to everyone, however the networks are written."""
     for network in networks:
         if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
             raise ConfigError(
-                f"{where}: [dns] allow: {str(network)!r} is written in IPv4-mapped form, "
+                f"{where}: [{section}] allow: {str(network)!r} is written in IPv4-mapped form, "
                 "which no client matches; write IPv4 networks as IPv4"
             )
+    opened = "an open resolver" if section == "dns" else "the endpoint open to everyone"
     for version in (4, 6):
         same = [n for n in networks if n.version == version]
         if any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(same)):  # type: ignore[type-var]
             raise ConfigError(
-                f"{where}: [dns] allow: {', '.join(repr(str(n)) for n in same)} would make "
-                "an open resolver; name the client networks"
+                f"{where}: [{section}] allow: {', '.join(repr(str(n)) for n in same)} would "
+                f"make {opened}; name the client networks"
             )
 
 

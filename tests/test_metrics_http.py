@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import threading
 import time
@@ -124,6 +125,25 @@ def test_connections_beyond_the_cap_are_closed_and_need_no_threads(http: Running
     time.sleep(LIMITS.request_timeout + 0.2)
     with urllib.request.urlopen(f"http://127.0.0.1:{http.port}/metrics", timeout=3) as reply:
         assert reply.read() == BODY
+
+
+def test_clients_outside_the_allowed_networks_are_reset() -> None:
+    running = Running(LIMITS)
+    running.http.allow = (ipaddress.ip_network("10.0.0.0/8"),)  # not loopback
+    running.thread.start()
+    try:
+        running.port = running.call(running.http.listen(Endpoint("127.0.0.1", 0))).port
+        with running.connect() as sock:
+            sock.settimeout(2)
+            with contextlib.suppress(ConnectionResetError):
+                sock.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+                assert sock.recv(4096) == b""
+        assert running.http.refused == 1
+    finally:
+        running.call(running.http.close())
+        running.loop.call_soon_threadsafe(running.loop.stop)
+        running.thread.join(5)
+        running.loop.close()
 
 
 def test_a_taken_port_is_an_oserror() -> None:

@@ -11,7 +11,6 @@ cannot lock new ones out. UDP is read in batches where the platform allows
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import struct
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, cast
 
-from resolver.adapters.listen_sockets import listening_socket
+from resolver.adapters.listen_sockets import Network, client_allowed, listening_socket
 from resolver.adapters.query_log import Address, log_reply
 from resolver.adapters.udp_batch import BatchUdpListener, batch_calls
 from resolver.core import wire
@@ -30,7 +29,6 @@ from resolver.core.responder import Question, Responder, error_reply, servfail
 
 log = logging.getLogger("tagdns.server")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Forward = Callable[[Question, bool], Awaitable[bytes | None]]
 """Ask upstream for a question not owned; (question, udp) -> reply bytes or None."""
 SendTo = Callable[[bytes, Address], None]
@@ -210,16 +208,7 @@ class DnsServer:
         """Whether a client address may use this server (cached per address)."""
         verdict = self._allow_cache.get(host)
         if verdict is None:
-            try:
-                address = ipaddress.ip_address(host.split("%", 1)[0])
-            except ValueError:
-                verdict = False
-            else:
-                # Every IPv6 socket is IPv6 only, so an IPv4-mapped source is a packet
-                # that came over IPv6 claiming an IPv4 address (::ffff:127.0.0.1): it
-                # must not pass for that address, nor be answered there.
-                mapped = getattr(address, "ipv4_mapped", None) is not None
-                verdict = not mapped and any(address in network for network in self._allow)
+            verdict = client_allowed(host, self._allow)
             if len(self._allow_cache) >= _ALLOW_CACHE_MAX:
                 self._allow_cache.clear()
             self._allow_cache[host] = verdict

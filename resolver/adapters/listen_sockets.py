@@ -1,10 +1,15 @@
-"""Listening sockets for the agent's addresses, bound the same way by ``serve`` and ``check``."""
+"""Listening sockets for the agent's addresses (bound the same way by ``serve`` and
+``check``), and who may talk to them."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+from collections.abc import Iterable
 
 from resolver.core.endpoints import Endpoint
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def listening_socket(endpoint: Endpoint, kind: int) -> socket.socket:
@@ -34,3 +39,19 @@ def listening_socket(endpoint: Endpoint, kind: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def client_allowed(host: str, networks: Iterable[Network]) -> bool:
+    """Whether a client at ``host`` (as a socket reports it) is in ``networks``.
+
+    Every IPv6 socket is IPv6 only, so an IPv4-mapped source is a packet that came
+    over IPv6 claiming an IPv4 address (``::ffff:127.0.0.1``): it must not pass for
+    that address, nor be answered there.
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if getattr(address, "ipv4_mapped", None) is not None:
+        return False
+    return any(address in network for network in networks)

@@ -10,7 +10,7 @@ reads the counters from the thread that changes them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -24,7 +24,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from resolver.adapters.metrics_http import HttpEndpoint, HttpLimits
+from resolver.adapters.listen_sockets import Network
+from resolver.adapters.metrics_http import LOOPBACK, HttpEndpoint, HttpLimits
 from resolver.core.endpoints import Endpoint
 from resolver.core.query_stats import QueryStats, rcode_name, type_name
 
@@ -293,13 +294,20 @@ class MetricsServer:
 
 
 async def start_metrics_server(
-    agent: Agent, endpoint: Endpoint, limits: HttpLimits | None = None
+    agent: Agent,
+    endpoint: Endpoint,
+    allow: Sequence[Network] = LOOPBACK,
+    limits: HttpLimits | None = None,
 ) -> MetricsServer:
-    """Serve the agent's metrics at ``endpoint`` (port 0: any free port); OSError if taken."""
+    """Serve the agent's metrics at ``endpoint`` (port 0: any free port) to the client
+    networks ``allow``; OSError if the address is taken."""
     registry = CollectorRegistry()
     registry.register(AgentCollector(agent))
     ProcessCollector(registry=registry)
     http = HttpEndpoint(
-        lambda: generate_latest(registry), CONTENT_TYPE_LATEST, limits or HttpLimits()
+        lambda: generate_latest(registry),
+        CONTENT_TYPE_LATEST,
+        limits or HttpLimits(),
+        allow=tuple(allow),
     )
     return MetricsServer(await http.listen(endpoint), http)

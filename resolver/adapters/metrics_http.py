@@ -6,7 +6,8 @@ could hold thousands of threads open against it, or send megabytes of headers
 parsed while the GIL is taken from the DNS service. A scraper needs one thing:
 ``GET /metrics``. So this serves exactly that, within bounds (``HttpLimits``): a few
 connections at once (more are closed on arrival), a request line and headers of a
-few KiB that must arrive within seconds, one request per connection. The body is
+few KiB that must arrive within seconds, one request per connection, and clients
+from the networks allowed only (loopback unless ``[metrics] allow`` says more). The body is
 built on the event loop when asked for, so it also reads the agent's state from the
 thread that changes it.
 """
@@ -15,10 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from resolver.adapters.listen_sockets import Network, client_allowed, listening_socket
 from resolver.core.endpoints import Endpoint
+
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 _REASONS = {
     200: "OK",
@@ -47,9 +56,11 @@ class HttpEndpoint:
     render: Callable[[], bytes]
     content_type: str
     limits: HttpLimits = field(default_factory=HttpLimits)
+    allow: tuple[Network, ...] = LOOPBACK
+    """Client networks answered; others are reset on arrival."""
     endpoint: Endpoint | None = None
     refused: int = 0
-    """Connections closed on arrival because ``max_connections`` were open."""
+    """Connections closed on arrival: from outside ``allow``, or past ``max_connections``."""
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -57,10 +68,8 @@ class HttpEndpoint:
         """Listen on ``endpoint`` (port 0: any free port); OSError if it is taken."""
         self._server = await asyncio.start_server(
             self._serve,
-            endpoint.host,
-            endpoint.port,
+            sock=listening_socket(endpoint, socket.SOCK_STREAM),
             limit=self.limits.max_request_bytes,
-            reuse_address=True,
         )
         port = self._server.sockets[0].getsockname()[1]
         self.endpoint = Endpoint(endpoint.host, int(port))
@@ -75,7 +84,12 @@ class HttpEndpoint:
         self._writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._writers) >= self.limits.max_connections:
+        peer = writer.get_extra_info("peername")
+        if (
+            not peer
+            or not client_allowed(peer[0], self.allow)
+            or len(self._writers) >= self.limits.max_connections
+        ):
             self.refused += 1
             writer.transport.abort()
             return

@@ -32,7 +32,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from devsupport.net import free_port
-from resolver.adapters.dns_server import DnsServer, Network, ServerLimits
+from resolver.adapters.dns_server import DnsServer, ServerLimits
+from resolver.adapters.listen_sockets import Network
 from resolver.core.document import parse_document
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings, compile_document
