@@ -117,10 +117,13 @@ class Forwarder:
         return self.ranking.upstreams
 
     def use_upstreams(self, upstreams: Sequence[Endpoint]) -> None:
-        """Forward to ``upstreams`` from now on (questions under way keep theirs)."""
+        """Forward to ``upstreams`` from now on (questions under way keep theirs); one
+        still listed keeps its record of timeouts."""
         if not upstreams:
             raise ValueError("a Forwarder needs at least one upstream")
+        kept = self.ranking.standings
         self.ranking = UpstreamRanking(upstreams)
+        self.ranking.standings.update((u, s) for u, s in kept.items() if u in upstreams)
 
     def watcher(self, loop: asyncio.AbstractEventLoop) -> _Watcher:
         """What watches this forwarder's upstream sockets on ``loop`` (made on first use)."""
@@ -234,9 +237,17 @@ class Forwarder:
             found = self._addresses[upstream] = (family, address)
         return found
 
-    def _timed_out(self, upstream: Endpoint, now: float, what: str) -> None:
+    def _timed_out(self, upstream: Endpoint, now: float, what: str, *, waited: float) -> None:
+        """An attempt given ``waited`` seconds went unanswered.
+
+        Only an attempt given its full time counts against the upstream's place: one
+        cut short by the question's deadline (after a wait for a slot, say) proves
+        nothing about a resolver that answers in more than what was left.
+        """
         self.counters.timeouts += 1
         self._upstream_error(upstream, what)
+        if waited < self.limits.attempt_timeout - _TIMER_SLACK:
+            return
         standing = self.ranking.timed_out(upstream, now)
         if standing is not None and standing.timeouts == 1:
             log.warning(
@@ -270,7 +281,8 @@ class Forwarder:
                         return answer, False
                     self.counters.ignored_replies += 1
         except TimeoutError:
-            self._timed_out(upstream, asyncio.get_running_loop().time(), "TCP timeout")
+            loop = asyncio.get_running_loop()
+            self._timed_out(upstream, loop.time(), "TCP timeout", waited=timeout)
             return None, True
         except (OSError, asyncio.IncompleteReadError) as exc:
             self._upstream_error(upstream, f"TCP: {exc}")
@@ -295,7 +307,6 @@ class _Resolution:
         "attempt_timeout",
         "deadline",
         "done",
-        "edns",
         "fd",
         "forwarder",
         "index",
@@ -303,6 +314,7 @@ class _Resolution:
         "loop",
         "message",
         "order",
+        "plain",
         "qid",
         "question",
         "retry",
@@ -333,8 +345,8 @@ class _Resolution:
         self.index = 0
         self.retry = False
         self.done = False
-        self.edns = True
-        """False once an upstream answered FORMERR without an OPT: it is asked plainly."""
+        self.plain: Endpoint | None = None
+        """The upstream that answered FORMERR without an OPT: only it is asked plainly."""
         self.qid = b""
         self.message = b""
         self.sock: _socket.socket | None = None
@@ -380,7 +392,7 @@ class _Resolution:
             question.question,
             do=question.do,
             cd=bool(question.flags & wire.FLAG_CD),
-            edns=self.edns,
+            edns=upstream != self.plain,
         )
         try:
             watcher = forwarder.watcher(self.loop)
@@ -464,7 +476,9 @@ class _Resolution:
         self.timer = None
         try:
             self._stop_udp()
-            self.forwarder._timed_out(self.upstream, self.loop.time(), "timeout")
+            self.forwarder._timed_out(
+                self.upstream, self.loop.time(), "timeout", waited=self.attempt_timeout
+            )
             self.retry = True
             self._next_upstream()
         except Exception:
@@ -515,11 +529,12 @@ class _Resolution:
     def _judge(self, answer: UpstreamAnswer) -> None:
         forwarder = self.forwarder
         if failed(answer):
-            if answer.rcode == wire.FORMERR and not answer.edns and self.edns:
+            if answer.rcode == wire.FORMERR and not answer.edns and self.plain != self.upstream:
                 # RFC 6891 section 7: a server without EDNS answers FORMERR without an
-                # OPT; ask it again plainly (DO cannot travel without EDNS).
+                # OPT; ask it again plainly (DO cannot travel without EDNS). The other
+                # upstreams keep EDNS, and with it DO and the larger payload.
                 log.debug("upstream %s: FORMERR without EDNS: asking plainly", self.upstream)
-                self.edns = False
+                self.plain = self.upstream
                 self.next_attempt()
                 return
             forwarder._upstream_error(self.upstream, f"rcode {answer.rcode}")

@@ -64,6 +64,8 @@ class Mode(enum.Enum):
     """REFUSED as a bare header: no question section (QDCOUNT=0), no OPT."""
     BADVERS = "badvers"
     """An empty NOERROR whose OPT carries the RCODE's upper bits: BADVERS (16)."""
+    FORMERR_NO_OPT = "formerr-no-opt"
+    """FORMERR without an OPT to every query, with EDNS or without."""
     NO_EDNS = "no-edns"
     """A server without EDNS: FORMERR without an OPT to a query with one, and the true
     answer (without an OPT) to a plain query."""
@@ -323,6 +325,8 @@ class HostileUpstream:
             reply = query.reply()
             reply.add_ar(EDNS0(udp_len=1232, ext_rcode=1))
             return [(0, bytes(reply.pack()), False)]
+        if mode is Mode.FORMERR_NO_OPT:
+            return [(0, self._error(query, RCODE.FORMERR, opt=False), False)]
         if mode is Mode.NO_EDNS:
             if opt is not None:
                 return [(0, self._error(query, RCODE.FORMERR, opt=False), False)]

@@ -648,6 +648,36 @@ def test_an_upstream_without_edns_is_asked_again_plainly(
         assert [q.edns for q in legacy.queries("old.example.test")] == [True, False]
 
 
+def test_only_the_upstream_without_edns_is_asked_plainly(loop_thread: LoopThread) -> None:
+    """The next upstream still gets EDNS, and with it the client's DO bit."""
+    with HostileUpstream(mode=Mode.FORMERR_NO_OPT) as legacy, HostileUpstream() as good:
+        good.add("signed.example.test", "A", "192.0.2.54")
+        with serving(loop_thread, legacy, good) as served:
+            assert addresses(ask(served.port, "signed.example.test", edns=1232, do=True)) == {
+                "192.0.2.54"
+            }
+        assert [q.edns for q in legacy.queries()] == [True, False]
+        [asked] = good.queries()
+        assert asked.edns and asked.do
+
+
+def test_an_attempt_cut_short_by_the_deadline_does_not_demote_the_upstream(
+    loop_thread: LoopThread,
+) -> None:
+    """A question that waited for a slot has less than an attempt's time left; its
+    expiry says nothing about an upstream that answers in more than that."""
+    limits = ForwarderLimits(attempt_timeout=0.3, total_timeout=0.9, max_in_flight=1)
+    with HostileUpstream(mode=Mode.SLOW, delay=0.25) as slow:
+        names = [f"q{i}.example.test" for i in range(4)]
+        for name in names:
+            slow.add(name, "A", "192.0.2.55")
+        with serving(loop_thread, slow, limits=limits) as served:
+            replies = exchange_many(served.port, [make_query(name) for name in names])
+            assert all(reply is not None for reply in replies)
+            assert served.forwarder.counters.timeouts >= 1  # the last one was cut short
+            assert not served.forwarder.ranking.standings
+
+
 def test_a_silent_first_upstream_is_asked_after_the_others_for_a_while(
     loop_thread: LoopThread,
 ) -> None:
@@ -965,3 +995,14 @@ def test_attempt_timeouts_stay_exact_among_many_answered_and_staggered_queries(
         assert served.forwarder.in_flight == 0
     for name in ("mute1.example.test", "mute2.example.test"):
         assert len(upstream.queries(name)) in (3, 4)  # asked again after each timeout
+
+
+def test_new_upstreams_keep_the_record_of_those_still_listed() -> None:
+    """A SIGHUP that re-reads resolv.conf must not send the next misses to a dead one."""
+    a, b, c = (Endpoint(f"10.0.0.{i}", 53) for i in (1, 2, 3))
+    forwarder = Forwarder([a, b], AnswerCache())
+    forwarder.ranking.timed_out(a, 0.0)
+    forwarder.use_upstreams([a, c])
+    assert forwarder.upstreams == (a, c) and forwarder.ranking.order(1.0) == (c, a)
+    forwarder.use_upstreams([c])
+    assert not forwarder.ranking.standings
