@@ -167,23 +167,28 @@ def test_each_upstream_is_asked_one_question(
     closed = f"127.0.0.1:{free_port()}"
     with (
         HostileUpstream() as good,
+        HostileUpstream(mode=Mode.NO_EDNS) as legacy,
         HostileUpstream(mode=Mode.REFUSED) as refusing,
         HostileUpstream(mode=Mode.SILENT) as silent,
     ):
         args = base_args(tmp_path)
         at = args.index("--upstream")
         args[at : at + 2] = [
-            *("--upstream", good.address, "--upstream", refusing.address),
-            *("--upstream", silent.address, "--upstream", closed),
+            *("--upstream", good.address, "--upstream", legacy.address),
+            *("--upstream", refusing.address, "--upstream", silent.address),
+            *("--upstream", closed),
         ]
         started = time.monotonic()
         code, lines, _ = check(capsys, *args)
         took = time.monotonic() - started
     assert code == 1
-    assert any(
-        line.startswith(f"ok: upstream {good.address}: answers (") and line.endswith(" ms)")
-        for line in lines
-    ), lines
+    for answering in (good, legacy):  # legacy: asked again without EDNS, as the agent does
+        assert any(
+            line.startswith(f"ok: upstream {answering.address}: answers (")
+            and line.endswith(" ms)")
+            for line in lines
+        ), lines
+    assert [q.edns for q in legacy.queries()] == [True, False]
     assert failures(lines) == [
         f"FAIL: upstream {refusing.address}: answered REFUSED to a recursive question (. NS); "
         "names not owned would get SERVFAIL",

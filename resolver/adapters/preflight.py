@@ -23,6 +23,7 @@ from typing import Literal
 
 from resolver.adapters.dnsmasq import process_name, read_pid
 from resolver.adapters.listen_sockets import listening_socket
+from resolver.core import wire
 from resolver.core.endpoints import Endpoint
 from resolver.core.preflight import (
     ROOT_NS_QUESTION,
@@ -33,7 +34,7 @@ from resolver.core.preflight import (
     parse_cmdline,
     parse_proc_net,
 )
-from resolver.core.upstream_reply import parse_reply, query_message
+from resolver.core.upstream_reply import UpstreamAnswer, parse_reply, query_message
 
 PROC = Path("/proc")
 RESOLVED_CONF = Path("/etc/systemd/resolved.conf")
@@ -47,9 +48,8 @@ RESOLVED_DROP_IN_DIRS = (
 
 def ask_upstream(upstream: Endpoint, timeout: float = 2.0) -> UpstreamProbe:
     """One recursive question (the root's NS) to ``upstream`` over UDP, from a
-    connected socket with a random ID, as the agent would ask it."""
-    qid = secrets.token_bytes(2)
-    message = query_message(qid, ROOT_NS_QUESTION, do=False, cd=False)
+    connected socket with a random ID, as the agent would ask it: again without EDNS
+    when it answers FORMERR without an OPT (RFC 6891 section 7), as the agent does."""
     started = time.monotonic()
     try:
         family, _type, _proto, _name, address = socket.getaddrinfo(
@@ -57,17 +57,30 @@ def ask_upstream(upstream: Endpoint, timeout: float = 2.0) -> UpstreamProbe:
         )[0]
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.connect(address)
-            sock.send(message)
-            while (left := started + timeout - time.monotonic()) > 0:
-                sock.settimeout(left)
-                answer = parse_reply(sock.recv(65535), qid, ROOT_NS_QUESTION)
-                if answer is not None:
+            for edns in (True, False):
+                answer = _exchange(sock, edns, started + timeout)
+                if answer is None:
+                    break
+                if answer.rcode != wire.FORMERR or answer.edns or not edns:
                     return UpstreamProbe(answer.rcode, time.monotonic() - started)
-    except TimeoutError:
-        pass
     except OSError as exc:  # ICMP port unreachable: nothing answers DNS there
         return UpstreamProbe(None, time.monotonic() - started, exc.strerror or str(exc))
     return UpstreamProbe(None, timeout, f"no answer in {timeout:g} s")
+
+
+def _exchange(sock: socket.socket, edns: bool, deadline: float) -> UpstreamAnswer | None:
+    """Our question on ``sock``, and the reply that answers it; None by ``deadline``."""
+    qid = secrets.token_bytes(2)
+    sock.send(query_message(qid, ROOT_NS_QUESTION, do=False, cd=False, edns=edns))
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            answer = parse_reply(sock.recv(65535), qid, ROOT_NS_QUESTION)
+        except TimeoutError:
+            return None
+        if answer is not None:
+            return answer
+    return None
 
 
 def try_bind(endpoint: Endpoint) -> dict[str, tuple[int, str] | None]:
