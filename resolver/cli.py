@@ -24,6 +24,7 @@ from resolver.cli_node import add_check, add_status
 from resolver.config import (
     Config,
     PublishConfig,
+    config_origin,
     flagged_keys,
     load_config,
     override,
@@ -108,7 +109,7 @@ def _publish_config(args: argparse.Namespace) -> Config:
         tag_key=args.tag_key,
     )
     merged = dataclasses.replace(config, publish=publish)
-    origin = "command line" if args.config is None else str(args.config)
+    origin = config_origin(args.config)
     validate_config(merged, origin, flagged=flagged_keys(config, merged))
     return merged
 

@@ -23,6 +23,7 @@ from resolver.config import (
     NONE,
     Config,
     allowed_networks,
+    config_origin,
     flagged_keys,
     listen_endpoints,
     load_config,
@@ -121,7 +122,7 @@ def config_with_flags(args: argparse.Namespace) -> Config:
     if getattr(args, "metrics", None) is not None:
         metrics = override(metrics, listen=args.metrics)
     merged = dataclasses.replace(config, source=source, view=view, dns=dns, metrics=metrics)
-    origin = "command line" if args.config is None else str(args.config)
+    origin = config_origin(args.config)
     validate_config(merged, origin, flagged=flagged_keys(config, merged))
     return merged
 

@@ -155,6 +155,14 @@ def config_from_mapping(
     return config
 
 
+def config_origin(path: Path | None) -> str:
+    """What settings read by ``load_config(path)`` are attributed to in errors: the file
+    read (``--config``, or the default file when present), else the command line."""
+    if path is not None:
+        return str(path)
+    return str(DEFAULT_CONFIG_PATH) if DEFAULT_CONFIG_PATH.exists() else "command line"
+
+
 def load_config(path: Path | None, *, validate: bool = True) -> Config:
     """Read ``path``, or the default file when present, or return defaults.
 
@@ -217,7 +225,11 @@ def _check_upstream(upstream: tuple[str, ...]) -> None:
         raise ConfigError("[dns] upstream: 'none' must stand alone")
     for text in upstream:
         if text not in (AUTO, NONE):
-            parse_endpoint(text, default_port=53, what="[dns] upstream")
+            endpoint = parse_endpoint(text, default_port=53, what="[dns] upstream")
+            if endpoint.port == 0:
+                raise ConfigError(
+                    f"[dns] upstream {text}: port 0 cannot be asked (leave the port out for 53)"
+                )
 
 
 def validate_config(
@@ -252,11 +264,14 @@ def validate_config(
     for name, value in (("ttl", dns.ttl), ("negative_ttl", dns.negative_ttl)):
         if not 0 <= value <= 86400:
             raise ConfigError(f"{at('dns', name)}: [dns] {name} must be 0 to 86400 seconds")
-    where = at("dns", "listen", "allow", "upstream")
+    try:
+        _check_upstream(dns.upstream)
+    except ConfigError as exc:
+        raise ConfigError(f"{at('dns', 'upstream')}: {exc}") from None
+    where = at("dns", "listen", "allow")
     try:
         listen = listen_endpoints(dns)
         networks = allowed_networks(dns)
-        _check_upstream(dns.upstream)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     _validate_metrics(config.metrics, at("metrics", "listen", "allow"))

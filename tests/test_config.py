@@ -503,3 +503,50 @@ def test_the_merged_configuration_is_still_judged(tmp_path: Path) -> None:
     args = build_parser().parse_args(["serve", "--config", str(path), "--listen", "10.1.2.3:53"])
     with pytest.raises(ConfigError, match=r"\[dns\] allow must name the client networks"):
         cli_agent.config_with_flags(args)
+
+
+@pytest.mark.parametrize(
+    ("file_text", "flags", "message"),
+    [
+        (
+            '[dns]\nallow = ["0.0.0.0/0"]\n',
+            ["--upstream", "10.0.0.2"],
+            "{path}: [dns] allow: '0.0.0.0/0' would make an open resolver",
+        ),
+        (
+            '[dns]\nupstream = ["127.0.0.1:0"]\n',
+            [],
+            "{path}: [dns] upstream 127.0.0.1:0: port 0 cannot be asked",
+        ),
+        (
+            '[dns]\nupstream = ["127.0.0.1:0"]\n',
+            ["--listen", "127.0.0.1:5353"],
+            "{path}: [dns] upstream 127.0.0.1:0: port 0 cannot be asked",
+        ),
+        (
+            "[source]\npoll_interval = 10\n",
+            ["--poll", "0.5"],
+            "command line: [source] poll_interval must be at least 1 second",
+        ),
+    ],
+    ids=["file-allow-beside-a-flag", "file-upstream-port-0", "file-upstream-beside-listen", "flag"],
+)
+def test_errors_name_where_the_setting_came_from(
+    tmp_path: Path, file_text: str, flags: list[str], message: str
+) -> None:
+    path = _write(tmp_path, file_text)
+    args = build_parser().parse_args(["serve", "--config", str(path), *flags])
+    with pytest.raises(ConfigError) as caught:
+        cli_agent.config_with_flags(args)
+    assert str(caught.value).startswith(message.format(path=path))
+
+
+def test_errors_in_the_default_file_name_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No --config, but /etc/tagdns/tagdns.toml was read: the error is in that file."""
+    path = _write(tmp_path, "[dns]\nttl = -1\n")
+    monkeypatch.setattr("resolver.config.DEFAULT_CONFIG_PATH", path)
+    args = build_parser().parse_args(["serve", "--listen", "127.0.0.1:5353"])
+    with pytest.raises(ConfigError, match=f"^{path}: \\[dns\\] ttl must be 0 to 86400"):
+        cli_agent.config_with_flags(args)
