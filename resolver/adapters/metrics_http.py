@@ -3,12 +3,13 @@
 prometheus_client's own server (wsgiref, one thread per connection) has no limit on
 connections, no timeout and no bound on a request's size. On a node, any local user
 could hold thousands of threads open against it, or send megabytes of headers
-parsed while the GIL is taken from the DNS service. A scraper needs one thing:
-``GET /metrics``. So this serves exactly that, within bounds (``HttpLimits``): a few
-connections at once (more are closed on arrival), a request line and headers of a
-few KiB that must arrive within seconds, one request per connection, and clients
-from the networks allowed only (loopback unless ``[metrics] allow`` says more). The body is
-built on the event loop when asked for, so it also reads the agent's state from the
+parsed while the GIL is taken from the DNS service. A scraper needs one thing: a
+GET. So this serves that, within bounds (``HttpLimits``): a few connections at once
+(a new one resets the oldest unfinished), a request line and headers of a few KiB
+that must arrive within seconds, one request per connection, and clients from the
+networks allowed only (loopback unless ``[metrics] allow`` says more). As
+prometheus_client's server did, any path answers with the metrics. The body is
+built on the event loop when asked for, so it reads the agent's state from the
 thread that changes it.
 """
 
@@ -32,7 +33,6 @@ LOOPBACK: tuple[Network, ...] = (
 _REASONS = {
     200: "OK",
     400: "Bad Request",
-    404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
     431: "Request Header Fields Too Large",
@@ -60,9 +60,12 @@ class HttpEndpoint:
     """Client networks answered; others are reset on arrival."""
     endpoint: Endpoint | None = None
     refused: int = 0
-    """Connections closed on arrival: from outside ``allow``, or past ``max_connections``."""
+    """Connections reset on arrival, from outside ``allow``."""
+    evicted: int = 0
+    """Unfinished requests reset to make room for a new connection."""
     _server: asyncio.Server | None = None
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _writers: dict[asyncio.StreamWriter, None] = field(default_factory=dict)
+    """Connections being served, oldest first."""
 
     async def listen(self, endpoint: Endpoint) -> Endpoint:
         """Listen on ``endpoint`` (port 0: any free port); OSError if it is taken."""
@@ -85,22 +88,25 @@ class HttpEndpoint:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if (
-            not peer
-            or not client_allowed(peer[0], self.allow)
-            or len(self._writers) >= self.limits.max_connections
-        ):
+        if not peer or not client_allowed(peer[0], self.allow):
             self.refused += 1
             writer.transport.abort()
             return
-        self._writers.add(writer)
+        while len(self._writers) >= self.limits.max_connections:
+            # The oldest unfinished request goes, not the newcomer: a scrape takes a
+            # millisecond, so connections held open cannot keep Prometheus out.
+            oldest = next(iter(self._writers))
+            del self._writers[oldest]
+            self.evicted += 1
+            oldest.transport.abort()
+        self._writers[writer] = None
         try:
             status, body, head_only = await self._read_request(reader)
             await self._reply(writer, status, body, head_only)
         except (ConnectionError, TimeoutError):
             pass
         finally:
-            self._writers.discard(writer)
+            self._writers.pop(writer, None)
             if writer.transport.get_write_buffer_size():
                 writer.transport.abort()  # a client that does not read is not waited for
             else:
@@ -110,21 +116,37 @@ class HttpEndpoint:
         """The status and body to answer with, and whether the request was a HEAD."""
         try:
             async with asyncio.timeout(self.limits.request_timeout):
-                head = await reader.readuntil(b"\r\n\r\n")
+                request_line = await self._read_head(reader)
         except TimeoutError:
             return 408, b"", False
-        except asyncio.LimitOverrunError:
+        except (asyncio.LimitOverrunError, ValueError):  # a line longer than the limit
             return 431, b"", False
-        except asyncio.IncompleteReadError as exc:  # closed before the request ended
-            raise ConnectionError from exc
-        method, target = _request_line(head)
+        if request_line is None:
+            return 431, b"", False
+        method = _method(request_line)
         if method is None:
             return 400, b"", False
-        if target.split("?", 1)[0] != "/metrics":
-            return 404, b"", method == "HEAD"
         if method not in ("GET", "HEAD"):
             return 405, b"", False
         return 200, self.render(), method == "HEAD"
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The request line, once the headers after it have ended; None when the whole
+        head is larger than the limit. Lines may end in CRLF or, as RFC 9112 2.2
+        allows a server to accept, a bare LF."""
+        budget = self.limits.max_request_bytes
+        request_line = b""
+        while True:
+            line = await reader.readline()
+            if not line.endswith(b"\n"):  # closed before the request ended
+                raise ConnectionError
+            budget -= len(line)
+            if budget < 0:
+                return None
+            if line in (b"\r\n", b"\n"):
+                return request_line
+            if not request_line:
+                request_line = line.rstrip(b"\r\n")
 
     async def _reply(
         self, writer: asyncio.StreamWriter, status: int, body: bytes, head_only: bool
@@ -144,13 +166,10 @@ class HttpEndpoint:
                 await writer.drain()
 
 
-def _request_line(head: bytes) -> tuple[str | None, str]:
-    """The method and target of an HTTP/1.x request line; (None, "") when malformed."""
-    line = head.split(b"\r\n", 1)[0]
-    parts = line.split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        return None, ""
-    try:
-        return parts[0].decode("ascii"), parts[1].decode("ascii")
-    except UnicodeDecodeError:
-        return None, ""
+def _method(request_line: bytes) -> str | None:
+    """The method of an HTTP/1.x request line; None when it is not one. The target,
+    in origin or absolute form (RFC 9112 3.2), does not matter: every path answers."""
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not parts[0].isalpha():
+        return None
+    return parts[0].decode("ascii")
