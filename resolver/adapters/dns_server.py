@@ -11,9 +11,13 @@ cannot lock new ones out. UDP is read in batches where the platform allows
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import socket
 import struct
+import sys
+import termios
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -409,6 +413,8 @@ class _TcpProtocol(asyncio.Protocol):
         self._paused: set[str] = set()
         """Why this connection is not read from: ``_FORWARDS``, ``_WRITES`` or both."""
         self._reading_paused = False
+        self._unsent = 0
+        """Reply bytes queued when the idle timer was armed: fewer later is progress."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = tcp = cast(asyncio.Transport, transport)
@@ -425,11 +431,14 @@ class _TcpProtocol(asyncio.Protocol):
             self.idle_timer.cancel()
         loop = asyncio.get_running_loop()
         self.idle_timer = loop.call_later(self.server.limits.tcp_idle_timeout, self._idle)
+        self._unsent = _unsent_bytes(self.transport)
 
     def _idle(self) -> None:
-        if self.pending:
-            # Not idle while a query waits for its answer (RFC 7766 6.2.3); forwards
-            # end within the forwarder's bounded time.
+        reading_answers = _unsent_bytes(self.transport) < self._unsent
+        if self.pending or reading_answers:
+            # Not idle while a query waits for its answer (RFC 7766 6.2.3; forwards
+            # end within the forwarder's bounded time), nor while the client is
+            # still taking the answers already queued for it, however slowly.
             self._arm_idle_timer()
             return
         self.server.counters.tcp_idle_closes += 1
@@ -540,9 +549,27 @@ class _TcpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused.discard(_WRITES)
+        self._arm_idle_timer()  # the client read its answers: activity
         self._handle_buffered()  # may pause again
         self._apply_pause()
 
 
 _FORWARDS = "forwards"
 _WRITES = "writes"
+
+
+def _unsent_bytes(transport: asyncio.Transport | None) -> int:
+    """Reply bytes not yet taken by the client: queued in the transport, and in the
+    kernel's send queue (Linux's SIOCOUTQ), which is where a slow reader's wait."""
+    if transport is None:
+        return 0
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None and _SIOCOUTQ is not None:
+        with contextlib.suppress(OSError, ValueError):
+            unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0" * 4))[0]
+    return unsent
+
+
+_SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
+"""The ioctl for a TCP socket's unsent bytes (SIOCOUTQ is TIOCOUTQ on Linux)."""

@@ -11,10 +11,12 @@ import contextlib
 import ipaddress
 import os
 import random
+import select
 import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -492,6 +494,40 @@ def test_a_client_that_never_reads_holds_little_and_is_let_go_whole() -> None:
             # Closed for good: no server socket left behind holding unsent replies.
             assert until(lambda: _open_fds() == before + 1), _open_fds() - before
             assert dns.tcp_connections == 0
+
+
+def test_a_client_reading_its_answers_slowly_is_not_idle() -> None:
+    """It takes its answers for longer than the idle timeout, a little at a time: every
+    pipelined query still gets its answer (RFC 7766 6.2.3)."""
+    limits = ServerLimits(tcp_idle_timeout=0.5)
+    count = 8_000  # about 5 MB of answers: more than the kernel's buffers hold
+    payload = b"".join(frame(query("cache", qid=i & 0xFFFF)) for i in range(count))
+    with (
+        ThreadedServer(example_responder(), allow=LOOPBACK, limits=limits) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((server.host, server.port))
+        sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
+        sender.start()
+        # No socket timeout: it would make the sender's sendall fail. select() instead.
+        data = bytearray()
+        deadline = time.monotonic() + 2.0  # four idle timeouts of slow reading
+        while time.monotonic() < deadline:
+            if select.select([sock], [], [], 0.2)[0]:
+                data += sock.recv(2048)
+            time.sleep(0.2)
+        answers = 0
+        while answers < count:
+            assert select.select([sock], [], [], 10)[0], f"stalled after {answers} answers"
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {answers} of {count} answers"
+            data += chunk
+            while len(data) >= 2 and len(data) >= 2 + (data[0] << 8 | data[1]):
+                del data[: 2 + (data[0] << 8 | data[1])]
+                answers += 1
+        sender.join(5)
+        assert server.server is not None and server.server.counters.tcp_idle_closes == 0
 
 
 def test_evicted_connections_that_never_read_are_closed_at_once() -> None:
