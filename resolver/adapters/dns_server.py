@@ -415,6 +415,8 @@ class _TcpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._unsent = 0
         """Reply bytes queued when the idle timer was armed: fewer later is progress."""
+        self._eof = False
+        """The client half-closed: it is answered what it asked, then the connection ends."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = tcp = cast(asyncio.Transport, transport)
@@ -469,6 +471,18 @@ class _TcpProtocol(asyncio.Protocol):
         self.buffer += data
         self._handle_buffered()
 
+    def eof_received(self) -> bool:
+        """A client may shut its side once its queries are sent: the answers still
+        pending (forwards) are owed. True keeps the connection open to send them."""
+        self._eof = True
+        return not self._done_after_eof()
+
+    def _done_after_eof(self) -> bool:
+        """Whether a half-closed connection has nothing left to answer (a message cut
+        short by the half-close never completes)."""
+        buffer = self.buffer
+        complete = len(buffer) >= 2 and len(buffer) >= 2 + (buffer[0] << 8 | buffer[1])
+        return self._eof and not self.pending and not complete
     def _handle_buffered(self) -> None:
         """Handle each complete message buffered, while forwards may still be started."""
         buffer = self.buffer
@@ -520,6 +534,8 @@ class _TcpProtocol(asyncio.Protocol):
                 self._paused.discard(_FORWARDS)
                 self._handle_buffered()  # may pause again
                 self._apply_pause()
+            if self._done_after_eof() and self.transport is not None:
+                self.transport.close()  # after the replies queued, which it flushes
 
     def _send(self, reply: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

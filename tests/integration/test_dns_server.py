@@ -618,6 +618,24 @@ def test_pipelined_tcp_queries_beyond_the_pending_cap_all_get_answers(
         assert server.server is not None and server.server.counters.forward_overflow == 0
 
 
+def test_a_client_that_half_closes_still_gets_every_answer(loop_factory: LoopFactory) -> None:
+    """Queries sent, then shutdown(SHUT_WR): the forwarded answers, still on their way
+    when the client's EOF arrives, are owed all the same; then the connection ends."""
+    limits = ServerLimits(tcp_max_pending_per_connection=4)
+    server = _ForwardingServer(
+        example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
+    )
+    server.delay = 0.05
+    with server, tcp_connect(server.host, server.port) as sock:
+        queries = [query(f"n{i}.example", qid=0x7000 + i) for i in range(10)]
+        queries.append(query("web1", qid=0x7100))
+        sock.sendall(b"".join(frame(q) for q in queries))
+        sock.shutdown(socket.SHUT_WR)
+        ids = {recv_frame(sock)[:2] for _ in queries}
+        assert ids == {q[:2] for q in queries}
+        assert wait_closed(sock, 5.0), "the connection ends once everything is answered"
+
+
 def test_dropped_tcp_frames_do_not_keep_a_connection_open(loop_factory: LoopFactory) -> None:
     """Only queries count as activity: empty frames and responses are not."""
     limits = ServerLimits(tcp_idle_timeout=0.5)
