@@ -127,7 +127,7 @@ class AgentPlan:
 def fetch(source: SourceLocation) -> bytes:
     """One unconditional read of a source (for one-shot commands such as lookup)."""
     if isinstance(source, FileLocation):
-        return read_document_file(source.path)
+        return read_document_file(source.path, pipes=True)
     fetched = open_source(source).fetch(None)
     assert fetched is not None  # an unconditional GET is never "not modified"
     return fetched.data

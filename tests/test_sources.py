@@ -23,7 +23,7 @@ import pytest
 
 from resolver.adapters import sources
 from resolver.adapters.atomic_file import write_atomically
-from resolver.adapters.file_source import MAX_DOCUMENT_BYTES
+from resolver.adapters.file_source import MAX_DOCUMENT_BYTES, read_document_file
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.s3_source import S3Source
 from resolver.adapters.sources import FileSource
@@ -358,3 +358,24 @@ def test_s3_source_connection_refused_is_one_line() -> None:
         f"s3://fleet-config/mapping.json: cannot connect to "
         f"http://127.0.0.1:{port}/fleet-config/mapping.json"
     )
+
+
+def test_a_one_shot_read_takes_a_pipe_to_its_end() -> None:
+    """``tagdns lookup --source /dev/stdin`` or ``<(...)``: a pipe, read to its end even
+    when its writer is slow; the agent's polling reads (pipes=False) refuse it."""
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        time.sleep(0.2)
+        os.write(write_end, DOC_A)
+        os.close(write_end)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert read_document_file(f"/dev/fd/{read_end}", pipes=True) == DOC_A
+        with pytest.raises(SourceError, match="not a regular file"):
+            read_document_file(f"/dev/fd/{read_end}")
+    finally:
+        writer.join(5)
+        os.close(read_end)

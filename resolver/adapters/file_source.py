@@ -17,8 +17,12 @@ from resolver.errors import SourceError
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 
 
-def read_document_file(path: str) -> bytes:
-    """The file's bytes; a SourceError naming the path for anything unreadable."""
+def read_document_file(path: str, *, pipes: bool = False) -> bytes:
+    """The file's bytes; a SourceError naming the path for anything unreadable.
+
+    ``pipes`` also reads a FIFO to its end (``--source /dev/stdin`` or ``<(...)``), for
+    a command that reads its source once; the agent, which polls, never does.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -31,7 +35,9 @@ def read_document_file(path: str) -> bytes:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise SourceError(f"{path}: is a directory")
-        if not stat.S_ISREG(info.st_mode):
+        if pipes and stat.S_ISFIFO(info.st_mode):
+            os.set_blocking(fd, True)  # its writer may not have written yet
+        elif not stat.S_ISREG(info.st_mode):
             raise SourceError(f"{path}: not a regular file")
         if info.st_size > MAX_DOCUMENT_BYTES:
             raise SourceError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
