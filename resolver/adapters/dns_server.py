@@ -483,6 +483,7 @@ class _TcpProtocol(asyncio.Protocol):
         buffer = self.buffer
         complete = len(buffer) >= 2 and len(buffer) >= 2 + (buffer[0] << 8 | buffer[1])
         return self._eof and not self.pending and not complete
+
     def _handle_buffered(self) -> None:
         """Handle each complete message buffered, while forwards may still be started."""
         buffer = self.buffer
