@@ -447,7 +447,7 @@ class _TcpProtocol(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        """Close the connection, at once when replies are still unsent.
+        """Close the connection; reset it when replies are still unsent.
 
         A graceful close waits for the client to read what is queued; one that never
         reads would keep its socket, and its replies in memory, for as long as it
@@ -456,7 +456,14 @@ class _TcpProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if transport.get_write_buffer_size():
+        if _unsent_bytes(transport):
+            # Reset, not closed: a closed socket would keep sending what the kernel
+            # holds (up to megabytes) to a client that reads slowly or not at all,
+            # outside the cap, long after the agent let the connection go.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
             transport.abort()
         elif not transport.is_closing():
             transport.close()
@@ -588,5 +595,7 @@ def _unsent_bytes(transport: asyncio.Transport | None) -> int:
     return unsent
 
 
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+"""SO_LINGER on, zero seconds: close() discards what is unsent and resets."""
 _SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
 """The ioctl for a TCP socket's unsent bytes (SIOCOUTQ is TIOCOUTQ on Linux)."""

@@ -455,6 +455,17 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _kernel_sockets(port: int) -> list[str]:
+    """TCP sockets on the server's side of ``port`` other than its listener (ss)."""
+    shown = subprocess.run(
+        [shutil.which("ss") or "/usr/bin/ss", "-Htan", "sport", "=", f":{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line for line in shown.splitlines() if not line.startswith("LISTEN")]
+
+
 @contextlib.contextmanager
 def _non_reader(host: str, port: int, queries: int = 20_000) -> Iterator[socket.socket]:
     """A client that pipelines queries with large answers (the 40-address ``cache``) and
@@ -472,9 +483,11 @@ def _non_reader(host: str, port: int, queries: int = 20_000) -> Iterator[socket.
         sock.close()
 
 
-def test_a_client_that_never_reads_holds_little_and_is_let_go_whole() -> None:
+@pytest.mark.parametrize("queries", [20_000, 1_000], ids=["past-the-kernel", "in-the-kernel"])
+def test_a_client_that_never_reads_holds_little_and_is_let_go_whole(queries: int) -> None:
     """Its replies queued in the agent stay within one transport's high-water mark, and
-    the idle timeout ends the connection at once rather than waiting for it to read."""
+    the idle timeout ends the connection at once rather than waiting for it to read,
+    whether its unread replies wait in the agent or (fewer) in the kernel alone."""
     limits = ServerLimits(tcp_idle_timeout=1.0)
     with ThreadedServer(example_responder(), allow=LOOPBACK, limits=limits) as server:
         dns = server.server
@@ -484,15 +497,17 @@ def test_a_client_that_never_reads_holds_little_and_is_let_go_whole() -> None:
             return [p.transport.get_write_buffer_size() for p in dns._tcp if p.transport]
 
         before = _open_fds()
-        with _non_reader(server.host, server.port):
+        with _non_reader(server.host, server.port, queries=queries):
             assert until(lambda: dns.counters.tcp_queries > 0)
             time.sleep(0.3)
             (queued,) = server.call(unsent())
             assert queued <= 64 * 1024 + 1024, queued  # not megabytes of replies
-            assert dns.counters.tcp_queries < 20_000
+            assert dns.counters.tcp_queries <= queries
             assert until(lambda: dns.counters.tcp_idle_closes == 1, timeout=5)
-            # Closed for good: no server socket left behind holding unsent replies.
+            # Closed for good: no server socket left behind holding unsent replies,
+            # neither open in the agent nor orphaned in the kernel, still sending.
             assert until(lambda: _open_fds() == before + 1), _open_fds() - before
+            assert until(lambda: not _kernel_sockets(server.port)), _kernel_sockets(server.port)
             assert dns.tcp_connections == 0
 
 
