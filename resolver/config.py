@@ -309,6 +309,7 @@ def _validate_metrics(metrics: MetricsConfig, where: str) -> None:
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     _check_allow(networks, where, section="metrics")
+    _check_address_form(endpoint, where, "[metrics] listen")
     if not endpoint.is_loopback and all(n.is_loopback for n in networks):
         raise ConfigError(
             f"{where}: [metrics] listen {endpoint} is not loopback; [metrics] allow must "
@@ -318,8 +319,7 @@ def _validate_metrics(metrics: MetricsConfig, where: str) -> None:
 
 def _check_listen_addresses(listen: list[Endpoint], where: str) -> None:
     for endpoint in listen:
-        address = ipaddress.ip_address(endpoint.host)
-        if address.is_unspecified:
+        if ipaddress.ip_address(endpoint.host).is_unspecified:
             # A UDP reply would leave from whichever address the kernel routes it from,
             # not the one the client asked: clients drop it as an answer from a stranger.
             raise ConfigError(
@@ -327,16 +327,21 @@ def _check_listen_addresses(listen: list[Endpoint], where: str) -> None:
                 "from correctly over UDP; list the addresses instead "
                 "(e.g. 127.0.0.53:53 and the node's own)"
             )
-        if isinstance(address, ipaddress.IPv6Address):
-            if address.ipv4_mapped is not None:
-                raise ConfigError(
-                    f"{where}: [dns] listen {endpoint}: write an IPv4 address as IPv4"
-                )
-            if address.is_link_local and not address.scope_id:
-                raise ConfigError(
-                    f"{where}: [dns] listen {endpoint}: a link-local address needs its "
-                    f"interface, as [{endpoint.host}%eth0]:{endpoint.port}"
-                )
+        _check_address_form(endpoint, where, "[dns] listen")
+
+
+def _check_address_form(endpoint: Endpoint, where: str, key: str) -> None:
+    """IPv6 listen addresses a socket can be bound to as they are written."""
+    address = ipaddress.ip_address(endpoint.host)
+    if not isinstance(address, ipaddress.IPv6Address):
+        return
+    if address.ipv4_mapped is not None:
+        raise ConfigError(f"{where}: {key} {endpoint}: write an IPv4 address as IPv4")
+    if address.is_link_local and not address.scope_id:
+        raise ConfigError(
+            f"{where}: {key} {endpoint}: a link-local address needs its interface, "
+            f"as [{endpoint.host}%eth0]:{endpoint.port}"
+        )
 
 
 def _check_allow(

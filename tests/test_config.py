@@ -262,6 +262,14 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
             "[metrics] allow: '0.0.0.0/0' would make the endpoint open to everyone",
         ),
         ({"metrics": {"allow": ["nope"]}}, "[metrics] allow: 'nope' is not a network"),
+        (
+            {"metrics": {"listen": "[fe80::1]:9153", "allow": ["fe80::/64"]}},
+            "[metrics] listen [fe80::1]:9153: a link-local address needs its interface",
+        ),
+        (
+            {"metrics": {"listen": "[::ffff:127.0.0.1]:9153"}},
+            "[metrics] listen [::ffff:7f00:1]:9153: write an IPv4 address as IPv4",
+        ),
         ({"publish": {"regions": ["us-east-1", "everywhere"]}}, "[publish] regions: 'everywhere'"),
         ({"publish": {"prefix": "/dns"}}, "[publish] prefix '/dns' is not a relative key"),
         ({"publish": {"prefix": "dns/../x"}}, "[publish] prefix 'dns/../x' is not a relative key"),
@@ -326,6 +334,8 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         "metrics-beyond-loopback-without-allow",
         "metrics-open",
         "metrics-allow-bad",
+        "metrics-link-local-without-zone",
+        "metrics-ipv4-mapped",
         "publish-region",
         "prefix-absolute",
         "prefix-dotdot",

@@ -185,6 +185,8 @@ def test_metrics_count_upstream_failures_and_forwarded_answers(source: Path) -> 
             forwarder.ranking.timed_out(refusing, 5.0)
             silent = running.samples()
     assert value(samples, "tagdns_upstream_timeouts_in_a_row", upstream=str(refusing)) == 0
+    assert value(samples, "tagdns_metrics_refused_total") == 0
+    assert value(samples, "tagdns_metrics_evicted_total") == 0
     assert value(silent, "tagdns_upstream_timeouts_in_a_row", upstream=str(refusing)) == 2
     assert reply.header.rcode == 2  # SERVFAIL: the only upstream refused
     assert value(samples, "tagdns_upstream_errors_total", upstream=str(refusing)) == 1

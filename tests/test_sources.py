@@ -379,3 +379,12 @@ def test_a_one_shot_read_takes_a_pipe_to_its_end() -> None:
     finally:
         writer.join(5)
         os.close(read_end)
+
+
+def test_a_pipe_nobody_writes_to_is_an_empty_source_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "mapping.json"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="empty: nothing was written to the pipe"):
+        read_document_file(str(fifo), pipes=True)
+    assert time.monotonic() - started < 1

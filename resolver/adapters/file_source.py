@@ -35,7 +35,8 @@ def read_document_file(path: str, *, pipes: bool = False) -> bytes:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise SourceError(f"{path}: is a directory")
-        if pipes and stat.S_ISFIFO(info.st_mode):
+        fifo = pipes and stat.S_ISFIFO(info.st_mode)
+        if fifo:
             os.set_blocking(fd, True)  # its writer may not have written yet
         elif not stat.S_ISREG(info.st_mode):
             raise SourceError(f"{path}: not a regular file")
@@ -46,6 +47,8 @@ def read_document_file(path: str, *, pipes: bool = False) -> bytes:
         if len(data) > MAX_DOCUMENT_BYTES:
             del data  # not kept alive by the traceback's frame
             raise SourceError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
+        if fifo and not data:
+            raise SourceError(f"{path}: empty: nothing was written to the pipe when it was read")
         return data
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from None

@@ -70,6 +70,23 @@ class AgentCollector:
         yield from self._queries()
         yield from self._forwarding()
         yield from self._server()
+        yield from self._endpoint()
+
+    def _endpoint(self) -> Iterator[Metric]:
+        """This endpoint's own refusals: scrapers outside [metrics] allow, and
+        unfinished requests reset to make room (connections held open against it)."""
+        metrics = self.agent.metrics
+        if metrics is None:
+            return
+        http = metrics.http
+        yield _counter(
+            "metrics_refused", "Metrics connections reset: not in [metrics] allow", http.refused
+        )
+        yield _counter(
+            "metrics_evicted",
+            "Unfinished metrics requests reset to make room for a new connection",
+            http.evicted,
+        )
 
     def _source(self) -> Iterator[Metric]:
         status = self.agent.status()
