@@ -614,15 +614,21 @@ class _ForwardingServer(ThreadedServer):
         return await self.server.listen(Endpoint(self.host, 0))
 
 
-def test_pipelined_tcp_queries_beyond_the_pending_cap_all_get_answers(
-    loop_factory: LoopFactory,
-) -> None:
-    """RFC 7766 6.2.1.1: past the cap of forwards pending, the rest wait unread, not dropped."""
+def _slow_forwarding_server(loop_factory: LoopFactory) -> _ForwardingServer:
+    """Forwards taking 50 ms each, at most 4 pending per TCP connection."""
     limits = ServerLimits(tcp_max_pending_per_connection=4)
     server = _ForwardingServer(
         example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
     )
     server.delay = 0.05
+    return server
+
+
+def test_pipelined_tcp_queries_beyond_the_pending_cap_all_get_answers(
+    loop_factory: LoopFactory,
+) -> None:
+    """RFC 7766 6.2.1.1: past the cap of forwards pending, the rest wait unread, not dropped."""
+    server = _slow_forwarding_server(loop_factory)
     with server, tcp_connect(server.host, server.port) as sock:
         queries = [query(f"n{i}.example", qid=0x6000 + i) for i in range(20)]
         queries.insert(10, query("web1", qid=0x6100))  # owned: answered in its turn
@@ -636,11 +642,7 @@ def test_pipelined_tcp_queries_beyond_the_pending_cap_all_get_answers(
 def test_a_client_that_half_closes_still_gets_every_answer(loop_factory: LoopFactory) -> None:
     """Queries sent, then shutdown(SHUT_WR): the forwarded answers, still on their way
     when the client's EOF arrives, are owed all the same; then the connection ends."""
-    limits = ServerLimits(tcp_max_pending_per_connection=4)
-    server = _ForwardingServer(
-        example_responder(), allow=LOOPBACK, limits=limits, loop_factory=loop_factory
-    )
-    server.delay = 0.05
+    server = _slow_forwarding_server(loop_factory)
     with server, tcp_connect(server.host, server.port) as sock:
         queries = [query(f"n{i}.example", qid=0x7000 + i) for i in range(10)]
         queries.append(query("web1", qid=0x7100))
