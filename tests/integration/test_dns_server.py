@@ -532,6 +532,9 @@ def test_a_client_reading_its_answers_slowly_is_not_idle() -> None:
             if select.select([sock], [], [], 0.2)[0]:
                 data += sock.recv(2048)
             time.sleep(0.2)
+        # Then read at full speed, with a receive window that lets the 5 MB through fast
+        # (a 4 KB one can leave the kernel probing a zero window for minutes).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         answers = 0
         while answers < count:
             assert select.select([sock], [], [], 10)[0], f"stalled after {answers} answers"
