@@ -73,11 +73,27 @@ def test_all_checks_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert not (tmp_path / "state").exists()  # check changes nothing
 
 
+def _udp_only_holder() -> socket.socket:
+    """A UDP socket on a port whose TCP side nothing holds (an earlier test's client
+    connection may sit on the kernel's pick, which would read as TCP taken too)."""
+    for _ in range(20):
+        holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        holder.bind(("127.0.0.1", 0))
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", holder.getsockname()[1]))
+            except OSError:
+                holder.close()
+                continue
+        return holder
+    raise AssertionError("no UDP port with a free TCP side in 20 tries")
+
+
 def test_listen_address_taken_fails_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
-        holder.bind(("127.0.0.1", 0))
+    with _udp_only_holder() as holder:
         port = holder.getsockname()[1]
         code, lines, _ = check(capsys, *base_args(tmp_path, listen=port))
     assert code == 1
