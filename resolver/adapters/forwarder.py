@@ -124,6 +124,9 @@ class Forwarder:
         kept = self.ranking.standings
         self.ranking = UpstreamRanking(upstreams)
         self.ranking.standings.update((u, s) for u, s in kept.items() if u in upstreams)
+        # A question still under way with a dropped upstream resolves its address
+        # again; without this, every upstream ever listed would be held for good.
+        self._addresses = {u: a for u, a in self._addresses.items() if u in upstreams}
 
     def watcher(self, loop: asyncio.AbstractEventLoop) -> _Watcher:
         """What watches this forwarder's upstream sockets on ``loop`` (made on first use)."""

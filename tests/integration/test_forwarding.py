@@ -1006,3 +1006,14 @@ def test_new_upstreams_keep_the_record_of_those_still_listed() -> None:
     assert forwarder.upstreams == (a, c) and forwarder.ranking.order(1.0) == (c, a)
     forwarder.use_upstreams([c])
     assert not forwarder.ranking.standings
+
+
+def test_new_upstreams_let_go_of_the_addresses_of_those_dropped() -> None:
+    """Upstreams re-chosen on every SIGHUP must not pile up for the agent's life."""
+    a, b, c = (Endpoint(f"10.0.0.{i}", 53) for i in (1, 2, 3))
+    forwarder = Forwarder([a, b], AnswerCache())
+    for upstream in (a, b):
+        forwarder._address(upstream)
+    forwarder.use_upstreams([b, c])
+    assert set(forwarder._addresses) == {b}
+    assert forwarder._address(a)[1] == ("10.0.0.1", 53)  # a question under way still gets one
