@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from resolver.core import wire
 from resolver.core.upstream_reply import UpstreamAnswer, aged_sections, capped
 
-_FLAG_AD = 0x0020
+_FLAG_AD = wire.FLAG_AD
 _CLIENT_FLAGS = wire.FLAG_RD | wire.FLAG_CD
 _HEAD_FLAGS = _CLIENT_FLAGS | _FLAG_AD
 """The client's header bits our reply's header depends on (with the EDNS variant)."""

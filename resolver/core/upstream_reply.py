@@ -253,14 +253,21 @@ def query_message(
     query_id: bytes, question: bytes, *, do: bool, cd: bool, edns: bool = True
 ) -> bytes:
     """The query we send upstream: recursion desired, EDNS with our payload and the DO
-    bit; without ``edns``, a plain one for an upstream that does not speak EDNS."""
+    bit; without ``edns``, a plain one for an upstream that does not speak EDNS.
+
+    The EDNS query sets AD (RFC 6840 5.7): a validating upstream then says whether it
+    validated even when DO is clear, which a client asking with AD and no DO (glibc's
+    ``trust-ad``) is told. The plain query leaves it clear, as RFC 1035 had that bit
+    zero and an upstream without EDNS is an old one.
+    """
     if not edns:
         return query_id + _PLAIN_HEADS[cd] + question
     return query_id + _QUERY_HEADS[cd] + question + _QUERY_OPTS[do]
 
 
 _QUERY_HEADS = tuple(
-    wire.header(b"", wire.FLAG_RD | (wire.FLAG_CD if cd else 0), 1, 0, 0, 1) for cd in (0, 1)
+    wire.header(b"", wire.FLAG_RD | wire.FLAG_AD | (wire.FLAG_CD if cd else 0), 1, 0, 0, 1)
+    for cd in (0, 1)
 )
 """Our query's header after the ID, by the client's CD bit."""
 _PLAIN_HEADS = tuple(

@@ -339,9 +339,18 @@ def test_query_message_asks_for_recursion_with_our_edns(do: bool, cd: bool) -> N
     parsed = DNSRecord.parse(message)
     assert message[:2] == QID and message[12 : 12 + len(question)] == question
     assert parsed.header.rd == 1 and parsed.header.qr == 0 and parsed.header.cd == int(cd)
+    assert parsed.header.ad == 1  # asks whether the upstream validated, DO or not
     [opt] = parsed.ar
     assert opt.rtype == QTYPE.OPT and opt.rclass == wire.EDNS_PAYLOAD
     assert bool(opt.ttl & wire.EDNS_DO) == do
+
+
+@pytest.mark.parametrize("cd", [False, True])
+def test_plain_query_for_an_upstream_without_edns_keeps_the_old_zero_bits(cd: bool) -> None:
+    question = bytes(DNSRecord.question(NAME, "A").pack())[12:]
+    parsed = DNSRecord.parse(query_message(QID, question, do=True, cd=cd, edns=False))
+    assert (parsed.header.rd, parsed.header.ad, parsed.header.cd) == (1, 0, int(cd))
+    assert not parsed.ar
 
 
 # --- hostile bytes: None, never an exception --------------------------------------------------

@@ -87,6 +87,7 @@ class Received:
     """The question name as sent (letter case kept), without the trailing dot."""
     qtype: int
     rd: bool
+    ad: bool
     cd: bool
     edns: bool
     do: bool
@@ -288,6 +289,7 @@ class HostileUpstream:
                     name=name,
                     qtype=question.qtype,
                     rd=bool(query.header.rd),
+                    ad=bool(query.header.ad),
                     cd=bool(query.header.cd),
                     edns=opt is not None,
                     do=bool(opt is not None and opt.ttl & _EDNS_DO),
@@ -347,7 +349,9 @@ class HostileUpstream:
         question = query.q
         records = self._table.get(_norm(str(question.qname)), [])
         reply = query.reply()  # QR, AA=1, RA=1, RD copied
-        reply.header.ad = 1
+        # As a validating resolver does (RFC 6840 5.7): AD only to a query with AD or DO.
+        opt = next((rr for rr in query.ar if rr.rtype == _TYPE_OPT), None)
+        reply.header.ad = int(bool(query.header.ad or (opt is not None and opt.ttl & _EDNS_DO)))
         wanted = [r for r in records if QTYPE.get(question.qtype) == r.rtype]
         for record in wanted:
             reply.add_answer(

@@ -853,6 +853,8 @@ def test_edns_and_header_flags_are_passed_on_sensibly(
         assert opt is not None and opt.ttl & 0x8000 and opt.rclass == 1232
         assert with_do.header.ad == 1 and with_do.header.aa == 0  # AD: the client asked (DO)
 
+        # AD without DO, as glibc asks with `options edns0 trust-ad`: the upstream
+        # says AD only when asked, so our upstream query must ask (RFC 6840 5.7).
         ad_only = ask(served.port, "flags.example.test", edns=1232, ad=True)
         opt = opt_of(ad_only)
         assert opt is not None and not opt.ttl & 0x8000
@@ -866,7 +868,7 @@ def test_edns_and_header_flags_are_passed_on_sensibly(
     seen = upstream.queries("flags.example.test")
     # DO and CD each make a separate cache entry: three upstream queries for five asks.
     assert [(q.do, q.cd) for q in seen] == [(False, False), (True, False), (False, True)]
-    assert all(q.edns and q.payload == 1232 and q.rd for q in seen)
+    assert all(q.edns and q.payload == 1232 and q.rd and q.ad for q in seen)
 
 
 def test_answers_larger_than_the_client_limit_are_truncated_over_udp_only(
