@@ -19,7 +19,7 @@ from resolver.core import wire
 from resolver.core.cache import AnswerCache
 from resolver.core.names import AWS_NAMESPACES
 from resolver.core.query_stats import QTYPE_OTHER, QueryStats
-from resolver.core.zone import CompiledZone, Heads, Prepared, prepared_heads
+from resolver.core.zone import CompiledZone, Heads, Prepared, head_index, prepared_heads
 
 log = logging.getLogger("tagdns.responder")
 
@@ -39,6 +39,8 @@ _NOT_NODATA = frozenset({_TYPE_ANY, b"\x00\xfb", b"\x00\xfc"})
 _MAX_NAME_WIRE = wire.MAX_NAME
 _RR_FIXED = struct.Struct("!HHIH")
 """TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
+_ECHOED = wire.FLAG_RD | wire.FLAG_CD
+"""The query's flags every reply copies (RFC 1035 4.1.1, RFC 4035 3.1.6)."""
 _ANY_TYPES = (wire.TYPE_A, wire.TYPE_AAAA, wire.TYPE_PTR, wire.TYPE_SOA)
 """Every type the zone indexes; an ANY query for an owned name gets all it has of them."""
 
@@ -162,17 +164,17 @@ class Responder:
                 heads, body = value.heads, value.body
             else:
                 heads, body = self._one_answer, value
+        # head_index from the flag bytes: CD is 0x10 of the low byte, RD 0x01 of the high.
         reply = (
             data[:2]
-            + heads[(data[2] & 1) << 1 | (variant > 0)]
+            + heads[(data[3] & 0x10) >> 2 | (data[2] & 1) << 1 | (variant > 0)]
             + data[wire.HEADER_LEN : qend]
             + body
             + _OPT_BY_VARIANT[variant]
         )
         if udp and len(reply) > limit:
-            return truncated(
-                data[:2], data[2] & 1, data[wire.HEADER_LEN : qend], variant, ra=_ra(heads)
-            )
+            flags = data[2] << 8 | data[3]
+            return truncated(data[:2], flags, data[wire.HEADER_LEN : qend], variant, ra=_ra(heads))
         return reply
 
     def _cached(
@@ -309,29 +311,35 @@ def _variant(q: Question) -> int:
 def finish(q: Question, prepared: Prepared, *, udp: bool) -> bytes:
     """Assemble a prepared reply for a parsed question; TC when it exceeds the UDP limit."""
     variant = _variant(q)
-    rd = 1 if q.rd else 0
     reply = (
         q.qid
-        + prepared.heads[rd << 1 | (variant > 0)]
+        + prepared.heads[_head_index(q.flags, variant)]
         + q.question
         + prepared.body
         + _OPT_BY_VARIANT[variant]
     )
     if udp and len(reply) > q.udp_limit():
-        return truncated(q.qid, rd, q.question, variant, ra=_ra(prepared.heads))
+        return truncated(q.qid, q.flags, q.question, variant, ra=_ra(prepared.heads))
     return reply
 
 
-def truncated(qid: bytes, rd: int, question: bytes, variant: int, *, ra: bool = False) -> bytes:
+def _head_index(flags: int, variant: int) -> int:
+    """``head_index`` for a query's flags word and EDNS variant."""
+    return head_index(
+        1 if flags & wire.FLAG_CD else 0, 1 if flags & wire.FLAG_RD else 0, 1 if variant else 0
+    )
+
+
+def truncated(qid: bytes, flags: int, question: bytes, variant: int, *, ra: bool = False) -> bytes:
     """An empty reply with TC=1: the client retries over TCP (RFC 7766)."""
     heads = prepared_heads(wire.NOERROR, 0, 0, aa=True, ra=ra, tc=True)
     opt = wire.opt_record(do=variant == 2) if variant else b""
-    return qid + heads[rd << 1 | (variant > 0)] + question + opt
+    return qid + heads[_head_index(flags, variant)] + question + opt
 
 
 def error_reply(q: Question, rcode: int, *, ra: bool) -> bytes:
     """REFUSED, SERVFAIL and the like for a parsed question, with OPT when asked."""
-    flags = wire.FLAG_QR | (q.flags & wire.FLAG_RD) | rcode | (wire.FLAG_RA if ra else 0)
+    flags = wire.FLAG_QR | (q.flags & _ECHOED) | rcode | (wire.FLAG_RA if ra else 0)
     opt = wire.opt_record(do=q.do) if q.edns else b""
     return wire.header(q.qid, flags, 1, 0, 0, 1 if q.edns else 0) + q.question + opt
 
@@ -348,7 +356,7 @@ def bare_error(data: bytes, rcode: int, question: bytes = b"") -> bytes | None:
     flags = struct.unpack("!H", data[2:4])[0]
     if flags & wire.FLAG_QR:
         return None
-    reply_flags = wire.FLAG_QR | (flags & (wire.OPCODE_MASK | wire.FLAG_RD)) | rcode
+    reply_flags = wire.FLAG_QR | (flags & (wire.OPCODE_MASK | _ECHOED)) | rcode
     opt_ttl = _request_opt_ttl(data)
     opt = b"" if opt_ttl is None else wire.opt_record(do=bool(opt_ttl & wire.EDNS_DO))
     return (
@@ -511,7 +519,7 @@ def parse_query(data: bytes) -> Question | bytes | None:
 
 def badvers(q: Question) -> bytes:
     """RFC 6891: an unknown EDNS version gets BADVERS and our OPT (version 0)."""
-    flags = wire.FLAG_QR | (q.flags & wire.FLAG_RD)
+    flags = wire.FLAG_QR | (q.flags & _ECHOED)
     opt = wire.opt_record(do=q.do, ext_rcode=wire.BADVERS >> 4)
     return wire.header(q.qid, flags, 1, 0, 0, 1) + q.question + opt
 

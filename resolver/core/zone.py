@@ -50,14 +50,24 @@ KEY_END = b"\xff"
 at most 63 octets, and the types and class stored, A, AAAA, PTR, SOA and IN, are below
 255), so one ``split`` cuts all the keys; ``materialize`` checks their count."""
 
-Heads: TypeAlias = tuple[bytes, bytes, bytes, bytes]
+Heads: TypeAlias = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes]
+"""Flags and counts after the ID, by ``head_index``: the client's CD and RD bits are
+copied into the reply, and the EDNS variant sets ARCOUNT."""
+
+
+def head_index(cd: int, rd: int, edns: int) -> int:
+    """Where ``Heads`` keeps the header for a query with these bits (each 0 or 1).
+
+    The fast path computes the same from the query's flag bytes directly.
+    """
+    return cd << 2 | rd << 1 | edns
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A reply minus the client's ID and question.
 
-    ``heads`` holds flags and counts, indexed by ``rd << 1 | edns``; ``body`` holds
+    ``heads`` holds flags and counts, indexed by ``head_index``; ``body`` holds
     the sections after the question. Our OPT record, when the client used EDNS,
     is appended at reply time (``wire.OPT_BY_VARIANT``): storing three variants
     of every body would triple the zone's largest part for one concatenation.
@@ -144,7 +154,9 @@ class OwnedNames:
 
 @cache
 def prepared_heads(rcode: int, an: int, ns: int, *, aa: bool, ra: bool, tc: bool = False) -> Heads:
-    """Flags and counts for the four (RD, EDNS) combinations; cached so zones share them."""
+    """Flags and counts for the eight (CD, RD, EDNS) combinations; cached so zones share
+    them. CD is copied as RD is (RFC 4035 3.1.6), so that every reply, owned or
+    forwarded, echoes it."""
     flags = wire.FLAG_QR | rcode
     if aa:
         flags |= wire.FLAG_AA
@@ -153,7 +165,15 @@ def prepared_heads(rcode: int, an: int, ns: int, *, aa: bool, ra: bool, tc: bool
     if tc:
         flags |= wire.FLAG_TC
     return tuple(  # type: ignore[return-value]
-        struct.pack("!HHHHH", flags | (wire.FLAG_RD if rd else 0), 1, an, ns, edns)
+        struct.pack(
+            "!HHHHH",
+            flags | (wire.FLAG_CD if cd else 0) | (wire.FLAG_RD if rd else 0),
+            1,
+            an,
+            ns,
+            edns,
+        )
+        for cd in (0, 1)
         for rd in (0, 1)
         for edns in (0, 1)
     )

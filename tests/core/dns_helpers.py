@@ -126,6 +126,7 @@ def header(
 
 
 RD = 0x0100
+CD = 0x0010
 
 
 def query(

@@ -20,6 +20,7 @@ from resolver.core.responder import Question, Responder, parse_query
 from resolver.core.views import CrossRegion
 from resolver.core.zone import CompiledZone, Prepared
 from tests.core.dns_helpers import (
+    CD,
     HOME,
     NEGATIVE_TTL,
     RD,
@@ -477,29 +478,37 @@ FLAG_CASES = [
 ]
 
 
+@pytest.mark.parametrize("cd", [False, True], ids=["cd0", "cd1"])
+@pytest.mark.parametrize("edns", [None, opt()], ids=["plain", "edns"])
 @pytest.mark.parametrize("rd", [False, True], ids=["rd0", "rd1"])
 @pytest.mark.parametrize(
     ("name", "qtype", "rcode"), [c[1:] for c in FLAG_CASES], ids=[c[0] for c in FLAG_CASES]
 )
-def test_rd_copied_and_ra_only_with_forwarding(name: str, qtype: int, rcode: int, rd: bool) -> None:
+def test_rd_and_cd_copied_and_ra_only_with_forwarding(
+    name: str, qtype: int, rcode: int, rd: bool, edns: bytes | None, cd: bool
+) -> None:
+    """RD as RFC 1035 asks, CD as RFC 4035 3.1.6 does: forwarded replies copy it too."""
+    data = query(name, qtype, rd=rd, edns=edns, flags=CD if cd else 0)
     for responder_, ra in ((PLAIN, 0), (FORWARDING, 1)):
-        reply = parse(responder_.respond(query(name, qtype, rd=rd), udp=True))
+        reply = parse(responder_.respond(data, udp=True))
         assert reply.header.rcode == rcode
-        assert reply.header.rd == int(rd)
+        assert (reply.header.rd, reply.header.cd) == (int(rd), int(cd))
         assert reply.header.ra == ra, "RA only when names not owned are forwarded"
+        assert reply.header.aa == 1 and reply.header.ad == 0
 
 
+@pytest.mark.parametrize("cd", [False, True], ids=["cd0", "cd1"])
 @pytest.mark.parametrize("rd", [False, True], ids=["rd0", "rd1"])
-def test_rd_copied_on_errors(rd: bool) -> None:
-    flags = RD if rd else 0
-    refused = parse(PLAIN.respond(query("example.com", rd=rd), udp=True))
-    nxdomain = parse(AUTHORITATIVE.respond(query("no.fleet.internal", rd=rd), udp=True))
+def test_rd_and_cd_copied_on_errors(rd: bool, cd: bool) -> None:
+    flags = (RD if rd else 0) | (CD if cd else 0)
+    refused = PLAIN.respond(query("example.com", rd=rd, flags=flags), udp=True)
+    nxdomain = AUTHORITATIVE.respond(query("no.fleet.internal", rd=rd, flags=flags), udp=True)
     formerr = PLAIN.respond(header(flags=flags, qd=0), udp=True)
     notimp = PLAIN.respond(header(flags=flags | 0x2000) + question("web1"), udp=True)
-    assert refused.header.rd == nxdomain.header.rd == int(rd)
-    for reply in (formerr, notimp):
+    badvers = PLAIN.respond(query("web1", rd=rd, flags=flags, edns=opt(version=1)), udp=True)
+    for reply in (refused, nxdomain, formerr, notimp, badvers):
         assert isinstance(reply, bytes)
-        assert bool(reply[2] & 1) == rd
+        assert (bool(reply[2] & 1), bool(reply[3] & CD)) == (rd, cd)
 
 
 # -- EDNS --------------------------------------------------------------------------------------

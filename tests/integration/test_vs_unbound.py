@@ -23,9 +23,9 @@ recursion.
 The named differences, each with its reason in its ``Difference``:
 
 - the agent's own choices (DESIGN.md): ``any-answers`` (ANY gets the owned RRsets),
-  ``qclass-any`` (QCLASS * gets the IN data), ``cd-not-echoed`` (not DNSSEC-aware),
-  ``notify-notimp``, ``tc-query-answered`` and ``additional-a-answered`` (lenient),
-  ``bad-opt-formerr`` (strict), ``error-echoes-query`` (its own error reply where
+  ``qclass-any`` (QCLASS * gets the IN data), ``notify-notimp``,
+  ``tc-query-answered`` and ``additional-a-answered`` (lenient), ``bad-opt-formerr``
+  (strict), ``error-echoes-query`` (its own error reply where
   unbound sends the query back), ``unowned-under-apex`` and ``apex-not-owned`` (it
   owns exactly the view's names and forwards the rest, where unbound's zones claim
   everything under an apex);
@@ -440,12 +440,6 @@ NOTIFY_NOTIMP = Difference(
         and _same_opt_presence(x)
     ),
 )
-CD_NOT_ECHOED = Difference(
-    "cd-not-echoed",
-    "the agent is not DNSSEC-aware and does not echo CD; unbound copies it into every reply",
-    frozenset({"cd"}),
-    lambda x: not x.agent.cd and x.unbound.cd,
-)
 UNOWNED_UNDER_APEX = Difference(
     "unowned-under-apex",
     "a name under an owned apex but not itself owned (x.web1, nothere.internal, a remote "
@@ -602,7 +596,6 @@ def case(id_: str, query: bytes, *expect: Difference) -> Case:
     return Case(id_, query, expect)
 
 
-REFUSED_CD = (REFUSED_AA, CD_NOT_ECHOED)
 WEB1_A = make_query("web1")
 TWO_QUESTIONS = header(0x5A5A, flags=FLAG_RD, qd=2) + question("web1") + question("web2")
 CASES = [
@@ -668,8 +661,10 @@ CASES = [
     case("edns-unknown-option", make_query("web1", edns=edns(options=option(65001, b"hi")))),
     case("edns-v1-BADVERS", make_query("web1", edns=edns(version=1))),
     case("edns-v1-BADVERS-unowned", make_query("example.com", edns=edns(version=1, do=True))),
-    case("CD-owned", make_query("web1", flags=FLAG_CD, edns=edns()), CD_NOT_ECHOED),
-    case("CD-unowned", make_query("example.com", flags=FLAG_CD), *REFUSED_CD),
+    case("CD-owned", make_query("web1", flags=FLAG_CD, edns=edns())),
+    case("CD-owned-nodata", make_query("web1", TXT, flags=FLAG_CD)),
+    case("CD-owned-truncated", make_query("cache", flags=FLAG_CD)),
+    case("CD-unowned", make_query("example.com", flags=FLAG_CD), REFUSED_AA),
     # Errors.
     case("opcode-15-NOTIMP", make_query("web1", opcode=15), ERROR_ECHOES_QUERY),
     case("opcode-15-NOTIMP-edns", make_query("web1", opcode=15, edns=edns()), ERROR_ECHOES_QUERY),
