@@ -34,8 +34,16 @@ _TYPE_SOA = b"\x00\x06"
 _TRANSFERS = frozenset({251, 252})
 """IXFR and AXFR: this agent transfers no zones, and a transfer is not a question
 an upstream resolver answers either, so every one is REFUSED (RFC 5936 2.2.1)."""
-_NOT_NODATA = frozenset({_TYPE_ANY, b"\x00\xfb", b"\x00\xfc"})
-"""Question types the fast path leaves to ``answer``: ANY and the transfers."""
+_META_TYPES = frozenset({wire.TYPE_OPT, *range(128, 251), 253, 254})
+"""Types no record is held under, so none can be asked for: OPT, the meta and
+reserved range up to TSIG (250), MAILB and MAILA. They get FORMERR, owned or not,
+as from unbound (BIND too, for OPT, TKEY and TSIG). Forwarded, each drew an upstream
+error and so SERVFAIL, after asking every upstream."""
+_NOT_NODATA = frozenset(
+    {_TYPE_ANY, b"\x00\xfb", b"\x00\xfc", *(struct.pack("!H", t) for t in _META_TYPES)}
+)
+"""Question types the fast path leaves to ``answer``: ANY, the transfers and the
+meta types."""
 _MAX_NAME_WIRE = wire.MAX_NAME
 _RR_FIXED = struct.Struct("!HHIH")
 """TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
@@ -225,6 +233,8 @@ class Responder:
         zone = self.zone
         if q.qtype in _TRANSFERS:
             return error_reply(q, wire.REFUSED, ra=zone.recursion_available)
+        if q.qtype in _META_TYPES:
+            return error_reply(q, wire.FORMERR, ra=zone.recursion_available)
         prepared: Prepared | None = None
         if q.qclass in (wire.CLASS_IN, wire.CLASS_ANY):
             # QCLASS * matches class IN, the only class the zone has data in.

@@ -241,6 +241,29 @@ def test_zone_transfers_are_refused_never_forwarded(
     assert reply.header.ra == (1 if responder_.forwarding else 0)
 
 
+@pytest.mark.parametrize("edns", [None, opt(do=True)], ids=["plain", "edns"])
+@pytest.mark.parametrize("responder_", [PLAIN, FORWARDING, AUTHORITATIVE_FORWARDING])
+@pytest.mark.parametrize("name", ["web1", "api.internal", "example.com", "no.fleet.internal"])
+@pytest.mark.parametrize("qtype", [OPT, 128, 200, 249, 250, 253, 254])
+def test_types_nothing_is_held_under_are_formerr_never_forwarded(
+    qtype: int, name: str, responder_: Responder, edns: bytes | None
+) -> None:
+    """OPT, the meta range, TKEY, TSIG, MAILB and MAILA: an upstream answers FORMERR too,
+    which the forwarder would take for a failing upstream (SERVFAIL after asking all)."""
+    data = query(name, qtype, edns=edns)
+    for udp in (True, False):
+        reply = check_echo(data, responder_.respond(data, udp=udp))
+        assert reply.header.rcode == FORMERR
+        assert reply.rr == reply.auth == [] and reply.header.aa == 0
+        assert len(opts(reply)) == (0 if edns is None else 1)
+
+
+@pytest.mark.parametrize("qtype", [127, 251, 252, 255, 256, 65535])
+def test_types_next_to_the_meta_range_are_not_formerr(qtype: int) -> None:
+    reply = parse(FORWARDING.respond(query("web1", qtype), udp=False))
+    assert reply.header.rcode != FORMERR
+
+
 OWNED_NAMES = [
     "api",
     "api.internal",

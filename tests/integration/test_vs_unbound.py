@@ -627,6 +627,14 @@ CASES = [
     case("SOA-reverse-apex", make_query(V4_WEB2, SOA)),
     # ANY and the classes.
     case("ANY-bare", make_query("web1", ANY), ANY_ANSWERS),
+    # Types no record is held under: FORMERR, owned or not.
+    case("OPT-as-qtype-owned", make_query("web1", OPT, edns=edns())),
+    case("OPT-as-qtype-unowned", make_query("example.com", OPT)),
+    case("TSIG-as-qtype-owned", make_query("web1.internal", 250)),
+    case("TKEY-as-qtype-owned", make_query("web1", 249, edns=edns())),
+    case("meta-128-owned", make_query("web1", 128)),
+    case("MAILB-owned", make_query("web1", 253)),
+    case("MAILA-unowned", make_query("example.com", 254, edns=edns())),
     case("ANY-reverse", make_query(V4_WEB2, ANY), ANY_ANSWERS),
     case("ANY-unowned", make_query("example.com", ANY), REFUSED_AA),
     case("class-ANY", make_query("web1", qclass=CLASS_ANY), QCLASS_ANY),
