@@ -29,7 +29,7 @@ from resolver.adapters.query_log import Address, log_reply
 from resolver.adapters.udp_batch import BatchUdpListener, batch_calls
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
-from resolver.core.responder import Question, Responder, error_reply, servfail
+from resolver.core.responder import MAX_QUERY_BYTES, Question, Responder, error_reply, servfail
 
 log = logging.getLogger("tagdns.server")
 
@@ -358,7 +358,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             return
         self.counters.udp_queries += 1
         try:
-            reply = server.respond(data)
+            reply: bytes | Question | None
+            if len(data) > MAX_QUERY_BYTES:
+                reply = server.responder.cut(data)
+            else:
+                reply = server.respond(data)
         except Exception:  # Responder.respond already contains errors; belt and braces
             reply = server.failed(data)
         if reply.__class__ is bytes:
@@ -519,7 +523,10 @@ class _TcpProtocol(asyncio.Protocol):
         """Answer or forward one message; False when it is dropped unanswered."""
         server = self.server
         server.counters.tcp_queries += 1
-        reply = server.answer(message, udp=False)
+        if len(message) > MAX_QUERY_BYTES:
+            reply: bytes | Question | None = server.responder.cut(message)
+        else:
+            reply = server.answer(message, udp=False)
         if reply.__class__ is bytes:
             self._send(reply)
         elif reply is None:

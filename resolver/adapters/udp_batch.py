@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from resolver.adapters.logging_setup import held_lines
 from resolver.adapters.query_log import Address, log_reply
-from resolver.core.responder import Question
+from resolver.core.responder import MAX_QUERY_BYTES, Question
 
 if TYPE_CHECKING:
     from resolver.adapters.dns_server import DnsServer
@@ -45,9 +45,9 @@ log = logging.getLogger("tagdns.server")
 
 CAPACITY = 64
 """Datagrams per system call: enough to amortise the call, small enough to stay fair to TCP."""
-SLOT = 4096
-"""Bytes per datagram buffer. No real query comes near it (one question and an OPT);
-a larger datagram arrives cut and is answered FORMERR from its header."""
+SLOT = MAX_QUERY_BYTES
+"""Bytes per datagram buffer: a larger datagram arrives cut and is answered FORMERR
+from its header, as a longer TCP message is."""
 
 _ALLOW_CACHE_MAX = 4096
 _SEND_GAVE_UP = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR})

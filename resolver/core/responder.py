@@ -45,6 +45,21 @@ _NOT_NODATA = frozenset(
 """Question types the fast path leaves to ``answer``: ANY, the transfers and the
 meta types."""
 _MAX_NAME_WIRE = wire.MAX_NAME
+MAX_QUERY_BYTES = 4096
+"""The most of a query read, over UDP or TCP. No real query comes near it (one
+question, an OPT with a few options, perhaps a TSIG); a longer one is answered
+FORMERR from its header (``Responder.cut``), so no message costs more to answer
+than one of this size."""
+_MAX_ADDITIONAL = 4
+"""Additional records a query may carry: an OPT, a TSIG, and room for the odd
+client that adds one more. More is FORMERR without walking them: hundreds of
+records in one datagram otherwise cost a hundred times an answer's CPU."""
+_MAX_OPTIONS = 32
+"""EDNS options walked in one OPT (a query sends a handful: cookie, padding,
+client subnet, NSID); more is FORMERR, for the same reason."""
+_MAX_WALKED = 8
+"""Questions and records an error reply looks through for the query's OPT, to echo
+it (RFC 6891 6.1.1): enough for any query this side of FORMERR."""
 _RR_FIXED = struct.Struct("!HHIH")
 """TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
 _ECHOED = wire.FLAG_RD | wire.FLAG_CD
@@ -219,7 +234,8 @@ class Responder:
         return self.answer(parsed, udp=udp)
 
     def cut(self, data: bytes) -> bytes | None:
-        """FORMERR for a datagram that arrived cut (longer than the server reads)."""
+        """FORMERR for a message longer than ``MAX_QUERY_BYTES`` (a datagram that
+        arrived cut, or a TCP message over that size), judged by its header."""
         return self._with_ra(bare_error(data, wire.FORMERR))
 
     def _with_ra(self, reply: bytes | None) -> bytes | None:
@@ -378,15 +394,17 @@ def bare_error(data: bytes, rcode: int, question: bytes = b"") -> bytes | None:
 
 def _request_opt_ttl(data: bytes) -> int | None:
     """The TTL field (extended RCODE, version, DO) of the first OPT record in the
-    additional section of ``data``, or None when there is none or the sections do
-    not hold together up to it. Counts are trusted only as far as the bytes go."""
+    additional section of ``data``, or None when there is none among the first
+    ``_MAX_WALKED`` questions and records, or the sections do not hold together up
+    to it. Counts are trusted only as far as the bytes go."""
     qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHH", data, 4)
     position, size = wire.HEADER_LEN, len(data)
-    for _ in range(qdcount):
+    questions = min(qdcount, _MAX_WALKED)
+    for _ in range(questions):
         position = _skip_name(data, position) + 4
         if position < 4 or position > size:
             return None
-    for index in range(ancount + nscount + arcount):
+    for index in range(min(ancount + nscount + arcount, _MAX_WALKED - questions)):
         fixed = _skip_name(data, position)
         if fixed < 0 or fixed + _RR_FIXED.size > size:
             return None
@@ -451,8 +469,11 @@ def _skip_name(data: bytes, position: int) -> int:
 
 
 def _options_framed(data: bytes, position: int, end: int) -> bool:
-    """Whether an OPT RDATA is a clean sequence of (code, length, value) options."""
-    while position + 4 <= end:
+    """Whether an OPT RDATA is a clean sequence of (code, length, value) options,
+    ``_MAX_OPTIONS`` at most."""
+    for _ in range(_MAX_OPTIONS):
+        if position + 4 > end:
+            break
         position += 4 + (data[position + 2] << 8 | data[position + 3])
     return position == end
 
@@ -501,7 +522,7 @@ def parse_query(data: bytes) -> Question | bytes | None:
     qtype, qclass = struct.unpack("!HH", data[qend - 4 : qend])
     edns, do, payload, version = False, False, 0, 0
     if arcount:
-        opts = _opt_records(data, qend, arcount)
+        opts = None if arcount > _MAX_ADDITIONAL else _opt_records(data, qend, arcount)
         if opts is None or len(opts) > 1:
             # The question is sound; the fault is in the additional section (RFC 6891
             # 7: the minimal reply is the header, the question and an OPT).

@@ -808,9 +808,50 @@ def test_many_additional_records_are_walked_not_decompressed() -> None:
     record = struct.pack("!H", 0xC000 | previous) + struct.pack("!HHIH", 65280, 1, 0, 1) + b"z"
     count = (65535 - base - len(first) - 12) // len(record)
     data = header(ar=1 + count) + WEB1 + first + record * count
-    reply = parse(PLAIN.respond(data, udp=False))
-    assert reply.header.rcode == NOERROR and rdatas(reply.rr) == ["10.0.1.10"]
+    reply = check_echo(data, PLAIN.respond(data, udp=False))
+    assert reply.header.rcode == FORMERR  # more additional records than a query carries
     assert reply.ar == []  # no OPT among them
+
+
+def _records(count: int) -> bytes:
+    return b"".join(b"\x00" + struct.pack("!HHIH", 65280, 1, 0, 2) + b"zz" for _ in range(count))
+
+
+@pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
+@pytest.mark.parametrize("extra", [0, 3, 4, 330])
+def test_additional_records_past_four_are_formerr_unwalked(
+    extra: int, udp: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of records in one query cost a hundred answers' CPU when each was
+    walked, so a few clients could starve the rest; a query carries an OPT and a TSIG."""
+    from resolver.core import responder as module
+
+    walked = 0
+    skip_name = module._skip_name
+
+    def counting(data: bytes, position: int) -> int:
+        nonlocal walked
+        walked += 1
+        return skip_name(data, position)
+
+    monkeypatch.setattr(module, "_skip_name", counting)
+    data = header(ar=1 + extra) + WEB1 + opt(do=True) + _records(extra)
+    reply = check_echo(data, PLAIN.respond(data, udp=udp))
+    assert len(opts(reply)) == 1, "the query's OPT is echoed, FORMERR or not"
+    if extra + 1 <= 4:
+        assert reply.header.rcode == NOERROR and rdatas(reply.rr) == ["10.0.1.10"]
+    else:
+        assert reply.header.rcode == FORMERR and reply.rr == []
+    assert walked <= 8
+
+
+@pytest.mark.parametrize("count", [1, 32, 33, 1000])
+def test_edns_options_past_thirty_two_are_formerr(count: int) -> None:
+    options = struct.pack("!HH", 65001, 0) * count
+    data = query("web1", edns=opt(options=options))
+    for responder_ in (PLAIN, FORWARDING):
+        reply = check_echo(data, responder_.respond(data, udp=True))
+        assert reply.header.rcode == (NOERROR if count <= 32 else FORMERR)
 
 
 def test_edns_query_with_other_additional_records() -> None:

@@ -27,7 +27,7 @@ from dnslib import DNSRecord
 from resolver.adapters.dns_server import DnsServer, ServerLimits
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
-from resolver.core.responder import Question, Responder, error_reply
+from resolver.core.responder import MAX_QUERY_BYTES, Question, Responder, error_reply
 from tests.core.dns_helpers import header, opt, query, question, question_of, reply_question
 from tests.integration.dns_helpers import (
     EXAMPLE_SERVE_ARGS,
@@ -279,7 +279,8 @@ def test_huge_query_of_pointer_chains_is_cheap(agent: AgentProcess) -> None:
         # Meanwhile another client is served: the loop was not blocked for long.
         assert parse(udp_exchange(agent.host, agent.port, query("web2"), timeout=10.0)).rr
         reply = DNSRecord.parse(recv_frame(sock))
-    assert reply.header.id == 0x6464 and [str(rr.rdata) for rr in reply.rr] == ["10.0.1.10"]
+    # Now FORMERR from the header alone: longer than any query may be (4 KB).
+    assert reply.header.id == 0x6464 and reply.header.rcode == wire.FORMERR
 
 
 def test_responses_and_runts_are_dropped_silently(agent: AgentProcess) -> None:
@@ -312,6 +313,20 @@ def test_garbage_tcp_frames_keep_the_connection(agent: AgentProcess) -> None:
         assert [str(rr.rdata) for rr in DNSRecord.parse(reply).rr] == ["10.0.2.20"]
     # And the server is still there for everyone else.
     assert parse(udp_exchange(agent.host, agent.port, query("web1"))).rr
+
+
+def test_a_tcp_message_longer_than_a_udp_one_may_be_is_formerr_from_its_header(
+    agent: AgentProcess,
+) -> None:
+    """The same bound as a datagram's: no message costs more to answer than 4 KB does."""
+    oversize = query("web1", qid=0x7A7A) + b"\x00" * MAX_QUERY_BYTES
+    largest = query("web1", qid=0x7B7B) + b"\x00" * (MAX_QUERY_BYTES - len(query("web1")))
+    with tcp_connect(agent.host, agent.port) as sock:
+        sock.sendall(frame(oversize) + frame(largest))
+        cut, whole = recv_frame(sock), recv_frame(sock)
+    assert cut[:2] == b"\x7a\x7a" and cut[3] & 0x0F == wire.FORMERR
+    assert cut[4:12] == b"\x00" * 8, "header only, as for a datagram that arrived cut"
+    assert [str(rr.rdata) for rr in DNSRecord.parse(whole).rr] == ["10.0.1.10"]
 
 
 def test_300_idle_connections_do_not_lock_out_new_clients(agent: AgentProcess) -> None:
@@ -581,6 +596,20 @@ def test_client_outside_the_allow_list_gets_nothing(
             assert wait_closed(sock, 5.0)
         assert until(lambda: counters.refused_clients >= 2)
         assert counters.udp_queries == 0 and counters.tcp_queries == 0
+
+
+def test_a_datagram_longer_than_a_query_may_be_is_formerr_on_both_udp_paths(
+    loop_factory: LoopFactory, udp_batching: bool
+) -> None:
+    """The transport path reads datagrams whole, the batched one cuts them at the same
+    size: either way the reply is FORMERR from the header alone."""
+    with ThreadedServer(
+        example_responder(), allow=LOOPBACK, loop_factory=loop_factory, udp_batching=udp_batching
+    ) as server:
+        oversize = query("web1", qid=0x7A7A) + b"\x00" * MAX_QUERY_BYTES
+        reply = udp_exchange(server.host, server.port, oversize)
+        assert reply is not None and reply[:2] == b"\x7a\x7a"
+        assert reply[3] & 0x0F == wire.FORMERR and reply[4:12] == b"\x00" * 8
 
 
 class _ForwardingServer(ThreadedServer):
