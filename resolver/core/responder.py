@@ -45,6 +45,9 @@ _NOT_NODATA = frozenset(
 """Question types the fast path leaves to ``answer``: ANY, the transfers and the
 meta types."""
 _MAX_NAME_WIRE = wire.MAX_NAME
+_HEADER_LEN = wire.HEADER_LEN
+_MAX_UDP_PLAIN = wire.MAX_UDP_PLAIN
+"""Module constants, not ``wire.`` attributes, where the fast path reads them."""
 MAX_QUERY_BYTES = 4096
 """The most of a query read, over UDP or TCP. No real query comes near it (one
 question, an OPT with a few options, perhaps a TSIG); a longer one is answered
@@ -144,13 +147,13 @@ class Responder:
 
     def _fast(self, data: bytes, udp: bool) -> bytes | None:
         """Owned names in the common query shape; None means 'use the slow path'."""
-        end = data.find(0, wire.HEADER_LEN)
+        end = data.find(0, _HEADER_LEN)
         qend = end + 5
         size = len(data)
         if end < 0 or qend > size or data[2] & 0xF8 or data[4:11] != _ONE_QUESTION:
             return None
         if data[11] == 0 and size == qend:
-            variant, limit = 0, wire.MAX_UDP_PLAIN
+            variant, limit = 0, _MAX_UDP_PLAIN
         elif (
             data[11] == 1
             and data[qend : qend + 3] == _OPT_PREFIX
@@ -160,12 +163,13 @@ class Responder:
             and (size == qend + 11 or _options_framed(data, qend + 11, size))
         ):
             variant = 2 if data[qend + 7] & 0x80 else 1
-            limit = max(wire.MAX_UDP_PLAIN, min(data[qend + 3] << 8 | data[qend + 4], 1232))
+            limit = max(_MAX_UDP_PLAIN, min(data[qend + 3] << 8 | data[qend + 4], 1232))
         else:
             return None
+        question = data[_HEADER_LEN:qend]
         # Lowercasing the type and class bytes too is safe: no type the zone indexes
         # (1, 12, 28) nor class IN has a byte in A-Z, so no other type can alias one.
-        key = data[wire.HEADER_LEN : qend].lower()
+        key = question.lower()
         value = self._answers.get(key)
         heads: Heads
         body: bytes
@@ -191,13 +195,13 @@ class Responder:
         reply = (
             data[:2]
             + heads[(data[3] & 0x10) >> 2 | (data[2] & 1) << 1 | (variant > 0)]
-            + data[wire.HEADER_LEN : qend]
+            + question
             + body
             + _OPT_BY_VARIANT[variant]
         )
         if udp and len(reply) > limit:
             flags = data[2] << 8 | data[3]
-            return truncated(data[:2], flags, data[wire.HEADER_LEN : qend], variant, ra=_ra(heads))
+            return truncated(data[:2], flags, question, variant, ra=_ra(heads))
         return reply
 
     def _cached(
