@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from dnslib import DNSRecord
 
+import resolver
 from devsupport.net import free_port
 
 pytestmark = pytest.mark.integration
@@ -319,12 +320,17 @@ def test_ctrl_c_at_any_moment_of_start_up_ends_without_a_traceback(delay: float)
 
 
 def _before_our_first_line(err: str) -> bool:
-    """A traceback whose only frame is the console script's import of its entry point:
-    the Ctrl-C came while Python itself was starting, before any of our code ran."""
+    """The Ctrl-C came while Python itself was starting, before any of our code ran:
+    the interpreter's import of its site module failed (every frame frozen), or the
+    only frame is the console script's import of its entry point."""
     frames = [line for line in err.splitlines() if line.lstrip().startswith("File ")]
+    ours = str(Path(resolver.__file__).parent)
+    if not err.rstrip().endswith("KeyboardInterrupt") or any(ours in f for f in frames):
+        return False
+    if err.startswith("Fatal Python error: init_import_site"):
+        return all(line.lstrip().startswith('File "<frozen ') for line in frames)
     return (
         len(frames) == 1
         and frames[0].rstrip().endswith(", in <module>")
         and "from resolver.console import main" in err
-        and err.rstrip().endswith("KeyboardInterrupt")
     )
