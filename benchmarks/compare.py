@@ -26,6 +26,7 @@ from pathlib import Path
 from benchmarks.dns import (
     ROOT,
     Server,
+    add_load_arguments,
     agent_server,
     dnsperf,
     median,
@@ -69,9 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="rounds per revision")
     parser.add_argument("--seconds", type=int, default=6, help="dnsperf -l per round")
     parser.add_argument("--names", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=10, help="dnsperf -c")
-    parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
-    parser.add_argument("--threads", type=int, default=1, help="dnsperf -T")
+    add_load_arguments(parser)
     args = parser.parse_args(argv)
     if args.base == args.other:
         parser.error("two different revisions, please")

@@ -927,6 +927,13 @@ def measure_big(
     return rss, ready, time_compile(data, args.compile_rounds)
 
 
+def add_load_arguments(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    """dnsperf's -c, -q and -T as options (``whose`` ends their help), for ``perf_settings``."""
+    parser.add_argument("--clients", type=int, default=10, help=f"dnsperf -c{whose}")
+    parser.add_argument("--outstanding", type=int, default=100, help=f"dnsperf -q{whose}")
+    parser.add_argument("--threads", type=int, default=1, help=f"dnsperf -T{whose}")
+
+
 def perf_settings(args: argparse.Namespace) -> list[str]:
     return ["-c", str(args.clients), "-q", str(args.outstanding), "-T", str(args.threads)]
 
@@ -985,9 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=8, help="dnsperf -l per round")
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds")
     parser.add_argument("--cpu-rounds", type=int, default=3, help="fixed-rate CPU rounds")
-    parser.add_argument("--clients", type=int, default=10, help="dnsperf -c")
-    parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
-    parser.add_argument("--threads", type=int, default=1, help="dnsperf -T")
+    add_load_arguments(parser)
     parser.add_argument("--rate", type=int, default=10_000, help="dnsperf -Q for CPU/query")
     parser.add_argument("--cpu-seconds", type=int, default=10, help="dnsperf -l for CPU/query")
     parser.add_argument(

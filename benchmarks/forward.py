@@ -35,6 +35,7 @@ from benchmarks.dns import (
     ROOT,
     TAGDNS,
     Server,
+    add_load_arguments,
     dns_query,
     dnsperf,
     load_generator_limit,
@@ -404,9 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--misses", type=int, default=300, help="fresh names per side")
     parser.add_argument("--seconds", type=int, default=8, help="dnsperf -l per round")
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per server")
-    parser.add_argument("--clients", type=int, default=10, help="dnsperf -c")
-    parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
-    parser.add_argument("--threads", type=int, default=1, help="dnsperf -T")
+    add_load_arguments(parser)
     parser.add_argument("--work", type=Path, help="keep files and logs here (debugging)")
     parser.add_argument("--no-write", action="store_true", help="do not update the docs")
     args = parser.parse_args(argv)

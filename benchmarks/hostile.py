@@ -46,6 +46,7 @@ from benchmarks.dns import (
     ZONE,
     Inputs,
     Server,
+    add_load_arguments,
     agent_server,
     check_same_answers,
     dns_query,
@@ -534,9 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", type=int, default=30, help="dig sample size")
     parser.add_argument("--seconds", type=int, default=5, help="dnsperf -l, normal client")
     parser.add_argument("--rounds", type=int, default=3, help="rounds beside a hostile client")
-    parser.add_argument("--clients", type=int, default=10, help="dnsperf -c, normal client")
-    parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q, normal client")
-    parser.add_argument("--threads", type=int, default=1, help="dnsperf -T, normal client")
+    add_load_arguments(parser, ", normal client")
     parser.add_argument("--flood-rate", type=int, default=2_000, help="hostile UDP queries/s")
     parser.add_argument("--window", type=int, default=8, help="hostile TCP unanswered at most")
     parser.add_argument("--rate", type=int, default=5_000, help="queries/s for CPU per query")

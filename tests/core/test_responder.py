@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 import pytest
 from dnslib import DNSRecord
 
+from resolver.core import responder as responder_module
 from resolver.core import wire
 from resolver.core.document import HostEntry, make_document
 from resolver.core.pipeline import ZoneSettings, compile_document
@@ -824,17 +825,15 @@ def test_additional_records_past_four_are_formerr_unwalked(
 ) -> None:
     """Hundreds of records in one query cost a hundred answers' CPU when each was
     walked, so a few clients could starve the rest; a query carries an OPT and a TSIG."""
-    from resolver.core import responder as module
-
     walked = 0
-    skip_name = module._skip_name
+    skip_name = responder_module._skip_name
 
     def counting(data: bytes, position: int) -> int:
         nonlocal walked
         walked += 1
         return skip_name(data, position)
 
-    monkeypatch.setattr(module, "_skip_name", counting)
+    monkeypatch.setattr(responder_module, "_skip_name", counting)
     data = header(ar=1 + extra) + WEB1 + opt(do=True) + _records(extra)
     reply = check_echo(data, PLAIN.respond(data, udp=udp))
     assert len(opts(reply)) == 1, "the query's OPT is echoed, FORMERR or not"
