@@ -145,8 +145,9 @@ class Responder:
         self.stats.count(data, slow)
         return slow
 
-    def _fast(self, data: bytes, udp: bool) -> bytes | None:
-        """Owned names in the common query shape; None means 'use the slow path'."""
+    def _fast(self, data: bytes, udp: bool) -> bytes | Question | None:
+        """The common query shape: owned names, cached answers and the Question of a
+        cache miss to forward; None means 'use the slow path'."""
         end = data.find(0, _HEADER_LEN)
         qend = end + 5
         size = len(data)
@@ -175,14 +176,29 @@ class Responder:
         body: bytes
         if value is None:
             prepared = None
-            if data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] not in _NOT_NODATA:
+            plain = (
+                data[qend - 2 : qend] == _CLASS_IN and data[qend - 4 : qend - 2] not in _NOT_NODATA
+            )
+            if plain:
                 prepared = self._nodata_for(key[:-4])
                 if prepared is self._nodata_self and data[qend - 4 : qend - 2] == _TYPE_SOA:
                     prepared = self._soa_self
             if prepared is None:
-                return self._cached(data, key, qend, variant, limit if udp else None)
-            self.stats.count_owned(data[qend - 4], data[qend - 3])
-            heads, body = prepared.heads, prepared.body
+                if self._cache is not None:
+                    reply = self._cached(data, key, qend, variant, limit if udp else None)
+                    if reply is not None:
+                        return reply
+                if not plain or not self._not_ours(data, key, qend):
+                    return None
+                stats = self.stats
+                stats.qtypes[QTYPE_OTHER if data[qend - 4] else data[qend - 3]] += 1
+                if self.forwarding:
+                    return _question(data, question, key, qend, variant)
+                stats.replies[_REFUSED_SLOT] += 1
+                heads, body = _REFUSED, b""
+            else:
+                self.stats.count_owned(data[qend - 4], data[qend - 3])
+                heads, body = prepared.heads, prepared.body
         else:
             # One increment is the whole accounting: an owned answer is NOERROR with AA,
             # and a zone-indexed type (A, AAAA, PTR, SOA) is below 256.
@@ -209,8 +225,7 @@ class Responder:
     ) -> bytes | None:
         """A forwarded answer still in the cache, replayed without leaving the fast path."""
         cache = self._cache
-        if cache is None:
-            return None
+        assert cache is not None
         # The cache is keyed by the exact type and class (65, HTTPS, must not read as
         # 97), then one byte for the DO and CD bits.
         reply = cache.replay(
@@ -227,11 +242,30 @@ class Responder:
         stats.count_reply(reply)
         return reply
 
+    def _not_ours(self, data: bytes, key: bytes, qend: int) -> bool:
+        """Whether a class-IN question the zone has nothing for (the caller has looked)
+        is one the view does not answer for: forwarded, or else REFUSED.
+
+        Only for a well-formed name outside an authoritative zone: then ``parse_query``
+        and ``answer`` would come to the same forwarded Question or REFUSED, by way of
+        more work than the rest of the responder's share of such a query. Anything
+        else (False) takes that full path (FORMERR, NXDOMAIN).
+        """
+        end = qend - 5
+        if end - _HEADER_LEN >= _MAX_NAME_WIRE:
+            return False
+        position = _HEADER_LEN
+        while position < end:  # the labels must end exactly at the first zero octet
+            length = data[position]
+            if length > 63:
+                return False
+            position += length + 1
+        if position != end:
+            return False
+        zone = self.zone
+        return not (zone.authoritative and _denied(key[:-4], zone))
+
     def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
-        if self.forwarding:
-            question = _forwardable(data, self.zone)
-            if question is not None:
-                return question
         parsed = parse_query(data)
         if not isinstance(parsed, Question):
             return self._with_ra(parsed)
@@ -559,67 +593,26 @@ def badvers(q: Question) -> bytes:
     return wire.header(q.qid, flags, 1, 0, 0, 1) + q.question + opt
 
 
-_DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
-"""The cache key's last byte by ``DO | CD << 1``, built once (see ``AnswerCache.key``)."""
-
-
-def _forwardable(data: bytes, zone: CompiledZone) -> Question | None:
-    """The Question of a cache miss to forward, read without the full parse; else None.
-
-    Only for the fast path's query shape (one class-IN question, at most a plain OPT)
-    with a well-formed name the zone has nothing for and is not authoritative for:
-    then ``parse_query`` and ``answer`` would come to this same Question, by way of
-    more work than the rest of the responder's share of a miss. Anything else
-    (None) takes that full path.
-    """
-    end = data.find(0, wire.HEADER_LEN)
-    qend = end + 5
-    size = len(data)
-    if (
-        end < 0
-        or qend > size
-        or data[2] & 0xF8
-        or data[4:11] != _ONE_QUESTION
-        or data[qend - 2 : qend] != _CLASS_IN
-        or data[qend - 4 : qend - 2] in _NOT_NODATA
-        or end - wire.HEADER_LEN >= _MAX_NAME_WIRE
-    ):
-        return None
-    if data[11] == 0 and size == qend:
-        edns, do, payload = False, False, 0
-    elif (
-        data[11] == 1
-        and data[qend : qend + 3] == _OPT_PREFIX
-        and size >= qend + 11
-        and data[qend + 6] == 0
-        and size == qend + 11 + (data[qend + 9] << 8 | data[qend + 10])
-        and (size == qend + 11 or _options_framed(data, qend + 11, size))
-    ):
-        edns, do, payload = True, bool(data[qend + 7] & 0x80), data[qend + 3] << 8 | data[qend + 4]
-    else:
-        return None
-    position = wire.HEADER_LEN
-    while position < end:  # the labels must end exactly at the first zero octet
-        length = data[position]
-        if length > 63:
-            return None
-        position += length + 1
-    if position != end:
-        return None
-    name = data[wire.HEADER_LEN : end + 1].lower()
-    key = name + data[qend - 4 : qend]
-    if key in zone.answers or zone.nodata_for(name) is not None:
-        return None
-    if zone.authoritative and _denied(name, zone):
-        return None
+def _question(data: bytes, question: bytes, key: bytes, qend: int, variant: int) -> Question:
+    """A fast-path query's Question, as ``parse_query`` reads it, from what the fast
+    path has already read (``key`` is the question lowercased)."""
     return Question(
         qid=data[:2],
         flags=data[2] << 8 | data[3],
-        question=data[wire.HEADER_LEN : qend],
-        key=key,
+        question=question,
+        key=key[:-4] + data[qend - 4 : qend],  # the exact type: 65 (HTTPS) is not 97
         qtype=data[qend - 4] << 8 | data[qend - 3],
-        qclass=wire.CLASS_IN,
-        edns=edns,
-        do=do,
-        payload=payload,
+        qclass=data[qend - 2] << 8 | data[qend - 1],
+        edns=variant > 0,
+        do=variant == 2,
+        payload=data[qend + 3] << 8 | data[qend + 4] if variant else 0,
     )
+
+
+_REFUSED = prepared_heads(wire.REFUSED, 0, 0, aa=False, ra=False)
+"""A name not ours when nothing is forwarded: no AA, and no RA (there is no recursion)."""
+_REFUSED_SLOT = wire.REFUSED
+"""Where ``QueryStats.replies`` counts a reply of that rcode without AA."""
+
+_DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
+"""The cache key's last byte by ``DO | CD << 1``, built once (see ``AnswerCache.key``)."""

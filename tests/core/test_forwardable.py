@@ -1,8 +1,9 @@
-"""The shortcut to a forwarded Question agrees with the full parse whenever it is taken.
+"""The fast path agrees with the full parse whenever it answers.
 
-``Responder._slow`` reads a cache miss's Question straight from the query when the
-query has the common shape; any query it takes must come out exactly as
-``parse_query`` followed by ``answer`` would have it, and every other query must be
+``Responder._fast`` answers the common query shape straight from the bytes: owned
+names, and for a name not owned the Question to forward (a cache miss) or, when
+nothing is forwarded, REFUSED. Whatever it gives must be exactly what
+``parse_query`` followed by ``answer`` would give, and every other query must be
 left to them.
 """
 
@@ -13,8 +14,15 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.core.responder import Question, Responder, _forwardable, parse_query
+from resolver.core.cache import AnswerCache
+from resolver.core.responder import Question, Responder, parse_query
 from tests.core.dns_helpers import opt, query, responder
+
+
+def shortcut(r: Responder, data: bytes) -> Question | None:
+    """The Question the fast path takes for ``data``, if it takes one."""
+    taken = r._fast(data, True)
+    return taken if isinstance(taken, Question) else None
 
 
 def full_path(r: Responder, data: bytes) -> bytes | Question | None:
@@ -26,6 +34,9 @@ def full_path(r: Responder, data: bytes) -> bytes | Question | None:
 
 FORWARDING = responder(forwarding=True)
 AUTHORITATIVE = responder(forwarding=True, authoritative=True)
+PLAIN = responder(forwarding=False)
+PLAIN_AUTHORITATIVE = responder(forwarding=False, authoritative=True)
+RESPONDERS = (FORWARDING, AUTHORITATIVE, PLAIN, PLAIN_AUTHORITATIVE)
 
 names = st.sampled_from(
     [
@@ -59,39 +70,58 @@ edns = st.one_of(
     qclass=st.sampled_from([1, 3, 255]),
     extra=edns,
     flags=st.sampled_from([0, 0x0010, 0x8000, 0x0800, 0x0020]),
-    authoritative=st.booleans(),
+    r=st.sampled_from(RESPONDERS),
 )
-def test_any_question_taken_is_the_one_the_full_parse_forwards(
-    name: str, qtype: int, qclass: int, extra: bytes | None, flags: int, authoritative: bool
+def test_whatever_the_fast_path_gives_is_what_the_full_parse_gives(
+    name: str, qtype: int, qclass: int, extra: bytes | None, flags: int, r: Responder
 ) -> None:
-    r = AUTHORITATIVE if authoritative else FORWARDING
     data = query(name, qtype, qclass=qclass, edns=extra, flags=flags)
-    taken = _forwardable(data, r.zone)
+    taken = r._fast(data, True)
     if taken is not None:
         assert taken == full_path(r, data)
 
 
 @settings(max_examples=400, deadline=None)
-@given(data=st.binary(min_size=12, max_size=80))
-def test_garbage_is_never_taken_unless_the_full_parse_forwards_it_too(data: bytes) -> None:
-    taken = _forwardable(data, FORWARDING.zone)
+@given(data=st.binary(min_size=12, max_size=80), r=st.sampled_from(RESPONDERS))
+def test_garbage_is_never_answered_otherwise_than_by_the_full_parse(
+    data: bytes, r: Responder
+) -> None:
+    taken = r._fast(data, True)
     if taken is not None:
-        assert taken == full_path(FORWARDING, data)
+        assert taken == full_path(r, data)
 
 
 def test_the_common_miss_is_taken_and_odd_shapes_are_not() -> None:
-    zone = FORWARDING.zone
     miss = query("www.Example.test", 1, edns=opt(do=True))
-    question = _forwardable(miss, zone)
+    question = shortcut(FORWARDING, miss)
     assert question is not None and question.do and question.edns
     assert question == full_path(FORWARDING, miss)
-    assert _forwardable(query("web1.internal"), zone) is None  # owned
-    assert _forwardable(query("www.example.test", 255), zone) is None  # ANY
-    assert _forwardable(query("www.example.test", qclass=3), zone) is None  # CHAOS
+    assert shortcut(FORWARDING, query("web1.internal")) is None  # owned
+    assert shortcut(FORWARDING, query("www.example.test", 255)) is None  # ANY
+    assert shortcut(FORWARDING, query("www.example.test", qclass=3)) is None  # CHAOS
     bad_labels = query("www.example.test")[:12] + b"\x05ab\x00cd\x00" + struct.pack("!HH", 1, 1)
-    assert _forwardable(bad_labels, zone) is None  # a zero octet inside a label
-    assert _forwardable(query("a." * 130 + "test"), zone) is None  # longer than 255 octets
-    assert _forwardable(query("www.example.test", edns=opt(version=1)), zone) is None
+    assert shortcut(FORWARDING, bad_labels) is None  # a zero octet inside a label
+    assert shortcut(FORWARDING, query("a." * 130 + "test")) is None  # longer than 255 octets
+    assert shortcut(FORWARDING, query("www.example.test", edns=opt(version=1))) is None
+    # With a cache, a miss in it comes to the same Question.
+    cached = Responder(FORWARDING.zone, forwarding=True, cache=AnswerCache())
+    assert shortcut(cached, miss) == question
+
+
+def test_a_name_not_ours_is_refused_on_the_fast_path_when_nothing_is_forwarded() -> None:
+    for data in (
+        query("www.Example.test"),
+        query("www.example.test", 28, edns=opt(do=True), flags=0x0010),
+        query("nothing.internal", 15, edns=opt(payload=512)),
+    ):
+        taken = PLAIN._fast(data, True)
+        assert isinstance(taken, bytes) and taken == full_path(PLAIN, data)
+        assert taken[3] & 0x0F == 5  # REFUSED
+    # Under an authoritative zone the name does not exist: NXDOMAIN, by the full path.
+    assert PLAIN_AUTHORITATIVE._fast(query("nothing.internal"), True) is None
+    bad_labels = query("www.example.test")[:12] + b"\x05ab\x00cd\x00" + struct.pack("!HH", 1, 1)
+    assert PLAIN._fast(bad_labels, True) is None  # FORMERR, by the full path
+    assert PLAIN._fast(query("www.example.test", 255), True) is None  # ANY
 
 
 def test_the_responder_forwards_what_the_full_parse_would() -> None:
