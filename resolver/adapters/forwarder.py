@@ -22,7 +22,9 @@ our own that the loop watches in turn: registering a socket there is one system
 call, where the loop's ``add_reader``/``remove_reader`` build and tear down a poll
 handle per socket, the largest single cost of a miss after the system calls that
 send and receive. A reply goes to the client before the socket is closed and the
-answer is cached, so that work is not on the path the client waits on. Attempt
+answer is cached, and the socket for a later query is made and added to the epoll
+set then too (a small stock per address family, each socket used for one query
+only), so none of that work is on the path the client waits on. Attempt
 timeouts are not a loop timer each: the same watcher keeps them in a heap, under one
 loop timer set for the earliest, and an answered attempt's entry is only marked dead.
 """
@@ -400,22 +402,18 @@ class _Resolution:
         try:
             watcher = forwarder.watcher(self.loop)
             family, address = forwarder._address(upstream)
-            # The C socket type itself: the Python wrapper's constructor and close()
-            # are frames of their own, and nothing here needs what they add.
-            sock = _socket.socket(family, _NONBLOCKING_DGRAM)
+            sock = watcher.open_socket(family, self._readable)
         except OSError as exc:  # socket.gaierror included
             forwarder._upstream_error(upstream, f"cannot send: {exc}")
             return False
+        fd = sock.fileno()
         try:
-            # A fresh socket per query: the kernel picks a random source port, and
-            # connect() makes it drop datagrams from anyone but the upstream.
-            if not _BORN_NONBLOCKING:
-                sock.setblocking(False)
+            # A fresh socket per query: connect() has the kernel pick a random source
+            # port, and makes it drop datagrams from anyone but the upstream.
             sock.connect(address)
             sock.send(self.message)
-            fd = sock.fileno()
-            watcher.watch(fd, self._readable)
         except OSError as exc:
+            watcher.unwatch(fd)
             sock.close()
             forwarder._upstream_error(upstream, f"cannot send: {exc}")
             return False
@@ -433,9 +431,11 @@ class _Resolution:
             self.timer = None
         sock = self.sock
         if sock is not None:
-            self.watcher.unwatch(self.fd)
+            watcher = self.watcher
+            watcher.unwatch(self.fd)
             sock.close()
             self.sock = None
+            watcher.restock(sock.family)
 
     def _readable(self) -> None:
         sock = self.sock
@@ -572,6 +572,22 @@ class _Resolution:
             self.tcp_task.cancel()
 
 
+_STOCK = 4
+"""Unused upstream sockets kept ready per address family (each serves one query)."""
+
+
+def _new_socket(family: int) -> _socket.socket:
+    """An unconnected non-blocking datagram socket.
+
+    The C socket type itself: the Python wrapper's constructor and close() are
+    frames of their own, and nothing here needs what they add.
+    """
+    sock = _socket.socket(family, _NONBLOCKING_DGRAM)
+    if not _BORN_NONBLOCKING:
+        sock.setblocking(False)
+    return sock
+
+
 class _Watcher:
     """Calls a callback when an upstream socket is readable, and expires attempts.
 
@@ -593,6 +609,8 @@ class _Watcher:
         self._order = itertools.count()
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._sweep_at = math.inf
+        self._stock: dict[int, list[_socket.socket]] = {}
+        """Unused sockets by family, made ahead of need and already in the epoll set."""
         self._epoll: select.epoll | None = None
         if hasattr(select, "epoll"):
             self._epoll = select.epoll()
@@ -604,6 +622,48 @@ class _Watcher:
             return
         self._epoll.register(fd, select.EPOLLIN)
         self._callbacks[fd] = callback
+
+    def open_socket(self, family: int, callback: Callable[[], None]) -> _socket.socket:
+        """A new datagram socket, never used before, watched with ``callback``.
+
+        Taken from the stock when there is one: making a socket and adding it to the
+        epoll set are two system calls that then happen after an earlier reply went
+        out (``restock``), not between a client's query and ours.
+        """
+        stock = self._stock.get(family)
+        if stock:
+            sock = stock.pop()
+            if self._epoll is None:
+                self.loop.add_reader(sock.fileno(), callback)
+            else:
+                self._callbacks[sock.fileno()] = callback
+            return sock
+        sock = _new_socket(family)
+        try:
+            self.watch(sock.fileno(), callback)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def restock(self, family: int) -> None:
+        """Make one socket for a later ``open_socket``, unless the stock is full."""
+        stock = self._stock.get(family)
+        if stock is None:
+            stock = self._stock[family] = []
+        if len(stock) >= _STOCK:
+            return
+        try:
+            sock = _new_socket(family)
+        except OSError:  # out of descriptors, say: open_socket will say so when asked
+            return
+        if self._epoll is not None:
+            try:
+                self._epoll.register(sock.fileno(), select.EPOLLIN)
+            except OSError:
+                sock.close()
+                return
+        stock.append(sock)
 
     def unwatch(self, fd: int) -> None:
         """Stop watching ``fd``; the caller closes it next, which also leaves the epoll set."""
@@ -684,3 +744,7 @@ class _Watcher:
                 self.loop.remove_reader(self._epoll.fileno())
             self._epoll.close()
         self._callbacks.clear()
+        for stock in self._stock.values():
+            for sock in stock:
+                sock.close()
+        self._stock.clear()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import socket
 from collections.abc import Callable
 
 import pytest
 
-from resolver.adapters.forwarder import Forwarder, _Watcher
+from resolver.adapters import forwarder as forwarder_module
+from resolver.adapters.forwarder import _STOCK, Forwarder, _Watcher
 from resolver.core.cache import AnswerCache
 from resolver.core.endpoints import Endpoint
 from resolver.core.responder import Question, parse_query
@@ -118,3 +120,66 @@ def test_a_socket_that_cannot_be_watched_is_closed_and_the_next_upstream_asked(
     reply, forwarder = asyncio.run(scenario())
     assert reply[3] & 0x0F == 0 and reply[6:8] == b"\x00\x01"
     assert forwarder.counters.upstream_errors == 1 and len(refused) == 1
+
+
+def test_a_stocked_socket_serves_one_query_and_closes_with_the_watcher() -> None:
+    """Sockets made ahead of need: quiet until used, each handed out once, never leaked."""
+
+    async def scenario() -> tuple[list[bytes], list[_socket.socket], list[int]]:
+        loop = asyncio.get_running_loop()
+        watcher = _Watcher(loop)
+        heard: list[bytes] = []
+        watcher.restock(socket.AF_INET)
+        watcher.restock(socket.AF_INET)
+        stocked = list(watcher._stock[socket.AF_INET])
+        # Unconnected and unbound, they can have nothing to read: the watcher's own
+        # poll must not see them (it would drop an fd it has no callback for).
+        assert watcher._epoll is not None and watcher._epoll.poll(0) == []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind(("127.0.0.1", 0))
+            used = watcher.open_socket(socket.AF_INET, lambda: heard.append(used.recv(100)))
+            assert used in stocked and used not in watcher._stock[socket.AF_INET]
+            used.connect(peer.getsockname())
+            used.send(b"query")
+            _, address = peer.recvfrom(100)
+            peer.sendto(b"reply", address)
+            for _ in range(100):
+                if heard:
+                    break
+                await asyncio.sleep(0.01)
+        watcher.unwatch(used.fileno())
+        used.close()
+        watcher.restock(socket.AF_INET)
+        remaining = list(watcher._stock[socket.AF_INET])
+        watcher.close()
+        return heard, remaining, [sock.fileno() for sock in remaining]
+
+    heard, remaining, fds_after_close = asyncio.run(scenario())
+    assert heard == [b"reply"]
+    assert len(remaining) == 2  # one left from before, one made after the query
+    assert fds_after_close == [-1, -1]  # closed with the watcher
+
+
+def test_the_stock_stops_at_its_size_and_a_socket_that_cannot_be_made_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> tuple[int, int]:
+        watcher = _Watcher(asyncio.get_running_loop())
+        for _ in range(_STOCK + 3):
+            watcher.restock(socket.AF_INET)
+        full = len(watcher._stock[socket.AF_INET])
+        for _ in range(full):
+            watcher.open_socket(socket.AF_INET, lambda: None).close()
+
+        def out_of_descriptors(family: int) -> _socket.socket:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(forwarder_module, "_new_socket", out_of_descriptors)
+        watcher.restock(socket.AF_INET)  # no error: open_socket reports it when asked
+        after = len(watcher._stock[socket.AF_INET])
+        with pytest.raises(OSError, match="Too many open files"):
+            watcher.open_socket(socket.AF_INET, lambda: None)
+        watcher.close()
+        return full, after
+
+    assert asyncio.run(scenario()) == (_STOCK, 0)
