@@ -131,6 +131,14 @@ class Responder:
         self.stats = stats if stats is not None else QueryStats()
         """Shared by every Responder of an agent, so the counts outlive a zone swap."""
         self._fast_owned = self.stats.fast_owned
+        self._zone_wire_len = len(zone.zone_wire)
+        self._nxdomain_heads = prepared_heads(
+            wire.NXDOMAIN, 0, 1, aa=True, ra=zone.recursion_available
+        )
+        self._nxdomain_soa = wire.resource_record(
+            b"", wire.TYPE_SOA, zone.negative_ttl, zone.soa_rdata
+        )
+        """The SOA of an NXDOMAIN, but for its owner: a pointer that depends on the question."""
 
     def respond(self, data: bytes, *, udp: bool = True) -> bytes | Question | None:
         """Reply to one DNS message; never raises for any input (SERVFAIL instead)."""
@@ -146,8 +154,8 @@ class Responder:
         return slow
 
     def _fast(self, data: bytes, udp: bool) -> bytes | Question | None:
-        """The common query shape: owned names, cached answers and the Question of a
-        cache miss to forward; None means 'use the slow path'."""
+        """The common query shape: owned names, cached answers, and names not ours
+        (``_not_ours``); None means 'use the slow path'."""
         end = data.find(0, _HEADER_LEN)
         qend = end + 5
         size = len(data)
@@ -188,14 +196,12 @@ class Responder:
                     reply = self._cached(data, key, qend, variant, limit if udp else None)
                     if reply is not None:
                         return reply
-                if not plain or not self._not_ours(data, key, qend):
+                if not plain or not _well_formed(data, qend):
                     return None
-                stats = self.stats
-                stats.qtypes[QTYPE_OTHER if data[qend - 4] else data[qend - 3]] += 1
-                if self.forwarding:
-                    return _question(data, question, key, qend, variant)
-                stats.replies[_REFUSED_SLOT] += 1
-                heads, body = _REFUSED, b""
+                not_ours = self._not_ours(data, question, key, qend, variant)
+                if isinstance(not_ours, Question):
+                    return not_ours
+                heads, body = not_ours
             else:
                 self.stats.count_owned(data[qend - 4], data[qend - 3])
                 heads, body = prepared.heads, prepared.body
@@ -220,6 +226,26 @@ class Responder:
             return truncated(data[:2], flags, question, variant, ra=_ra(heads))
         return reply
 
+    def _not_ours(
+        self, data: bytes, question: bytes, key: bytes, qend: int, variant: int
+    ) -> Question | tuple[Heads, bytes]:
+        """A well-formed class-IN name the zone has nothing for: NXDOMAIN under an
+        authoritative zone, else the Question to forward, else REFUSED (as ``answer``
+        decides), without the full parse. Counted here."""
+        stats = self.stats
+        stats.qtypes[QTYPE_OTHER if data[qend - 4] else data[qend - 3]] += 1
+        zone = self.zone
+        if zone.authoritative and _denied(key[:-4], zone):
+            # The SOA's owner points at the zone's apex inside the question, as
+            # ``_nxdomain`` builds it.
+            stats.replies[_NXDOMAIN_SLOT] += 1
+            apex = _pointer(qend - 4 - self._zone_wire_len)
+            return self._nxdomain_heads, apex + self._nxdomain_soa
+        if self.forwarding:
+            return _question(data, question, key, qend, variant)
+        stats.replies[_REFUSED_SLOT] += 1
+        return _REFUSED, b""
+
     def _cached(
         self, data: bytes, key: bytes, qend: int, variant: int, limit: int | None
     ) -> bytes | None:
@@ -241,29 +267,6 @@ class Responder:
         stats.qtypes[QTYPE_OTHER if data[qend - 4] else data[qend - 3]] += 1
         stats.count_reply(reply)
         return reply
-
-    def _not_ours(self, data: bytes, key: bytes, qend: int) -> bool:
-        """Whether a class-IN question the zone has nothing for (the caller has looked)
-        is one the view does not answer for: forwarded, or else REFUSED.
-
-        Only for a well-formed name outside an authoritative zone: then ``parse_query``
-        and ``answer`` would come to the same forwarded Question or REFUSED, by way of
-        more work than the rest of the responder's share of such a query. Anything
-        else (False) takes that full path (FORMERR, NXDOMAIN).
-        """
-        end = qend - 5
-        if end - _HEADER_LEN >= _MAX_NAME_WIRE:
-            return False
-        position = _HEADER_LEN
-        while position < end:  # the labels must end exactly at the first zero octet
-            length = data[position]
-            if length > 63:
-                return False
-            position += length + 1
-        if position != end:
-            return False
-        zone = self.zone
-        return not (zone.authoritative and _denied(key[:-4], zone))
 
     def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
         parsed = parse_query(data)
@@ -326,11 +329,8 @@ class Responder:
         return finish(q, Prepared(heads, sections), udp=udp)
 
     def _nxdomain(self, q: Question, udp: bool) -> bytes:
-        zone = self.zone
-        apex = wire.pointer(wire.HEADER_LEN + len(q.qname_wire) - len(zone.zone_wire))
-        soa = wire.resource_record(apex, wire.TYPE_SOA, zone.negative_ttl, zone.soa_rdata)
-        heads = prepared_heads(wire.NXDOMAIN, 0, 1, aa=True, ra=zone.recursion_available)
-        return finish(q, Prepared(heads, soa), udp=udp)
+        apex = wire.pointer(wire.HEADER_LEN + len(q.qname_wire) - self._zone_wire_len)
+        return finish(q, Prepared(self._nxdomain_heads, apex + self._nxdomain_soa), udp=udp)
 
 
 _AWS_WIRES = tuple(wire.encode_name(namespace) for namespace in AWS_NAMESPACES)
@@ -343,11 +343,12 @@ def _denied(name_wire: bytes, zone: CompiledZone) -> bool:
     ``internal`` is their parent, and ``ip-10-0-0-5.ec2.internal`` must keep
     resolving upstream.
     """
-    return (
-        zone.authoritative
-        and _under(name_wire, zone.zone_wire)
-        and not any(_under(name_wire, aws) for aws in _AWS_WIRES)
-    )
+    if not (zone.authoritative and _under(name_wire, zone.zone_wire)):
+        return False
+    for aws in _AWS_WIRES:  # noqa: SIM110 - a loop, not all() over a generator: on the fast path
+        if _under(name_wire, aws):
+            return False
+    return True
 
 
 def _under(name_wire: bytes, zone_wire: bytes) -> bool:
@@ -593,6 +594,21 @@ def badvers(q: Question) -> bytes:
     return wire.header(q.qid, flags, 1, 0, 0, 1) + q.question + opt
 
 
+def _well_formed(data: bytes, qend: int) -> bool:
+    """Whether a fast-path query's name is one ``parse_query`` accepts: labels of at
+    most 63 octets ending exactly at the first zero octet, under 256 octets in all."""
+    end = qend - 5
+    if end - _HEADER_LEN >= _MAX_NAME_WIRE:
+        return False
+    position = _HEADER_LEN
+    while position < end:
+        length = data[position]
+        if length > 63:
+            return False
+        position += length + 1
+    return position == end
+
+
 def _question(data: bytes, question: bytes, key: bytes, qend: int, variant: int) -> Question:
     """A fast-path query's Question, as ``parse_query`` reads it, from what the fast
     path has already read (``key`` is the question lowercased)."""
@@ -612,7 +628,10 @@ def _question(data: bytes, question: bytes, key: bytes, qend: int, variant: int)
 _REFUSED = prepared_heads(wire.REFUSED, 0, 0, aa=False, ra=False)
 """A name not ours when nothing is forwarded: no AA, and no RA (there is no recursion)."""
 _REFUSED_SLOT = wire.REFUSED
-"""Where ``QueryStats.replies`` counts a reply of that rcode without AA."""
+"""Where ``QueryStats.replies`` counts REFUSED (no AA)."""
+_NXDOMAIN_SLOT = 16 | wire.NXDOMAIN
+"""Where ``QueryStats.replies`` counts NXDOMAIN with AA (``count_reply``'s index)."""
+_pointer = wire.pointer
 
 _DO_CD = tuple(AnswerCache.key(b"", do=bool(bits & 1), cd=bool(bits & 2)) for bits in range(4))
 """The cache key's last byte by ``DO | CD << 1``, built once (see ``AnswerCache.key``)."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+from dnslib import DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolver.core.cache import AnswerCache
 from resolver.core.responder import Question, Responder, parse_query
-from tests.core.dns_helpers import opt, query, responder
+from tests.core.dns_helpers import NEGATIVE_TTL, opt, query, responder
 
 
 def shortcut(r: Responder, data: bytes) -> Question | None:
@@ -117,11 +119,29 @@ def test_a_name_not_ours_is_refused_on_the_fast_path_when_nothing_is_forwarded()
         taken = PLAIN._fast(data, True)
         assert isinstance(taken, bytes) and taken == full_path(PLAIN, data)
         assert taken[3] & 0x0F == 5  # REFUSED
-    # Under an authoritative zone the name does not exist: NXDOMAIN, by the full path.
-    assert PLAIN_AUTHORITATIVE._fast(query("nothing.internal"), True) is None
+
     bad_labels = query("www.example.test")[:12] + b"\x05ab\x00cd\x00" + struct.pack("!HH", 1, 1)
     assert PLAIN._fast(bad_labels, True) is None  # FORMERR, by the full path
     assert PLAIN._fast(query("www.example.test", 255), True) is None  # ANY
+
+
+@pytest.mark.parametrize("r", [AUTHORITATIVE, PLAIN_AUTHORITATIVE], ids=["forwarding", "plain"])
+def test_a_name_under_an_authoritative_zone_is_nxdomain_on_the_fast_path(r: Responder) -> None:
+    for data in (
+        query("nothing.internal"),
+        query("Deep.Nothing.INTERNAL", 28, edns=opt(do=True), flags=0x0110),
+        query("x" * 63 + ".internal", 15, edns=opt(payload=512)),
+    ):
+        taken = r._fast(data, True)
+        assert isinstance(taken, bytes) and taken == full_path(r, data)
+        reply = DNSRecord.parse(taken)
+        assert reply.header.rcode == 3 and reply.header.aa == 1
+        assert [(str(rr.rname).lower(), rr.rtype, rr.ttl) for rr in reply.auth] == [
+            ("internal.", 6, NEGATIVE_TTL)
+        ]
+    # AWS's own names under the zone are forwarded, or refused when nothing is.
+    aws = r._fast(query("ip-10-0-0-5.ec2.internal"), True)
+    assert isinstance(aws, Question if r is AUTHORITATIVE else bytes)
 
 
 def test_the_responder_forwards_what_the_full_parse_would() -> None:
