@@ -22,7 +22,7 @@ from resolver.core.query_stats import (
 )
 from resolver.core.responder import Question, Responder
 from resolver.core.upstream_reply import parse_reply
-from tests.core.dns_helpers import DOCUMENT, SETTINGS, header, name_wire, query
+from tests.core.dns_helpers import DOCUMENT, SETTINGS, header, name_wire, query, responder
 
 A, NS, PTR, MX, AAAA, ANY, CAA = 1, 2, 12, 15, 28, 255, 257
 
@@ -64,6 +64,24 @@ def test_slow_path_counts_rcode_and_ownership() -> None:
     assert counts.by_type == {A: 2, ANY: 1}
     assert counts.by_rcode == {5: 1, 0: 1, 1: 1}
     assert counts.owned == 1
+
+
+def test_names_not_ours_count_their_rcode_and_nxdomain_as_owned() -> None:
+    """REFUSED and NXDOMAIN come from the fast path, which counts them itself."""
+    refusing = _responder()
+    for qtype in (A, AAAA, MX):
+        refusing.respond(query("nowhere.example", qtype))
+    counts = refusing.stats.snapshot()
+    assert counts.by_type == {A: 1, AAAA: 1, MX: 1}
+    assert counts.by_rcode == {5: 3}
+    assert counts.owned == 0
+    denying = responder(forwarding=True, authoritative=True)
+    denying.respond(query("nothing.internal", A))
+    denying.respond(query("nothing.internal", CAA))
+    counts = denying.stats.snapshot()
+    assert counts.by_type == {A: 1} and counts.other_types == 1
+    assert counts.by_rcode == {3: 2}
+    assert counts.owned == 2  # NXDOMAIN under the zone is the view's own answer (AA)
 
 
 def test_question_handed_to_the_forwarder_counts_its_type_only() -> None:
