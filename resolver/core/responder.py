@@ -1,7 +1,10 @@
 """One function from request bytes to reply bytes: the agent's DNS behaviour.
 
 The fast path answers the common query (one question, no compression, at most an
-OPT record) for an owned name with a dictionary lookup and one concatenation.
+OPT record) for an owned name with a dictionary lookup and one concatenation. For a
+well-formed name not owned it gives, from the same bytes, a cached answer, the
+Question to forward, REFUSED, or NXDOMAIN under an authoritative zone: a typo, a
+search-domain probe or a cache miss costs about what an owned answer does.
 Everything else goes to the slow path, which parses the question and walks the
 additional section itself (names are skipped, never followed, so no input costs
 more than one linear pass) and applies the full error policy of DESIGN.md.
