@@ -647,23 +647,27 @@ class _Watcher:
         return sock
 
     def restock(self, family: int) -> None:
-        """Make one socket for a later ``open_socket``, unless the stock is full."""
+        """Fill the stock for later ``open_socket`` calls.
+
+        Filled whole, not one socket per call: after the first question forwarded
+        the agent holds a fixed set of descriptors (this epoll set and the stock), so
+        a count of open descriptors that keeps rising is a leak, not the stock.
+        """
         stock = self._stock.get(family)
         if stock is None:
             stock = self._stock[family] = []
-        if len(stock) >= _STOCK:
-            return
-        try:
-            sock = _new_socket(family)
-        except OSError:  # out of descriptors, say: open_socket will say so when asked
-            return
-        if self._epoll is not None:
+        while len(stock) < _STOCK:
             try:
-                self._epoll.register(sock.fileno(), select.EPOLLIN)
-            except OSError:
-                sock.close()
+                sock = _new_socket(family)
+            except OSError:  # out of descriptors, say: open_socket will say so when asked
                 return
-        stock.append(sock)
+            if self._epoll is not None:
+                try:
+                    self._epoll.register(sock.fileno(), select.EPOLLIN)
+                except OSError:
+                    sock.close()
+                    return
+            stock.append(sock)
 
     def unwatch(self, fd: int) -> None:
         """Stop watching ``fd``; the caller closes it next, which also leaves the epoll set."""

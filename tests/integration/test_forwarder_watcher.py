@@ -130,8 +130,8 @@ def test_a_stocked_socket_serves_one_query_and_closes_with_the_watcher() -> None
         watcher = _Watcher(loop)
         heard: list[bytes] = []
         watcher.restock(socket.AF_INET)
-        watcher.restock(socket.AF_INET)
         stocked = list(watcher._stock[socket.AF_INET])
+        assert len(stocked) == _STOCK  # filled whole
         # Unconnected and unbound, they can have nothing to read: the watcher's own
         # poll must not see them (it would drop an fd it has no callback for).
         assert watcher._epoll is not None and watcher._epoll.poll(0) == []
@@ -156,8 +156,8 @@ def test_a_stocked_socket_serves_one_query_and_closes_with_the_watcher() -> None
 
     heard, remaining, fds_after_close = asyncio.run(scenario())
     assert heard == [b"reply"]
-    assert len(remaining) == 2  # one left from before, one made after the query
-    assert fds_after_close == [-1, -1]  # closed with the watcher
+    assert len(remaining) == _STOCK  # the one used replaced after the query
+    assert fds_after_close == [-1] * _STOCK  # closed with the watcher
 
 
 def test_the_stock_stops_at_its_size_and_a_socket_that_cannot_be_made_is_skipped(
@@ -165,8 +165,8 @@ def test_the_stock_stops_at_its_size_and_a_socket_that_cannot_be_made_is_skipped
 ) -> None:
     async def scenario() -> tuple[int, int]:
         watcher = _Watcher(asyncio.get_running_loop())
-        for _ in range(_STOCK + 3):
-            watcher.restock(socket.AF_INET)
+        watcher.restock(socket.AF_INET)
+        watcher.restock(socket.AF_INET)
         full = len(watcher._stock[socket.AF_INET])
         for _ in range(full):
             watcher.open_socket(socket.AF_INET, lambda: None).close()
