@@ -611,6 +611,7 @@ class _Watcher:
         self._sweep_at = math.inf
         self._stock: dict[int, list[_socket.socket]] = {}
         """Unused sockets by family, made ahead of need and already in the epoll set."""
+        self._closed = False
         self._epoll: select.epoll | None = None
         if hasattr(select, "epoll"):
             self._epoll = select.epoll()
@@ -653,6 +654,8 @@ class _Watcher:
         the agent holds a fixed set of descriptors (this epoll set and the stock), so
         a count of open descriptors that keeps rising is a leak, not the stock.
         """
+        if self._closed:  # an attempt ending after close(): nothing left to stock for
+            return
         stock = self._stock.get(family)
         if stock is None:
             stock = self._stock[family] = []
@@ -737,6 +740,7 @@ class _Watcher:
                 resolution._expired()
 
     def close(self) -> None:
+        self._closed = True
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None

@@ -183,3 +183,18 @@ def test_the_stock_stops_at_its_size_and_a_socket_that_cannot_be_made_is_skipped
         return full, after
 
     assert asyncio.run(scenario()) == (_STOCK, 0)
+
+
+def test_an_attempt_ending_after_the_watcher_closed_stocks_nothing() -> None:
+    """A question still under way when its watcher is replaced ends later: the
+    closed watcher must not make sockets nobody will close."""
+
+    async def scenario() -> dict[int, list[_socket.socket]]:
+        watcher = _Watcher(asyncio.get_running_loop())
+        watcher.restock(socket.AF_INET)
+        watcher.close()
+        watcher.restock(socket.AF_INET)
+        watcher.restock(socket.AF_INET6)
+        return watcher._stock
+
+    assert asyncio.run(scenario()) == {}
