@@ -29,8 +29,9 @@ agent exports one). Pass criteria: zero wrong answers, zero stale answers, owned
 names never unanswered, RSS growth under 10 % between the first and last
 quarter after warm-up, no rise of the file descriptors' floor between those
 quarters (judged when each holds five samples) and back to their baseline (sampled
-after one forwarded answer) once the load stops. Exit code 0 when all hold, 1 otherwise; ``--json`` writes the
-figures, ``--record`` puts them in docs/reliability.md.
+after one forwarded answer) once the load stops. Exit code 0 when all hold, 1
+otherwise; ``--json`` writes the figures, ``--record`` puts them in
+docs/reliability.md.
 """
 
 from __future__ import annotations

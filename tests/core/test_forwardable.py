@@ -1,8 +1,9 @@
 """The fast path agrees with the full parse whenever it answers.
 
 ``Responder._fast`` answers the common query shape straight from the bytes: owned
-names, and for a name not owned the Question to forward (a cache miss) or, when
-nothing is forwarded, REFUSED. Whatever it gives must be exactly what
+names, and for a name not owned NXDOMAIN under an authoritative zone, else the
+Question to forward (a cache miss) or, when nothing is forwarded, REFUSED.
+Whatever it gives must be exactly what
 ``parse_query`` followed by ``answer`` would give, and every other query must be
 left to them.
 """
