@@ -31,7 +31,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from devsupport.net import free_port
-from devsupport.report import revision, write_marked_section
+from devsupport.report import (
+    DOC_TITLE,
+    add_output_arguments,
+    load_average,
+    publish,
+    revision,
+    work_directory,
+)
 from resolver.adapters.memory import collector_paused
 from resolver.agent import load_in_worker
 from resolver.core.document import HostEntry, MappingDocument, make_document, parse_document
@@ -55,7 +61,6 @@ TAGDNS = ROOT / ".venv" / "bin" / "tagdns"
 PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 BEGIN_MARKER = "<!-- bench:dns:begin -->"
 END_MARKER = "<!-- bench:dns:end -->"
-DOC_TITLE = "# Performance\n"
 DOC_INTRO = (
     "Benchmarks of tagdns, run with `scripts/bench` (all) or `scripts/bench NAME`.\n"
     "Each section is written by its benchmark between its own markers.\n"
@@ -939,13 +944,8 @@ def perf_settings(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> Report:
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    with contextlib.ExitStack() as stack:
-        if args.work is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tagdns-bench-")))
-        else:
-            work = args.work
-            work.mkdir(parents=True, exist_ok=True)
+    load_before = load_average()
+    with work_directory(args.work, "tagdns-bench-") as work:
         inputs = write_inputs(args.names, args.queries, work)
         results, checked = measure_servers(args, inputs, work)
         rss_big, ready_big, (load_times, zone_times) = measure_big(args, work)
@@ -1012,17 +1012,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_false",
         help="skip dnsmasq with its default cache-size and both servers logging queries",
     )
-    parser.add_argument("--work", type=Path, help="keep files and logs here (debugging)")
-    parser.add_argument("--no-write", action="store_true", help="do not update the docs")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    report = run(args)
-    body = report.markdown()
-    print(body)
-    if not args.no_write:
-        write_marked_section(
-            PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, body, new_file=DOC_TITLE + DOC_INTRO
-        )
-        print(f"written to {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
+    publish(
+        run(args).markdown(),
+        PERFORMANCE_DOC,
+        BEGIN_MARKER,
+        END_MARKER,
+        write=not args.no_write,
+        new_file=DOC_TITLE + DOC_INTRO,
+    )
     return 0
 
 

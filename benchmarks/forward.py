@@ -17,7 +17,6 @@ result is printed and written into docs/performance.md between the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import math
 import secrets
@@ -25,9 +24,8 @@ import socket
 import statistics
 import struct
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +43,13 @@ from benchmarks.dns import (
     tool,
 )
 from devsupport.net import free_port
-from devsupport.report import revision, write_marked_section
+from devsupport.report import (
+    add_output_arguments,
+    load_average,
+    publish,
+    revision,
+    work_directory,
+)
 
 BEGIN_MARKER = "<!-- bench:forward:begin -->"
 END_MARKER = "<!-- bench:forward:end -->"
@@ -358,24 +362,14 @@ class Report:
 # -- main -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def workdir(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="tagdns-bench-forward-") as temp:
-        yield Path(temp)
-
-
 def run(args: argparse.Namespace) -> Report:
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load_before = load_average()
     names = [svc_name(i) for i in range(1, args.names + 1)]
     misses = [miss_name(side, i) for side in MISS_SIDES for i in range(1, args.misses + 1)]
     perf_args = ["-c", str(args.clients), "-q", str(args.outstanding), "-T", str(args.threads)]
     results = {AGENT: Throughput(), DNSMASQ: Throughput()}
     warm_ttl: dict[str, int] = {}
-    with workdir(args.work) as work:
+    with work_directory(args.work, "tagdns-bench-forward-") as work:
         hosts = work / "upstream.hosts"
         hosts.write_text(hosts_text([*names, *misses]))
         queries = work / "queries.txt"
@@ -432,14 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=8, help="dnsperf -l per round")
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per server")
     add_load_arguments(parser)
-    parser.add_argument("--work", type=Path, help="keep files and logs here (debugging)")
-    parser.add_argument("--no-write", action="store_true", help="do not update the docs")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    body = run(args).markdown()
-    print(body)
-    if not args.no_write:
-        write_marked_section(PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, body)
-        print(f"written to {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
+    publish(
+        run(args).markdown(), PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, write=not args.no_write
+    )
     return 0
 
 

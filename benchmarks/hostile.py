@@ -28,7 +28,6 @@ import select
 import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,7 +41,6 @@ from dnslib import DNSError, DNSRecord
 from benchmarks.dns import (
     AGENT,
     PERFORMANCE_DOC,
-    ROOT,
     ZONE,
     Inputs,
     Server,
@@ -60,7 +58,13 @@ from benchmarks.dns import (
     unbound_server,
     write_inputs,
 )
-from devsupport.report import revision, write_marked_section
+from devsupport.report import (
+    add_output_arguments,
+    load_average,
+    publish,
+    revision,
+    work_directory,
+)
 
 BEGIN_MARKER = "<!-- bench:hostile:begin -->"
 END_MARKER = "<!-- bench:hostile:end -->"
@@ -510,13 +514,8 @@ class Report:
 
 def run(args: argparse.Namespace) -> Report:
     started = time.monotonic()
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    with contextlib.ExitStack() as stack:
-        if args.work is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tagdns-bench-")))
-        else:
-            work = args.work
-            work.mkdir(parents=True, exist_ok=True)
+    load_before = load_average()
+    with work_directory(args.work, "tagdns-bench-") as work:
         results = measure(args, write_inputs(args.names, args.queries, work), work)
     return Report(
         args=args,
@@ -541,14 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=5_000, help="queries/s for CPU per query")
     parser.add_argument("--cpu-seconds", type=int, default=4, help="seconds per shape and round")
     parser.add_argument("--cpu-rounds", type=int, default=3, help="rounds of CPU per shape")
-    parser.add_argument("--work", type=Path, help="keep files and logs here (debugging)")
-    parser.add_argument("--no-write", action="store_true", help="do not update the docs")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    body = run(args).markdown()
-    print(body)
-    if not args.no_write:
-        write_marked_section(PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, body)
-        print(f"written to {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
+    publish(
+        run(args).markdown(), PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, write=not args.no_write
+    )
     return 0
 
 

@@ -36,7 +36,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -50,7 +49,13 @@ from pathlib import Path
 from dnslib import QTYPE, DNSRecord
 
 from devsupport.net import free_port
-from devsupport.report import revision, write_marked_section
+from devsupport.report import (
+    add_output_arguments,
+    load_average,
+    publish,
+    revision,
+    work_directory,
+)
 from resolver.adapters.memory import collector_paused
 from resolver.agent import load_in_worker
 from resolver.core.canonical_reader import read_canonical
@@ -632,25 +637,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--changed-every", type=int, default=100, help="move every n-th name")
     parser.add_argument("--polls", type=int, default=5, help="unchanged S3 polls observed")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 poll measurement")
-    parser.add_argument("--no-write", action="store_true", help="print only, leave docs alone")
-    parser.add_argument("--work", type=Path, help="keep inputs and logs here")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    with contextlib.ExitStack() as stack:
-        if args.work is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tagdns-reload-")))
-        else:
-            work = args.work
-            work.mkdir(parents=True, exist_ok=True)
+    load_before = load_average()
+    with work_directory(args.work, "tagdns-reload-") as work:
         start_load, reloads, memory = measure_reloads(args, work)
         polls = None if args.no_s3 else measure_polls(args, work)
     stages = time_stages(args)
     text = report(args, start_load, reloads, memory, polls, stages, load_before)
-    print(text)
-    if not args.no_write:
-        write_marked_section(PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, text)
-        print(f"bench reload: wrote {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
+    publish(text, PERFORMANCE_DOC, BEGIN_MARKER, END_MARKER, write=not args.no_write)
     return 0
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +56,35 @@ def revision() -> str:
     dirty = output("status", "--porcelain", "--", "resolver")
     suffix = " (with uncommitted changes in resolver/)" if dirty else ""
     return f"commit `{head or 'unknown'}`{suffix}"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as a report states the machine's state."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--work`` and ``--no-write``, as every benchmark that writes a section takes them."""
+    parser.add_argument("--work", type=Path, help="keep files and logs here (debugging)")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave docs alone")
+
+
+@contextlib.contextmanager
+def work_directory(path: Path | None, prefix: str) -> Iterator[Path]:
+    """``path`` (made if missing, kept afterwards), or a temporary directory removed after."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as temp:
+        yield Path(temp)
+
+
+def publish(
+    body: str, path: Path, begin: str, end: str, *, write: bool, new_file: str = DOC_TITLE
+) -> None:
+    """Print a benchmark's section and, when ``write``, put it into ``path``."""
+    print(body)
+    if write:
+        write_marked_section(path, begin, end, body, new_file=new_file)
+        print(f"written to {os.path.relpath(path, ROOT)}", file=sys.stderr)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devsupport.report import write_marked_section
+from devsupport.report import load_average, publish, work_directory, write_marked_section
 
 BEGIN, END = "<!-- bench:x:begin -->", "<!-- bench:x:end -->"
 
@@ -42,3 +42,29 @@ def test_every_recorded_section_rewrites_to_identical_bytes(tmp_path: Path) -> N
         body = original[original.index(begin) + len(begin) + 1 : original.index(end)]
         write_marked_section(doc, begin, end, body)
     assert doc.read_text() == original
+
+
+def test_work_directory_keeps_a_given_path_and_removes_its_own(tmp_path: Path) -> None:
+    kept = tmp_path / "kept" / "deeper"
+    with work_directory(kept, "unused-") as work:
+        assert work == kept and kept.is_dir()
+    assert kept.is_dir()  # a --work directory is kept for debugging
+    with work_directory(None, "tagdns-test-") as work:
+        assert work.is_dir() and work.name.startswith("tagdns-test-")
+        (work / "file").write_text("x")
+    assert not work.exists()
+
+
+def test_publish_prints_always_and_writes_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "performance.md"
+    publish("body\n", doc, BEGIN, END, write=False)
+    assert not doc.exists() and capsys.readouterr().out == "body\n\n"
+    publish("body\n", doc, BEGIN, END, write=True)
+    assert f"{BEGIN}\nbody\n{END}" in doc.read_text()
+    assert capsys.readouterr().err.startswith("written to ")
+
+
+def test_load_average_is_three_numbers() -> None:
+    assert len([float(x) for x in load_average().split()]) == 3
