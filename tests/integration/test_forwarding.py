@@ -666,8 +666,10 @@ def test_an_attempt_cut_short_by_the_deadline_does_not_demote_the_upstream(
 ) -> None:
     """A question that waited for a slot has less than an attempt's time left; its
     expiry says nothing about an upstream that answers in more than that."""
-    limits = ForwarderLimits(attempt_timeout=0.3, total_timeout=0.9, max_in_flight=1)
-    with HostileUpstream(mode=Mode.SLOW, delay=0.25) as slow:
+    # A full attempt has twice the upstream's delay (a busy machine must not make it
+    # time out); the fourth question, after three answered in turn, has less than it.
+    limits = ForwarderLimits(attempt_timeout=0.6, total_timeout=1.1, max_in_flight=1)
+    with HostileUpstream(mode=Mode.SLOW, delay=0.3) as slow:
         names = [f"q{i}.example.test" for i in range(4)]
         for name in names:
             slow.add(name, "A", "192.0.2.55")
