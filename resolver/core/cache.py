@@ -215,30 +215,23 @@ def render_answer(
     ``variant`` is 0 without EDNS, 1 with EDNS, 2 with EDNS and DO; ``limit`` is
     the client's UDP size, or None over TCP. AA is never set: it is not our data.
     """
-    flags = _flags(answer, client_flags, variant)
     opt = _OPT_BY_VARIANT[variant]
-    counts = (1, answer.an, answer.ns, answer.ar + (1 if variant else 0))
-    reply = wire.header(qid, flags, *counts) + question + sections + opt
+    reply = qid + _head(answer, client_flags, variant) + question + sections + opt
     if limit is not None and len(reply) > limit:
-        tc_flags = (flags & ~0x000F & ~_FLAG_AD) | wire.FLAG_TC | answer.rcode
-        return wire.header(qid, tc_flags, 1, 0, 0, 1 if variant else 0) + question + opt
+        # TC with no records: nothing of the answer, so nothing AD could vouch for.
+        flags = wire.FLAG_QR | wire.FLAG_RA | wire.FLAG_TC | client_flags & _CLIENT_FLAGS
+        return wire.header(qid, flags | answer.rcode, 1, 0, 0, variant > 0) + question + opt
     return reply
 
 
-def _flags(answer: UpstreamAnswer, client_flags: int, variant: int) -> int:
-    """Our reply's flags: QR, RA, the client's RD and CD, the upstream's RCODE; AA never."""
+def _head(answer: UpstreamAnswer, client_flags: int, variant: int) -> bytes:
+    """The header after the ID: QR, RA, the client's RD and CD, the upstream's RCODE,
+    AD where the client can use it, and the counts; AA never.
+
+    Shared by ``render_answer`` and the replay's table of heads, so a cached answer
+    and a fresh one get the same header.
+    """
     flags = wire.FLAG_QR | wire.FLAG_RA | (client_flags & _CLIENT_FLAGS) | answer.rcode
     if answer.authentic and (variant == 2 or client_flags & _FLAG_AD):
         flags |= _FLAG_AD
-    return flags
-
-
-def _head(answer: UpstreamAnswer, client_flags: int, variant: int) -> bytes:
-    """The header after the ID for ``render_answer``'s untruncated reply."""
-    return _COUNTS.pack(
-        _flags(answer, client_flags, variant),
-        1,
-        answer.an,
-        answer.ns,
-        answer.ar + (1 if variant else 0),
-    )
+    return _COUNTS.pack(flags, 1, answer.an, answer.ns, answer.ar + (variant > 0))
