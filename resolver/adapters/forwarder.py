@@ -1,6 +1,7 @@
 """Forwarding questions the view does not own to upstream resolvers.
 
-Each upstream query gets an ID from ``secrets`` and a fresh connected UDP socket,
+Each upstream query gets an ID from ``secrets`` (drawn 256 at a time: one
+getrandom() call per 256 queries, not one on every miss's path) and a fresh connected UDP socket,
 so a random source port, and the kernel drops datagrams from any other address;
 a reply must also carry our ID and our question or it is ignored (and counted).
 TC=1 means asking the same upstream over TCP; a timeout or an upstream error
@@ -67,6 +68,19 @@ _TIMER_SLACK = 0.001
 """An attempt whose timeout is this close when the timer fires has timed out (loop
 timers are kept in milliseconds and may fire a little early)."""
 
+_IDS_PER_DRAW = 256
+
+
+def draw_query_ids() -> list[bytes]:
+    """Two-byte transaction IDs from ``secrets``, a batch of them.
+
+    Each ID is still two bytes of the system's CSPRNG, used once; drawn in batches,
+    a miss no longer waits for a getrandom() call and the Python calls around it.
+    """
+    pool = secrets.token_bytes(2 * _IDS_PER_DRAW)
+    return [pool[start : start + 2] for start in range(0, 2 * _IDS_PER_DRAW, 2)]
+
+
 Deliver = Callable[[bytes], None]
 """Receives our reply to one client: called exactly once per ``start`` (unless closed)."""
 
@@ -113,6 +127,8 @@ class Forwarder:
         self._waiting: deque[_Resolution] = deque()
         self._addresses: dict[Endpoint, tuple[socket.AddressFamily, tuple[Any, ...]]] = {}
         self._watcher: _Watcher | None = None
+        self._ids: list[bytes] = []
+        """Transaction IDs drawn and not used yet (``draw_query_ids``)."""
 
     @property
     def upstreams(self) -> tuple[Endpoint, ...]:
@@ -391,7 +407,10 @@ class _Resolution:
         """Send the query from a fresh socket and watch it; False if it could not be sent."""
         forwarder = self.forwarder
         question = self.question
-        self.qid = qid = secrets.token_bytes(2)
+        ids = forwarder._ids
+        if not ids:
+            ids.extend(draw_query_ids())
+        self.qid = qid = ids.pop()
         self.message = query_message(
             qid,
             question.question,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _socket
 import asyncio
+import secrets
 import socket
 from collections.abc import Callable
 
@@ -198,3 +199,43 @@ def test_an_attempt_ending_after_the_watcher_closed_stocks_nothing() -> None:
         return watcher._stock
 
     assert asyncio.run(scenario()) == {}
+
+
+def test_query_ids_are_drawn_from_secrets_two_bytes_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of IDs is one draw from ``secrets``, cut in two-byte IDs, none twice."""
+    draws: list[int] = []
+
+    def token_bytes(count: int) -> bytes:
+        draws.append(count)
+        return bytes(i % 256 for i in range(count))
+
+    monkeypatch.setattr(secrets, "token_bytes", token_bytes)
+    ids = forwarder_module.draw_query_ids()
+    assert draws == [2 * forwarder_module._IDS_PER_DRAW]
+    assert all(len(qid) == 2 for qid in ids)
+    assert b"".join(ids) == bytes(i % 256 for i in range(draws[0]))
+
+
+def test_query_ids_are_not_a_fixed_sequence() -> None:
+    assert forwarder_module.draw_query_ids() != forwarder_module.draw_query_ids()
+
+
+def test_a_forwarder_draws_ids_again_when_its_batch_is_used_up() -> None:
+    async def scenario() -> tuple[int, int]:
+        upstream, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        port = upstream.get_extra_info("sockname")[1]
+        forwarder = Forwarder([Endpoint("127.0.0.1", port)], AnswerCache())
+        sent = forwarder_module._IDS_PER_DRAW + 1
+        for index in range(sent):
+            question = parse_query(query(f"n{index}.example.test", 1))
+            assert isinstance(question, Question)
+            forwarder.start(question, True, lambda reply: None)
+        left = len(forwarder._ids)
+        forwarder.close()
+        upstream.close()
+        return sent, left
+
+    sent, left = asyncio.run(scenario())
+    assert left == 2 * forwarder_module._IDS_PER_DRAW - sent
