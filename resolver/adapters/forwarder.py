@@ -51,7 +51,9 @@ from typing import Any
 from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
 from resolver.core.endpoints import Endpoint
+from resolver.core.query_stats import rcode_name
 from resolver.core.responder import Question, error_reply
+from resolver.core.servfail_reason import EDE_OTHER, UpstreamFailure, servfail_option
 from resolver.core.upstream_ranking import UpstreamRanking
 from resolver.core.upstream_reply import UpstreamAnswer, failed, parse_reply, query_message
 
@@ -234,10 +236,11 @@ class Forwarder:
             self.counters.forwarded += 1
             # On the next loop pass: a chain of upstreams failing at once must not recurse.
             resolution.loop.call_soon(waiting.next_attempt)
+        options = b"" if answer is not None else resolution.servfail_option()
         for question, udp, deliver in resolution.waiters:
             if answer is None:
                 self.counters.servfail += 1
-                reply = error_reply(question, wire.SERVFAIL, ra=True)
+                reply = error_reply(question, wire.SERVFAIL, ra=True, options=options)
             else:
                 reply = self._render(question, answer, answer.sections, udp=udp)
             try:
@@ -328,9 +331,11 @@ class _Resolution:
         "attempt_timeout",
         "deadline",
         "done",
+        "failures",
         "fd",
         "forwarder",
         "index",
+        "internal_error",
         "key",
         "loop",
         "message",
@@ -376,6 +381,9 @@ class _Resolution:
         """This attempt's entry in the watcher's timeout heap, while the attempt runs."""
         self.watcher: _Watcher
         self.tcp_task: asyncio.Task[tuple[UpstreamAnswer | None, bool]] | None = None
+        self.failures: dict[Endpoint, UpstreamFailure] = {}
+        """What each upstream asked last did, for the SERVFAIL's Extended DNS Error."""
+        self.internal_error = False
         self.attempt_started = 0.0
         self.attempt_timeout = 0.0
 
@@ -424,6 +432,7 @@ class _Resolution:
             sock = watcher.open_socket(family, self._readable)
         except OSError as exc:  # socket.gaierror included
             forwarder._upstream_error(upstream, f"cannot send: {exc}")
+            self._note(f"could not be asked ({_reason(exc)})")
             return False
         fd = sock.fileno()
         try:
@@ -435,6 +444,7 @@ class _Resolution:
             watcher.unwatch(fd)
             sock.close()
             forwarder._upstream_error(upstream, f"cannot send: {exc}")
+            self._note(f"could not be asked ({_reason(exc)})")
             return False
         self.sock = sock
         self.fd = fd
@@ -470,6 +480,7 @@ class _Resolution:
                     # ICMP port unreachable and the like: this upstream will not answer.
                     self._stop_udp()
                     self.forwarder._upstream_error(self.upstream, f"unreachable: {exc}")
+                    self._note(f"unreachable ({_reason(exc)})")
                     self._next_upstream()
                     return
                 answer = parse_reply(data, self.qid, self.question.key)
@@ -501,6 +512,7 @@ class _Resolution:
             self.forwarder._timed_out(
                 self.upstream, self.loop.time(), "timeout", waited=self.attempt_timeout
             )
+            self._note("timed out")
             self.retry = True
             self._next_upstream()
         except Exception:
@@ -520,6 +532,7 @@ class _Resolution:
             max(timeout - (now - self.attempt_started), timeout / 2), self.deadline - now
         )
         if tcp_timeout <= 0:
+            self._note("answered with TC, and no time was left to ask over TCP", answered=True)
             self.retry = True
             self._next_upstream()
             return
@@ -540,7 +553,10 @@ class _Resolution:
             self.retry = self.retry or timed_out
             if answer is not None and answer.truncated:  # TC over TCP: nothing whole to pass on
                 self.forwarder._upstream_error(self.upstream, "truncated reply over TCP")
+                self._note("sent a truncated reply over TCP", answered=True)
                 answer = None
+            elif answer is None:
+                self._note("timed out over TCP" if timed_out else "failed over TCP")
             if answer is None:
                 self._next_upstream()
             else:
@@ -560,6 +576,7 @@ class _Resolution:
                 self.next_attempt()
                 return
             forwarder._upstream_error(self.upstream, f"rcode {answer.rcode}")
+            self._note(f"answered {rcode_name(answer.rcode)}", answered=True)
             self._next_upstream()
             return
         answer = forwarder.cache.admit(answer)
@@ -574,9 +591,22 @@ class _Resolution:
     def _failed(self) -> None:
         """A bug on this path must not leave the question hanging: SERVFAIL, logged."""
         log.exception("internal error forwarding a query")
+        self.internal_error = True
         self._stop_udp()
         if not self.done:
             self._finish(None)
+
+    def _note(self, what: str, *, answered: bool = False) -> None:
+        """Remember what the upstream being asked did (``what``, a phrase) when it
+        failed; ``answered``: it replied, with an error."""
+        upstream = self.upstream
+        self.failures[upstream] = UpstreamFailure(str(upstream), what, answered)
+
+    def servfail_option(self) -> bytes:
+        """The Extended DNS Error for this question's SERVFAIL."""
+        if self.internal_error:
+            return wire.ede_option(EDE_OTHER, "internal error in the forwarder (logged)")
+        return servfail_option(self.failures.values())
 
     def _finish(self, answer: UpstreamAnswer | None) -> None:
         if self.done:
@@ -589,6 +619,11 @@ class _Resolution:
         self._stop_udp()
         if self.tcp_task is not None:
             self.tcp_task.cancel()
+
+
+def _reason(exc: OSError) -> str:
+    """An OS error as a client may read it: ``Connection refused``, not ``[Errno 111] ...``."""
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 _STOCK = 4

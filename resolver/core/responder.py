@@ -439,10 +439,11 @@ def truncated(qid: bytes, flags: int, question: bytes, variant: int, *, ra: bool
     return qid + heads[_head_index(flags, variant)] + question + opt
 
 
-def error_reply(q: Question, rcode: int, *, ra: bool) -> bytes:
-    """REFUSED, SERVFAIL and the like for a parsed question, with OPT when asked."""
+def error_reply(q: Question, rcode: int, *, ra: bool, options: bytes = b"") -> bytes:
+    """REFUSED, SERVFAIL and the like for a parsed question, with OPT when asked
+    (carrying ``options``, such as an Extended DNS Error: only EDNS clients get them)."""
     flags = wire.FLAG_QR | (q.flags & _ECHOED) | rcode | (wire.FLAG_RA if ra else 0)
-    opt = wire.opt_record(do=q.do) if q.edns else b""
+    opt = wire.opt_record(do=q.do, options=options) if q.edns else b""
     return wire.header(q.qid, flags, 1, 0, 0, 1 if q.edns else 0) + q.question + opt
 
 

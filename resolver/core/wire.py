@@ -73,11 +73,29 @@ def resource_record(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
     return owner + struct.pack("!HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
 
 
-def opt_record(*, do: bool = False, ext_rcode: int = 0, payload: int = EDNS_PAYLOAD) -> bytes:
-    """The OPT pseudo-record we answer with: our payload size, version 0, DO echoed."""
-    return b"\x00" + struct.pack(
-        "!HHBBHH", TYPE_OPT, payload, ext_rcode, 0, EDNS_DO if do else 0, 0
+def opt_record(
+    *, do: bool = False, ext_rcode: int = 0, payload: int = EDNS_PAYLOAD, options: bytes = b""
+) -> bytes:
+    """The OPT pseudo-record we answer with: our payload size, version 0, DO echoed,
+    and ``options`` (already encoded, as ``ede_option`` does) as its data."""
+    return (
+        b"\x00"
+        + struct.pack(
+            "!HHBBHH", TYPE_OPT, payload, ext_rcode, 0, EDNS_DO if do else 0, len(options)
+        )
+        + options
     )
+
+
+OPTION_EDE = 15
+"""Extended DNS Error (RFC 8914)."""
+
+
+def ede_option(code: int, text: str = "") -> bytes:
+    """An Extended DNS Error option: the INFO-CODE and an EXTRA-TEXT in UTF-8 (not
+    NUL-terminated), for the OPT of an error reply (RFC 8914 section 2)."""
+    extra = text.encode()
+    return struct.pack("!HHH", OPTION_EDE, 2 + len(extra), code) + extra
 
 
 def header(qid: bytes, flags: int, qd: int, an: int, ns: int, ar: int) -> bytes:

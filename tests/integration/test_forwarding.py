@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import itertools
 import json
+import logging
 import re
 import shutil
 import socket
@@ -38,6 +39,7 @@ from resolver.core.endpoints import Endpoint, parse_endpoint
 from resolver.core.pipeline import ZoneSettings, load_document
 from resolver.core.responder import Responder
 from resolver.core.source_url import parse_source
+from resolver.core.upstream_reply import UpstreamAnswer
 from tests.integration.dns_helpers import DNSMASQ, dnsmasq
 from tests.integration.hostile_upstream import POISON_V4, HostileUpstream, Mode
 
@@ -122,6 +124,17 @@ def opt_of(reply: DNSRecord) -> Any:
     opts = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
     assert len(opts) <= 1
     return opts[0] if opts else None
+
+
+def extended_error(reply: DNSRecord) -> tuple[int, str] | None:
+    """The reply's Extended DNS Error (RFC 8914): INFO-CODE and EXTRA-TEXT."""
+    opt = opt_of(reply)
+    found = [o for o in (opt.rdata if opt is not None else []) if o.code == 15]
+    assert len(found) <= 1
+    if not found:
+        return None
+    data = bytes(found[0].data)
+    return int.from_bytes(data[:2], "big"), data[2:].decode()
 
 
 def exchange_many(port: int, queries: list[bytes], timeout: float = 8.0) -> list[bytes | None]:
@@ -352,6 +365,7 @@ def test_cli_silent_upstream_gives_servfail_while_owned_names_answer_at_once(
     [silent] = outcome
     assert silent.status == "SERVFAIL", silent.output  # never NXDOMAIN
     assert silent.seconds < 6.0, silent.seconds
+    assert "EDE: 22 (No Reachable Authority): (upstream 127.0.0.1:" in silent.output
     asked = hostile.queries("silent.example.test")
     assert len(asked) >= 2  # asked again after a timeout, not given up after one datagram
     assert len({q.port for q in asked}) == len(asked)
@@ -381,6 +395,8 @@ def test_cli_serves_a_cached_answer_after_the_upstream_stops(tmp_path: Path) -> 
         # Not cached and the upstream is gone (ICMP port unreachable): SERVFAIL, quickly.
         gone = dig(agent.port, "never-asked.example.test")
         assert gone.status == "SERVFAIL" and gone.seconds < 6.0
+        why = f"(upstream 127.0.0.1:{upstream.port} unreachable (Connection refused))"
+        assert f"EDE: 22 (No Reachable Authority): {why}" in gone.output
 
 
 @pytest.mark.parametrize(
@@ -592,6 +608,13 @@ def test_upstream_errors_move_on_at_once_and_end_in_servfail(
             assert RCODE.get(reply.header.rcode) == "SERVFAIL"  # never NXDOMAIN, never REFUSED
             assert reply.header.ra == 1 and opt_of(reply) is not None
             assert served.forwarder.counters.servfail == 1
+            # Reached, but it answered with an error: EDE 0 (Other), saying which.
+            assert extended_error(reply) == (
+                0,
+                f"upstream {bad.address} answered {mode.value.upper()}",
+            )
+            plain = ask(served.port, "other.example.test")  # no EDNS: no OPT to carry it
+            assert RCODE.get(plain.header.rcode) == "SERVFAIL" and opt_of(plain) is None
         # Definitive errors are not retried in a loop: each upstream entry asked once.
         assert len(bad.queries("www.example.test")) == 3
 
@@ -707,13 +730,34 @@ def test_silent_upstream_is_retried_until_the_deadline_then_servfail(
     with HostileUpstream(mode=Mode.SILENT) as silent:
         with serving(loop_thread, silent) as served:
             started = time.monotonic()
-            reply = ask(served.port, "quiet.example.test")
+            reply = ask(served.port, "quiet.example.test", edns=1232)
             took = time.monotonic() - started
             assert RCODE.get(reply.header.rcode) == "SERVFAIL"
             assert FAST.total_timeout * 0.9 <= took < FAST.total_timeout + 1.0
+            # Why, for whoever reads the reply: no upstream answered at all.
+            assert extended_error(reply) == (22, f"upstream {silent.address} timed out")
         seen = silent.queries()
         assert len(seen) in (3, 4)  # total 0.9 s / attempt 0.3 s (timers may fire a hair early)
         assert len({q.port for q in seen}) == len(seen)
+
+
+def test_an_internal_error_while_forwarding_is_servfail_saying_so_and_serving_goes_on(
+    loop_thread: LoopThread, upstream: HostileUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream.add("www.example.test", "A", "192.0.2.48")
+    with serving(loop_thread, upstream) as served:
+
+        def broken(answer: UpstreamAnswer) -> UpstreamAnswer:
+            raise RuntimeError("a bug")
+
+        served.cache.admit = broken  # type: ignore[method-assign]
+        with caplog.at_level(logging.ERROR, logger="tagdns.forwarder"):
+            reply = ask(served.port, "www.example.test", edns=1232)
+        assert RCODE.get(reply.header.rcode) == "SERVFAIL"
+        assert extended_error(reply) == (0, "internal error in the forwarder (logged)")
+        assert "internal error forwarding a query" in caplog.text and "a bug" in caplog.text
+        owned = ask(served.port, "web1.internal")
+        assert owned.header.aa == 1 and owned.rr
 
 
 def test_closing_the_server_abandons_upstream_queries_in_flight(
