@@ -1,13 +1,14 @@
 """Forwarding questions the view does not own to upstream resolvers.
 
 Each upstream query gets an ID from ``secrets`` (drawn 256 at a time: one
-getrandom() call per 256 queries, not one on every miss's path) and a fresh connected UDP socket,
-so a random source port, and the kernel drops datagrams from any other address;
+getrandom() call per 256 queries) and a fresh connected UDP socket, so a random
+source port, and the kernel drops datagrams from any other address;
 a reply must also carry our ID and our question or it is ignored (and counted).
 TC=1 means asking the same upstream over TCP; a timeout or an upstream error
 means the next upstream; after a round with a timeout the upstreams are asked
 again (a lost datagram is not a failure) until ``total_timeout``, and then the
-client gets SERVFAIL, never NXDOMAIN. An upstream that timed out is asked after
+client gets SERVFAIL, never NXDOMAIN (with an Extended DNS Error saying why:
+``resolver.core.servfail_reason``). An upstream that timed out is asked after
 the others for a while (``resolver.core.upstream_ranking``), and one that answers
 FORMERR without an OPT is asked again without EDNS (RFC 6891 section 7).
 Identical questions in flight share one upstream query, and at most
