@@ -577,7 +577,11 @@ class _Resolution:
                 self.next_attempt()
                 return
             forwarder._upstream_error(self.upstream, f"rcode {answer.rcode}")
-            self._note(f"answered {rcode_name(answer.rcode)}", answered=True)
+            self._note(
+                f"answered {rcode_name(answer.rcode)}",
+                answered=True,
+                extended_error=answer.extended_error,
+            )
             self._next_upstream()
             return
         answer = forwarder.cache.admit(answer)
@@ -597,11 +601,17 @@ class _Resolution:
         if not self.done:
             self._finish(None)
 
-    def _note(self, what: str, *, answered: bool = False) -> None:
+    def _note(
+        self,
+        what: str,
+        *,
+        answered: bool = False,
+        extended_error: tuple[int, str] | None = None,
+    ) -> None:
         """Remember what the upstream being asked did (``what``, a phrase) when it
-        failed; ``answered``: it replied, with an error."""
+        failed; ``answered``: it replied, with an error (and ``extended_error``)."""
         upstream = self.upstream
-        self.failures[upstream] = UpstreamFailure(str(upstream), what, answered)
+        self.failures[upstream] = UpstreamFailure(str(upstream), what, answered, extended_error)
 
     def servfail_option(self) -> bytes:
         """The Extended DNS Error for this question's SERVFAIL."""

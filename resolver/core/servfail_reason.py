@@ -4,10 +4,12 @@ A bare SERVFAIL says nothing an operator can act on: was no upstream reachable,
 or did one answer with an error of its own? The agent's SERVFAIL for a forwarded
 question carries an Extended DNS Error to EDNS clients: 22 (No Reachable
 Authority) when no upstream answered at all, 0 (Other) when one answered with an
-error; the EXTRA-TEXT names each upstream asked and what it last did. ``dig``
-prints it as ``; EDE: 22 (No Reachable Authority): (upstream 10.0.0.2:53 timed
-out)``. Clients are the node's own (loopback or an allow-list), so naming the
-upstreams tells them nothing they could not read in resolv.conf.
+error, or the INFO-CODE of that upstream's own Extended DNS Error (6, DNSSEC
+Bogus, from a validating upstream); the EXTRA-TEXT names each upstream asked and
+what it last did, in its own words too when it gave some. ``dig`` prints it as
+``; EDE: 22 (No Reachable Authority): (upstream 10.0.0.2:53 timed out)``.
+Clients are the node's own (loopback or an allow-list), so naming the upstreams
+tells them nothing they could not read in resolv.conf.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from resolver.core import wire
 EDE_OTHER = 0
 EDE_NO_REACHABLE_AUTHORITY = 22
 MAX_TEXT = 200
-"""Octets of EXTRA-TEXT at most: enough for a few upstreams, small beside any limit."""
+"""Octets of EXTRA-TEXT at most: enough for a few upstreams, and a SERVFAIL with the
+longest name and this still fits the 512 octets of the smallest EDNS client."""
 NOTHING_ASKED = "no upstream was asked before the deadline"
 
 
@@ -31,14 +34,29 @@ class UpstreamFailure:
     """What it did, as a phrase: ``timed out``, ``answered REFUSED``, ``unreachable``."""
     answered: bool
     """It sent a reply (an error): reachable, so not EDE 22."""
+    extended_error: tuple[int, str] | None = None
+    """The Extended DNS Error of that reply: INFO-CODE and EXTRA-TEXT."""
+
+    def phrase(self) -> str:
+        said = self.extended_error
+        if said is None:
+            return f"upstream {self.upstream} {self.what}"
+        code, text = said
+        return f"upstream {self.upstream} {self.what} (EDE {code}{': ' if text else ''}{text})"
 
 
 def servfail_option(failures: Iterable[UpstreamFailure]) -> bytes:
     """The EDE option for a SERVFAIL after ``failures`` (one per upstream, the last)."""
     failures = list(failures)
-    answered = any(failure.answered for failure in failures)
-    code = EDE_OTHER if answered else EDE_NO_REACHABLE_AUTHORITY
-    text = "; ".join(f"upstream {f.upstream} {f.what}" for f in failures) or NOTHING_ASKED
-    if len(text) > MAX_TEXT:  # ASCII (addresses and fixed words): no character is cut
-        text = text[: MAX_TEXT - 3] + "..."
+    passed_on = [f.extended_error[0] for f in failures if f.extended_error is not None]
+    if passed_on:  # the first upstream to say why, in its own words
+        code = passed_on[0]
+    elif any(failure.answered for failure in failures):
+        code = EDE_OTHER
+    else:
+        code = EDE_NO_REACHABLE_AUTHORITY
+    text = "; ".join(failure.phrase() for failure in failures) or NOTHING_ASKED
+    encoded = text.encode()
+    if len(encoded) > MAX_TEXT:  # cut between characters (an upstream's text may be any)
+        text = encoded[: MAX_TEXT - 3].decode(errors="ignore") + "..."
     return wire.ede_option(code, text)

@@ -4,7 +4,9 @@ A reply is accepted only if it answers exactly the question we asked with the ID
 we chose; then its records (minus the upstream's OPT) are kept as bytes with the
 offsets of their TTL fields, so a cached answer can be replayed with counted-down
 TTLs, the client's ID, the client's letter case and our own OPT, without parsing
-it again.
+it again. Of the upstream's OPT only the RCODE's upper bits and an Extended DNS
+Error are read: the one makes an error of what looks like NOERROR, the other lets
+our SERVFAIL say what the upstream said.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ _COUNTS = struct.Struct("!HHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 """TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
 _U32 = struct.Struct("!I")
+_OPTION_HEAD = struct.Struct("!HH")
+"""OPTION-CODE and OPTION-LENGTH."""
 
 
 class MalformedReply(ValueError):
@@ -68,6 +72,9 @@ class UpstreamAnswer(NamedTuple):
     truncated: bool
     edns: bool = True
     """The reply carried an OPT: False from an upstream that does not speak EDNS."""
+    extended_error: tuple[int, str] | None = None
+    """The Extended DNS Error in the upstream's OPT (RFC 8914), INFO-CODE and
+    EXTRA-TEXT, if it sent one: read so a SERVFAIL of ours can pass it on."""
 
 
 UPSTREAM_ERRORS = frozenset((wire.FORMERR, wire.SERVFAIL, wire.NOTIMP, wire.REFUSED))
@@ -129,7 +136,7 @@ def failed(answer: UpstreamAnswer) -> bool:
     return answer.rcode in UPSTREAM_ERRORS or answer.rcode > 0x000F
 
 
-def _read_sections(
+def _read_sections(  # noqa: PLR0915 - one pass over the records, on every miss's path
     reply: bytes, flags: int, qend: int, an: int, ns: int, ar: int, qtype: int
 ) -> UpstreamAnswer:
     """One linear pass over the records: their TTLs and where each TTL field lies.
@@ -150,6 +157,7 @@ def _read_sections(
     authority_end = an + ns
     kept_end = qend
     opt_ttl: int | None = None
+    extended_error: tuple[int, str] | None = None
     for index in range(authority_end + ar):
         while True:  # the owner name, skipped (never followed)
             length = reply[position]  # IndexError past the end: malformed
@@ -171,6 +179,7 @@ def _read_sections(
             # (additional data, optional) go too: cutting the OPT out from between
             # records would leave their compression pointers aimed at the wrong bytes.
             opt_ttl = ttl  # its top eight bits: the RCODE's upper bits (RFC 6891 6.1.3)
+            extended_error = _extended_error(reply, position + 10, end) if rdlength else None
             break
         if ttl > _MAX_TTL:  # RFC 2181 section 8: a TTL with the top bit set means zero
             ttl = 0
@@ -206,7 +215,34 @@ def _read_sections(
         _lifetime(rcode, an, ttls, negative_ttl, answered),
         False,
         opt_ttl is not None,
+        extended_error,
     )
+
+
+_MAX_EXTRA_TEXT = 80
+"""Characters of an upstream's EXTRA-TEXT kept: it is only repeated in our own."""
+
+
+def _extended_error(reply: bytes, start: int, end: int) -> tuple[int, str] | None:
+    """The first EDE option among an OPT's options (``reply[start:end]``), if any.
+
+    The text is the upstream's: decoded leniently and reduced to printable
+    characters, so it can be repeated in a reply of ours and in a log line. Options
+    that do not hold together are ignored, as is the OPT's data for anything else.
+    """
+    position = start
+    while position + 4 <= end:
+        code, length = _OPTION_HEAD.unpack_from(reply, position)
+        position += 4
+        if position + length > end:
+            return None
+        if code == wire.OPTION_EDE and length >= 2:
+            info = reply[position] << 8 | reply[position + 1]
+            text = bytes(reply[position + 2 : position + length]).decode("utf-8", "replace")
+            printable = "".join(c for c in text if c.isprintable())[:_MAX_EXTRA_TEXT]
+            return info, printable
+        position += length
+    return None
 
 
 def _lifetime(

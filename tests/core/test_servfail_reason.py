@@ -22,6 +22,10 @@ from tests.core.dns_helpers import opt, query
 TIMED_OUT = UpstreamFailure("10.0.0.2:53", "timed out", answered=False)
 UNREACHABLE = UpstreamFailure("10.0.0.3:53", "unreachable (Connection refused)", answered=False)
 REFUSED = UpstreamFailure("10.0.0.4:53", "answered REFUSED", answered=True)
+BOGUS = UpstreamFailure(
+    "10.0.0.5:53", "answered SERVFAIL", answered=True, extended_error=(6, "signature expired")
+)
+BLOCKED = UpstreamFailure("10.0.0.6:53", "answered REFUSED", answered=True, extended_error=(15, ""))
 
 
 def decoded(option: bytes) -> tuple[int, str]:
@@ -46,12 +50,36 @@ def decoded(option: bytes) -> tuple[int, str]:
             EDE_OTHER,
             "upstream 10.0.0.2:53 timed out; upstream 10.0.0.4:53 answered REFUSED",
         ),
+        # An upstream's own Extended DNS Error: its INFO-CODE, the first one given.
+        (
+            [REFUSED, BOGUS, BLOCKED],
+            6,
+            "upstream 10.0.0.4:53 answered REFUSED; "
+            "upstream 10.0.0.5:53 answered SERVFAIL (EDE 6: signature expired); "
+            "upstream 10.0.0.6:53 answered REFUSED (EDE 15)",
+        ),
     ],
 )
 def test_no_reply_at_all_is_no_reachable_authority_and_an_error_reply_is_other(
     failures: list[UpstreamFailure], code: int, text: str
 ) -> None:
     assert decoded(servfail_option(failures)) == (code, text)
+
+
+def test_a_long_story_in_any_script_is_cut_between_characters() -> None:
+    said = UpstreamFailure("10.0.0.7:53", "answered SERVFAIL", True, (0, "é" * 80))
+    option = servfail_option([said, *[TIMED_OUT] * 5])
+    assert len(option) <= 6 + MAX_TEXT
+    _code, text = decoded(option)  # decodes: no character was cut in two
+    assert text.startswith("upstream 10.0.0.7:53 answered SERVFAIL (EDE 0: éé")
+    assert text.endswith("...")
+
+
+def test_a_servfail_with_the_longest_name_and_text_fits_512_octets() -> None:
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 255 octets in wire form
+    q = parsed(query(longest, edns=opt(payload=512)))
+    options = servfail_option([TIMED_OUT] * 20)
+    assert len(error_reply(q, wire.SERVFAIL, ra=True, options=options)) <= 512
 
 
 def test_a_long_story_is_cut_to_its_limit() -> None:

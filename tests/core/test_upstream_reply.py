@@ -235,6 +235,47 @@ def test_the_opt_carries_the_rcodes_upper_bits(upper: int, lower: int, rcode: in
     assert failed(answer) == (rcode > 15 or rcode in (1, 2, 4, 5))
 
 
+def _option(code: int, data: bytes) -> bytes:
+    return struct.pack("!HH", code, len(data)) + data
+
+
+def _with_options(options: bytes, rcode: int = RCODE.SERVFAIL) -> bytes:
+    """A reply with no records but an OPT whose data is ``options``, taken as is."""
+    record = reply_record(answers=(), rcode=rcode, opt=False)
+    head = bytearray(packed(record))
+    head[10:12] = b"\x00\x01"  # ARCOUNT
+    return bytes(head) + b"\x00" + struct.pack("!HHIH", 41, 1232, 0, len(options)) + options
+
+
+COOKIE = _option(10, bytes(range(8)))
+EDE_6 = _option(15, b"\x00\x06signature expired")
+
+
+@pytest.mark.parametrize(
+    ("options", "found"),
+    [
+        (b"", None),
+        (EDE_6, (6, "signature expired")),
+        (COOKIE + EDE_6, (6, "signature expired")),  # after another option
+        (_option(15, b"\x00\x16"), (22, "")),  # no EXTRA-TEXT
+        (EDE_6 + _option(15, b"\x00\x09second"), (6, "signature expired")),  # the first
+        (_option(15, b"\x00\x06bad\x00\x1b[31mtext\xff"), (6, "bad[31mtext\ufffd")),
+        (_option(15, b"\x00\x06" + b"x" * 300), (6, "x" * 80)),
+        (_option(15, b"\x00"), None),  # too short for an INFO-CODE
+        (EDE_6[:-3], None),  # the option runs past the OPT's data
+        (COOKIE[:3], None),  # not even a whole option head
+    ],
+)
+def test_the_upstreams_extended_error_is_read_from_its_opt(
+    options: bytes, found: tuple[int, str] | None
+) -> None:
+    """RFC 8914: kept so a SERVFAIL of ours can repeat it; its text reduced to printable
+    characters (it ends up in our reply and our logs) and cut short."""
+    answer = parse_reply(_with_options(options), QID, question_key())
+    assert answer is not None and answer.rcode == RCODE.SERVFAIL and answer.edns
+    assert answer.extended_error == found
+
+
 def test_a_reply_without_an_opt_is_marked() -> None:
     answer = parse_reply(packed(reply_record(opt=False)), QID, question_key())
     assert answer is not None and not answer.edns

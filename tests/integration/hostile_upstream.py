@@ -26,7 +26,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from dnslib import AAAA, EDNS0, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSHeader, DNSRecord
+from dnslib import (
+    AAAA,
+    EDNS0,
+    QTYPE,
+    RCODE,
+    RR,
+    SOA,
+    TXT,
+    A,
+    DNSError,
+    DNSHeader,
+    DNSRecord,
+    EDNSOption,
+)
 
 POISON_V4 = "6.6.6.6"
 """The address every forged reply carries: if a client ever sees it, a forgery got through."""
@@ -66,12 +79,17 @@ class Mode(enum.Enum):
     """An empty NOERROR whose OPT carries the RCODE's upper bits: BADVERS (16)."""
     FORMERR_NO_OPT = "formerr-no-opt"
     """FORMERR without an OPT to every query, with EDNS or without."""
+    SERVFAIL_EDE = "servfail-ede"
+    """SERVFAIL whose OPT carries an Extended DNS Error: ``EDE_CODE`` and ``EDE_TEXT``."""
     NO_EDNS = "no-edns"
     """A server without EDNS: FORMERR without an OPT to a query with one, and the true
     answer (without an OPT) to a plain query."""
 
 
 CUT_AT = 300
+EDE_CODE = 6
+"""DNSSEC Bogus (RFC 8914), as a validating resolver says it."""
+EDE_TEXT = "signature expired"
 
 
 @dataclass(frozen=True)
@@ -326,6 +344,13 @@ class HostileUpstream:
         if mode is Mode.BADVERS:
             reply = query.reply()
             reply.add_ar(EDNS0(udp_len=1232, ext_rcode=1))
+            return [(0, bytes(reply.pack()), False)]
+        if mode is Mode.SERVFAIL_EDE:
+            reply = query.reply()
+            reply.header.rcode = RCODE.SERVFAIL
+            reply.header.aa = 0
+            ede = EDNSOption(15, struct.pack("!H", EDE_CODE) + EDE_TEXT.encode())
+            reply.add_ar(EDNS0(udp_len=1232, opts=[ede]))
             return [(0, bytes(reply.pack()), False)]
         if mode is Mode.FORMERR_NO_OPT:
             return [(0, self._error(query, RCODE.FORMERR, opt=False), False)]

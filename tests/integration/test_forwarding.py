@@ -41,7 +41,13 @@ from resolver.core.responder import Responder
 from resolver.core.source_url import parse_source
 from resolver.core.upstream_reply import UpstreamAnswer
 from tests.integration.dns_helpers import DNSMASQ, dnsmasq
-from tests.integration.hostile_upstream import POISON_V4, HostileUpstream, Mode
+from tests.integration.hostile_upstream import (
+    EDE_CODE,
+    EDE_TEXT,
+    POISON_V4,
+    HostileUpstream,
+    Mode,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -617,6 +623,20 @@ def test_upstream_errors_move_on_at_once_and_end_in_servfail(
             assert RCODE.get(plain.header.rcode) == "SERVFAIL" and opt_of(plain) is None
         # Definitive errors are not retried in a loop: each upstream entry asked once.
         assert len(bad.queries("www.example.test")) == 3
+
+
+def test_an_upstreams_own_extended_error_is_passed_on_in_the_servfail(
+    loop_thread: LoopThread,
+) -> None:
+    """A validating upstream says why it failed (EDE 6, DNSSEC Bogus): the client
+    gets that INFO-CODE, and the upstream's words after its address."""
+    with HostileUpstream(mode=Mode.SERVFAIL_EDE) as bad, serving(loop_thread, bad) as served:
+        reply = ask(served.port, "bogus.example.test", edns=1232)
+        assert RCODE.get(reply.header.rcode) == "SERVFAIL"
+        assert extended_error(reply) == (
+            EDE_CODE,
+            f"upstream {bad.address} answered SERVFAIL (EDE {EDE_CODE}: {EDE_TEXT})",
+        )
 
 
 def test_a_truncated_reply_cut_inside_a_record_is_asked_again_over_tcp(
