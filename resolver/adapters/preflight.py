@@ -62,7 +62,11 @@ def ask_upstream(upstream: Endpoint, timeout: float = 2.0) -> UpstreamProbe:
                 if answer is None:
                     break
                 if answer.rcode != wire.FORMERR or answer.edns or not edns:
-                    return UpstreamProbe(answer.rcode, time.monotonic() - started)
+                    return UpstreamProbe(
+                        answer.rcode,
+                        time.monotonic() - started,
+                        extended_error=answer.extended_error,
+                    )
     except OSError as exc:  # ICMP port unreachable: nothing answers DNS there
         return UpstreamProbe(None, time.monotonic() - started, exc.strerror or str(exc))
     return UpstreamProbe(None, timeout, f"no answer in {timeout:g} s")

@@ -17,7 +17,7 @@ from typing import Literal
 
 from resolver.core.endpoints import Endpoint
 from resolver.core.query_stats import rcode_name
-from resolver.core.upstream_reply import UPSTREAM_ERRORS
+from resolver.core.upstream_reply import UPSTREAM_ERRORS, extended_error_text
 from resolver.core.upstreams import is_self
 
 TCP_LISTEN = 0x0A
@@ -308,6 +308,8 @@ class UpstreamProbe:
     seconds: float
     error: str | None = None
     """Why nothing came back: a timeout, or what the system said (port unreachable)."""
+    extended_error: tuple[int, str] | None = None
+    """The reply's Extended DNS Error (RFC 8914): the upstream's own reason for an error."""
 
 
 def upstream_probe_verdict(upstream: Endpoint, probe: UpstreamProbe) -> CheckResult:
@@ -317,8 +319,11 @@ def upstream_probe_verdict(upstream: Endpoint, probe: UpstreamProbe) -> CheckRes
     if probe.rcode is None:
         return fail(f"upstream {upstream}: {probe.error}; names not owned would get SERVFAIL")
     if probe.rcode in UPSTREAM_ERRORS or probe.rcode > 0x0F:
+        said = ""
+        if probe.extended_error is not None:
+            said = f" ({extended_error_text(probe.extended_error)})"
         return fail(
-            f"upstream {upstream}: answered {rcode_name(probe.rcode)} to a recursive "
+            f"upstream {upstream}: answered {rcode_name(probe.rcode)}{said} to a recursive "
             "question (. NS); names not owned would get SERVFAIL"
         )
     return ok(f"upstream {upstream}: answers ({probe.seconds * 1000:.0f} ms)")

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from resolver.core import wire
+from resolver.core.upstream_reply import extended_error_text
 
 EDE_OTHER = 0
 EDE_NO_REACHABLE_AUTHORITY = 22
@@ -41,8 +42,7 @@ class UpstreamFailure:
         said = self.extended_error
         if said is None:
             return f"upstream {self.upstream} {self.what}"
-        code, text = said
-        return f"upstream {self.upstream} {self.what} (EDE {code}{': ' if text else ''}{text})"
+        return f"upstream {self.upstream} {self.what} ({extended_error_text(said)})"
 
 
 def servfail_option(failures: Iterable[UpstreamFailure]) -> bytes:

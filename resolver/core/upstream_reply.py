@@ -219,6 +219,12 @@ def _read_sections(  # noqa: PLR0915 - one pass over the records, on every miss'
     )
 
 
+def extended_error_text(extended_error: tuple[int, str]) -> str:
+    """An upstream's Extended DNS Error as we repeat it: ``EDE 6: signature expired``."""
+    code, text = extended_error
+    return f"EDE {code}: {text}" if text else f"EDE {code}"
+
+
 _MAX_EXTRA_TEXT = 80
 """Characters of an upstream's EXTRA-TEXT kept: it is only repeated in our own."""
 

@@ -353,6 +353,16 @@ def test_dnsmasq_running_is_ok() -> None:
             "names not owned would get SERVFAIL",
         ),
         (
+            UpstreamProbe(5, 0.001, extended_error=(18, "not for this network")),
+            "FAIL: upstream 10.0.0.2:53: answered REFUSED (EDE 18: not for this network) to a "
+            "recursive question (. NS); names not owned would get SERVFAIL",
+        ),
+        (
+            UpstreamProbe(2, 0.001, extended_error=(22, "")),
+            "FAIL: upstream 10.0.0.2:53: answered SERVFAIL (EDE 22) to a recursive question "
+            "(. NS); names not owned would get SERVFAIL",
+        ),
+        (
             UpstreamProbe(16, 0.001),
             "FAIL: upstream 10.0.0.2:53: answered RCODE16 to a recursive question (. NS); "
             "names not owned would get SERVFAIL",
@@ -362,7 +372,16 @@ def test_dnsmasq_running_is_ok() -> None:
             "FAIL: upstream 10.0.0.2:53: no answer in 2 s; names not owned would get SERVFAIL",
         ),
     ],
-    ids=["noerror", "nxdomain", "refused", "servfail", "badvers", "silent"],
+    ids=[
+        "noerror",
+        "nxdomain",
+        "refused",
+        "servfail",
+        "refused-saying-why",
+        "servfail-saying-why",
+        "badvers",
+        "silent",
+    ],
 )
 def test_upstream_probe_verdicts(probe: UpstreamProbe, line: str) -> None:
     assert upstream_probe_verdict(Endpoint("10.0.0.2", 53), probe).line() == line
