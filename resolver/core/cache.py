@@ -12,7 +12,8 @@ injected so tests control time.
 A hit on the responder's fast path (``replay``) is one dictionary lookup, a
 header from the entry's small table of headers (one per client flag and EDNS
 combination seen), and the sections with their TTLs counted down, which are
-rebuilt at most once a second per entry.
+rebuilt at most once a second per entry. The OPT that ends the reply is the
+entry's too: ours, carrying the upstream's Extended DNS Error when it gave one.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class CacheLimits:
 
 
 class _Entry:
-    __slots__ = ("answer", "expires", "heads", "second", "sections", "stored", "used")
+    __slots__ = ("answer", "expires", "heads", "opts", "second", "sections", "stored", "used")
 
     def __init__(self, answer: UpstreamAnswer, stored: float, expires: float) -> None:
         self.answer = answer
@@ -54,6 +55,9 @@ class _Entry:
         self.sections = answer.sections
         self.heads: dict[int, bytes] = {}
         """Header after the ID (flags and counts) by client flags and EDNS variant."""
+        self.opts = _opts(answer)
+        """What follows the sections, by EDNS variant (``wire.OPT_BY_VARIANT`` but for
+        an upstream's Extended DNS Error)."""
         self.used = False
 
 
@@ -170,11 +174,7 @@ class AnswerCache:
         if head is None:
             head = entry.heads[which] = _head(entry.answer, client_flags, variant)
         reply = (
-            query[:2]
-            + head
-            + query[wire.HEADER_LEN : qend]
-            + entry.sections
-            + _OPT_BY_VARIANT[variant]
+            query[:2] + head + query[wire.HEADER_LEN : qend] + entry.sections + entry.opts[variant]
         )
         if limit is not None and len(reply) > limit:
             return render_answer(
@@ -215,13 +215,23 @@ def render_answer(
     ``variant`` is 0 without EDNS, 1 with EDNS, 2 with EDNS and DO; ``limit`` is
     the client's UDP size, or None over TCP. AA is never set: it is not our data.
     """
-    opt = _OPT_BY_VARIANT[variant]
+    opt = _OPT_BY_VARIANT[variant] if answer.extended_error is None else _opts(answer)[variant]
     reply = qid + _head(answer, client_flags, variant) + question + sections + opt
     if limit is not None and len(reply) > limit:
         # TC with no records: nothing of the answer, so nothing AD could vouch for.
         flags = wire.FLAG_QR | wire.FLAG_RA | wire.FLAG_TC | client_flags & _CLIENT_FLAGS
         return wire.header(qid, flags | answer.rcode, 1, 0, 0, variant > 0) + question + opt
     return reply
+
+
+def _opts(answer: UpstreamAnswer) -> tuple[bytes, bytes, bytes]:
+    """Our OPT by EDNS variant, carrying the upstream's Extended DNS Error if it gave
+    one (RFC 8914: a filtering resolver's Blocked, a stale answer's Stale Answer), so
+    an EDNS client learns it whether the answer is fresh or cached."""
+    if answer.extended_error is None:
+        return _OPT_BY_VARIANT
+    option = wire.ede_option(*answer.extended_error)
+    return (b"", wire.opt_record(options=option), wire.opt_record(do=True, options=option))
 
 
 def _head(answer: UpstreamAnswer, client_flags: int, variant: int) -> bytes:

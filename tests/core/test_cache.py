@@ -387,14 +387,19 @@ def client_query(name: str, client_flags: int, qid: bytes = QID) -> tuple[bytes,
     ),
     st.lists(st.integers(0, 5000), min_size=1, max_size=40),
     st.booleans(),
+    st.one_of(st.none(), st.tuples(st.integers(0, 0xFFFF), st.text(max_size=80))),
 )
 def test_replay_is_render_answer_of_the_counted_down_sections(
-    asks: list[tuple[int, int, int | None, int]], ttls: list[int], authentic: bool
+    asks: list[tuple[int, int, int | None, int]],
+    ttls: list[int],
+    authentic: bool,
+    extended_error: tuple[int, str] | None,
 ) -> None:
     """However the header table is filled, each replay is exactly the rendered answer."""
     clock = Clock()
     cache = AnswerCache(clock=clock)
     answer = upstream_answer(ttls=tuple(ttls), ad=authentic)
+    answer = answer._replace(extended_error=extended_error)
     cache.put(b"k\x00", answer)
     for index, (flags, variant, limit, wait) in enumerate(asks):
         clock.now += wait
@@ -413,6 +418,27 @@ def test_replay_is_render_answer_of_the_counted_down_sections(
             limit=limit,
             qid=bytes((index, 7)),
         )
+
+
+def test_an_upstreams_extended_error_reaches_edns_clients_fresh_and_cached() -> None:
+    """A filtering resolver's reason (EDE 15, Blocked) travels with its answer."""
+    clock = Clock()
+    cache = AnswerCache(clock=clock)
+    answer = upstream_answer(ttls=(), rcode=RCODE.NXDOMAIN, soa=(60, 60))
+    answer = answer._replace(extended_error=(15, "blocked by policy"))
+    cache.put(b"k\x00", answer)
+    query, qend = client_query("www.example.test", wire.FLAG_RD)
+    cached = cache.replay(b"k\x00", query, qend, 2, 1232)
+    for reply in (render(answer, variant=2), cached):
+        assert reply is not None
+        record = DNSRecord.parse(reply)
+        assert record.header.rcode == RCODE.NXDOMAIN and len(record.auth) == 1
+        [opt] = [rr for rr in record.ar if rr.rtype == QTYPE.OPT]
+        assert opt.edns_do == 1
+        [ede] = opt.rdata
+        assert (ede.code, bytes(ede.data)) == (15, b"\x00\x0fblocked by policy")
+    plain = cache.replay(b"k\x00", query, qend, 0, 512)
+    assert plain is not None and DNSRecord.parse(plain).ar == []  # no EDNS: no OPT to carry it
 
 
 def test_replay_of_an_absent_or_expired_entry_is_none() -> None:

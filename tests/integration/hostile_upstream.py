@@ -79,6 +79,9 @@ class Mode(enum.Enum):
     """An empty NOERROR whose OPT carries the RCODE's upper bits: BADVERS (16)."""
     FORMERR_NO_OPT = "formerr-no-opt"
     """FORMERR without an OPT to every query, with EDNS or without."""
+    BLOCKED = "blocked"
+    """The true answer (NXDOMAIN for a name not in the table), its OPT carrying an
+    Extended DNS Error 15 (Blocked) with ``BLOCKED_TEXT``, as a filtering resolver says."""
     SERVFAIL_EDE = "servfail-ede"
     """SERVFAIL whose OPT carries an Extended DNS Error: ``EDE_CODE`` and ``EDE_TEXT``."""
     NO_EDNS = "no-edns"
@@ -90,6 +93,7 @@ CUT_AT = 300
 EDE_CODE = 6
 """DNSSEC Bogus (RFC 8914), as a validating resolver says it."""
 EDE_TEXT = "signature expired"
+BLOCKED_TEXT = "blocked by policy"
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,12 @@ class HostileUpstream:
             reply = query.reply()
             reply.add_ar(EDNS0(udp_len=1232, ext_rcode=1))
             return [(0, bytes(reply.pack()), False)]
+        if mode is Mode.BLOCKED:
+            blocked = DNSRecord.parse(true)
+            for record in blocked.ar:
+                if record.rtype == _TYPE_OPT:
+                    record.rdata = [EDNSOption(15, struct.pack("!H", 15) + BLOCKED_TEXT.encode())]
+            return [(0, bytes(blocked.pack()), False)]
         if mode is Mode.SERVFAIL_EDE:
             reply = query.reply()
             reply.header.rcode = RCODE.SERVFAIL

@@ -42,6 +42,7 @@ from resolver.core.source_url import parse_source
 from resolver.core.upstream_reply import UpstreamAnswer
 from tests.integration.dns_helpers import DNSMASQ, dnsmasq
 from tests.integration.hostile_upstream import (
+    BLOCKED_TEXT,
     EDE_CODE,
     EDE_TEXT,
     POISON_V4,
@@ -637,6 +638,21 @@ def test_an_upstreams_own_extended_error_is_passed_on_in_the_servfail(
             EDE_CODE,
             f"upstream {bad.address} answered SERVFAIL (EDE {EDE_CODE}: {EDE_TEXT})",
         )
+
+
+def test_an_upstreams_extended_error_travels_with_its_answer_fresh_and_cached(
+    loop_thread: LoopThread, upstream: HostileUpstream
+) -> None:
+    upstream.script("ads.example.test", Mode.BLOCKED)
+    with serving(loop_thread, upstream) as served:
+        for _ in range(2):  # from the upstream, then from the cache
+            reply = ask(served.port, "ads.example.test", edns=1232)
+            assert RCODE.get(reply.header.rcode) == "NXDOMAIN"
+            assert extended_error(reply) == (15, BLOCKED_TEXT)
+        assert served.forwarder.counters.cache_hits + served.cache.hits == 1
+        plain = ask(served.port, "ads.example.test")  # no EDNS: nothing to carry it
+        assert RCODE.get(plain.header.rcode) == "NXDOMAIN" and opt_of(plain) is None
+    assert len(upstream.queries("ads.example.test")) == 1
 
 
 def test_a_truncated_reply_cut_inside_a_record_is_asked_again_over_tcp(
