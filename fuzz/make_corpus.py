@@ -9,8 +9,8 @@
   long chains, 255-octet names, 64-octet labels).
 - **reply**: the replies dnsmasq really gives (A, AAAA, CNAME chains, MX, TXT,
   SRV, PTR, NXDOMAIN, NODATA, with and without EDNS), dnslib-built oddities (OPT
-  before other additional records, TTLs with the top bit set, TC) and the hostile
-  upstream's garbage.
+  before other additional records, TTLs with the top bit set, TC, Extended DNS
+  Errors) and the hostile upstream's garbage.
 - **document**: the example mapping, the engine tests' fleet, edge documents.
 - **hosts**: typical /etc/hosts files with and without a block, CRLF, Latin-1,
   damaged markers. The first byte of a hosts seed picks the view.
@@ -341,6 +341,23 @@ def built_replies() -> Seeds:
         r = _reply("err.example", "A")
         r.header.rcode = rcode
         seeds[f"reply-rcode-{rcode}"] = bytes(r.pack())
+
+    # Extended DNS Errors (RFC 8914): a filtering resolver's NXDOMAIN, a validating
+    # one's SERVFAIL after a cookie, and an EDE too short for its INFO-CODE.
+    r = _reply("ads.example", "A")
+    r.header.rcode = RCODE.NXDOMAIN
+    r.add_auth(RR("example", QTYPE.SOA, ttl=900, rdata=soa))
+    r.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(15, b"\x00\x0fblocked by policy")]))
+    seeds["reply-nxdomain-ede-blocked"] = bytes(r.pack())
+    r = _reply("bogus.example", "A")
+    r.header.rcode = RCODE.SERVFAIL
+    cookie = EDNSOption(10, bytes(range(24)))
+    r.add_ar(EDNS0(udp_len=1232, opts=[cookie, EDNSOption(15, b"\x00\x06sig expired")]))
+    seeds["reply-servfail-cookie-ede"] = bytes(r.pack())
+    r = _reply("short.example", "A")
+    r.add_answer(RR("short.example", QTYPE.A, ttl=60, rdata=A("192.0.2.8")))
+    r.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(15, b"\x00")]))
+    seeds["reply-ede-too-short"] = bytes(r.pack())
 
     seeds["reply-opt-first-then-compressed-glue"] = opt_first_reply()
     return seeds
