@@ -54,7 +54,7 @@ from resolver.core.cache import AnswerCache, render_answer
 from resolver.core.endpoints import Endpoint
 from resolver.core.query_stats import rcode_name
 from resolver.core.responder import Question, error_reply
-from resolver.core.servfail_reason import EDE_OTHER, UpstreamFailure, servfail_option
+from resolver.core.servfail_reason import UpstreamFailure, servfail_option
 from resolver.core.upstream_ranking import UpstreamRanking
 from resolver.core.upstream_reply import UpstreamAnswer, failed, parse_reply, query_message
 
@@ -615,9 +615,7 @@ class _Resolution:
 
     def servfail_option(self) -> bytes:
         """The Extended DNS Error for this question's SERVFAIL."""
-        if self.internal_error:
-            return wire.ede_option(EDE_OTHER, "internal error in the forwarder (logged)")
-        return servfail_option(self.failures.values())
+        return servfail_option(self.failures.values(), internal_error=self.internal_error)
 
     def _finish(self, answer: UpstreamAnswer | None) -> None:
         if self.done:

@@ -215,7 +215,7 @@ def render_answer(
     ``variant`` is 0 without EDNS, 1 with EDNS, 2 with EDNS and DO; ``limit`` is
     the client's UDP size, or None over TCP. AA is never set: it is not our data.
     """
-    opt = _OPT_BY_VARIANT[variant] if answer.extended_error is None else _opts(answer)[variant]
+    opt = _opts(answer)[variant]
     reply = qid + _head(answer, client_flags, variant) + question + sections + opt
     if limit is not None and len(reply) > limit:
         # TC with no records: nothing of the answer, so nothing AD could vouch for.

@@ -26,6 +26,7 @@ MAX_TEXT = 200
 """Octets of EXTRA-TEXT at most: enough for a few upstreams, and a SERVFAIL with the
 longest name and this still fits the 512 octets of the smallest EDNS client."""
 NOTHING_ASKED = "no upstream was asked before the deadline"
+INTERNAL_ERROR = "internal error in the forwarder (logged)"
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ class UpstreamFailure:
         return f"upstream {self.upstream} {self.what} ({extended_error_text(said)})"
 
 
-def servfail_option(failures: Iterable[UpstreamFailure]) -> bytes:
-    """The EDE option for a SERVFAIL after ``failures`` (one per upstream, the last)."""
+def servfail_option(failures: Iterable[UpstreamFailure], *, internal_error: bool = False) -> bytes:
+    """The EDE option for a SERVFAIL after ``failures`` (one per upstream, the last),
+    or after a bug in the forwarder (``internal_error``), whatever the upstreams did."""
+    if internal_error:
+        return wire.ede_option(EDE_OTHER, INTERNAL_ERROR)
     failures = list(failures)
     passed_on = [f.extended_error[0] for f in failures if f.extended_error is not None]
     if passed_on:  # the first upstream to say why, in its own words

@@ -5,8 +5,8 @@ we chose; then its records (minus the upstream's OPT) are kept as bytes with the
 offsets of their TTL fields, so a cached answer can be replayed with counted-down
 TTLs, the client's ID, the client's letter case and our own OPT, without parsing
 it again. Of the upstream's OPT only the RCODE's upper bits and an Extended DNS
-Error are read: the one makes an error of what looks like NOERROR, the other lets
-our SERVFAIL say what the upstream said.
+Error are read: the one makes an error of what looks like NOERROR, the other is
+passed on to our clients (with the answer, or in our SERVFAIL's own).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class UpstreamAnswer(NamedTuple):
     """The reply carried an OPT: False from an upstream that does not speak EDNS."""
     extended_error: tuple[int, str] | None = None
     """The Extended DNS Error in the upstream's OPT (RFC 8914), INFO-CODE and
-    EXTRA-TEXT, if it sent one: read so a SERVFAIL of ours can pass it on."""
+    EXTRA-TEXT, if it sent one: passed on with the answer, or in our SERVFAIL."""
 
 
 UPSTREAM_ERRORS = frozenset((wire.FORMERR, wire.SERVFAIL, wire.NOTIMP, wire.REFUSED))

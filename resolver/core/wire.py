@@ -93,7 +93,7 @@ OPTION_EDE = 15
 
 def ede_option(code: int, text: str = "") -> bytes:
     """An Extended DNS Error option: the INFO-CODE and an EXTRA-TEXT in UTF-8 (not
-    NUL-terminated), for the OPT of an error reply (RFC 8914 section 2)."""
+    NUL-terminated), for the OPT of a reply (RFC 8914 section 2)."""
     extra = text.encode()
     return struct.pack("!HHH", OPTION_EDE, 2 + len(extra), code) + extra
 

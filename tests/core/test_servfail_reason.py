@@ -12,6 +12,7 @@ from resolver.core.responder import Question, error_reply, parse_query
 from resolver.core.servfail_reason import (
     EDE_NO_REACHABLE_AUTHORITY,
     EDE_OTHER,
+    INTERNAL_ERROR,
     MAX_TEXT,
     NOTHING_ASKED,
     UpstreamFailure,
@@ -64,6 +65,11 @@ def test_no_reply_at_all_is_no_reachable_authority_and_an_error_reply_is_other(
     failures: list[UpstreamFailure], code: int, text: str
 ) -> None:
     assert decoded(servfail_option(failures)) == (code, text)
+
+
+def test_a_bug_in_the_forwarder_says_so_whatever_the_upstreams_did() -> None:
+    option = servfail_option([TIMED_OUT, REFUSED], internal_error=True)
+    assert decoded(option) == (EDE_OTHER, INTERNAL_ERROR)
 
 
 def test_a_long_story_in_any_script_is_cut_between_characters() -> None:
