@@ -278,6 +278,28 @@ def opt_first_reply() -> bytes:
     return head + question + ns + opt + glue_a + glue_aaaa
 
 
+def extended_error_replies(soa: SOA) -> Seeds:
+    """Extended DNS Errors (RFC 8914): a filtering resolver's NXDOMAIN, a validating
+    one's SERVFAIL after a cookie, and an EDE too short for its INFO-CODE."""
+    seeds: Seeds = {}
+    r = _reply("ads.example", "A")
+    r.header.rcode = RCODE.NXDOMAIN
+    r.add_auth(RR("example", QTYPE.SOA, ttl=900, rdata=soa))
+    r.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(15, b"\x00\x0fblocked by policy")]))
+    seeds["reply-nxdomain-ede-blocked"] = bytes(r.pack())
+    r = _reply("bogus.example", "A")
+    r.header.rcode = RCODE.SERVFAIL
+    cookie = EDNSOption(10, bytes(range(24)))
+    r.add_ar(EDNS0(udp_len=1232, opts=[cookie, EDNSOption(15, b"\x00\x06sig expired")]))
+    seeds["reply-servfail-cookie-ede"] = bytes(r.pack())
+    r = _reply("short.example", "A")
+    r.add_answer(RR("short.example", QTYPE.A, ttl=60, rdata=A("192.0.2.8")))
+    r.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(15, b"\x00")]))
+    seeds["reply-ede-too-short"] = bytes(r.pack())
+
+    return seeds
+
+
 def built_replies() -> Seeds:
     soa = SOA("ns.example", "hostmaster.example", (1, 3600, 600, 86400, 60))
     seeds: Seeds = {}
@@ -342,23 +364,7 @@ def built_replies() -> Seeds:
         r.header.rcode = rcode
         seeds[f"reply-rcode-{rcode}"] = bytes(r.pack())
 
-    # Extended DNS Errors (RFC 8914): a filtering resolver's NXDOMAIN, a validating
-    # one's SERVFAIL after a cookie, and an EDE too short for its INFO-CODE.
-    r = _reply("ads.example", "A")
-    r.header.rcode = RCODE.NXDOMAIN
-    r.add_auth(RR("example", QTYPE.SOA, ttl=900, rdata=soa))
-    r.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(15, b"\x00\x0fblocked by policy")]))
-    seeds["reply-nxdomain-ede-blocked"] = bytes(r.pack())
-    r = _reply("bogus.example", "A")
-    r.header.rcode = RCODE.SERVFAIL
-    cookie = EDNSOption(10, bytes(range(24)))
-    r.add_ar(EDNS0(udp_len=1232, opts=[cookie, EDNSOption(15, b"\x00\x06sig expired")]))
-    seeds["reply-servfail-cookie-ede"] = bytes(r.pack())
-    r = _reply("short.example", "A")
-    r.add_answer(RR("short.example", QTYPE.A, ttl=60, rdata=A("192.0.2.8")))
-    r.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(15, b"\x00")]))
-    seeds["reply-ede-too-short"] = bytes(r.pack())
-
+    seeds.update(extended_error_replies(soa))
     seeds["reply-opt-first-then-compressed-glue"] = opt_first_reply()
     return seeds
 
