@@ -303,7 +303,9 @@ class Responder:
                 ),
             )
         stats.replies[_REFUSED_SLOT] += 1
-        return _REFUSED, b""
+        # No truncation check: the longest name with this OPT is under 512 octets.
+        head = _REFUSED[(data[3] & 0x10) >> 2 | (data[2] & 1) << 1 | (variant > 0)]
+        return data[:2] + head + question + _REFUSED_OPT[variant]
 
     def _slow(self, data: bytes, udp: bool) -> bytes | Question | None:
         parsed = parse_query(data)
@@ -347,7 +349,7 @@ class Responder:
             return self._nxdomain(q, udp)
         if self.forwarding:
             return q
-        return error_reply(q, wire.REFUSED, ra=False)
+        return error_reply(q, wire.REFUSED, ra=False, options=_REFUSED_EDE)
 
     def _answer_any(self, q: Question, udp: bool) -> bytes | None:
         """ANY for an owned name: every RRset it has (A, AAAA, PTR, apex SOA) together.
@@ -637,6 +639,15 @@ _new_tuple = tuple.__new__
 
 _REFUSED = prepared_heads(wire.REFUSED, 0, 0, aa=False, ra=False)
 """A name not ours when nothing is forwarded: no AA, and no RA (there is no recursion)."""
+_REFUSED_EDE = wire.ede_option(wire.EDE_NOT_AUTHORITATIVE, "nothing is forwarded: upstream none")
+"""Why a name not ours is REFUSED, for EDNS clients: ``dig`` prints
+``; EDE: 20 (Not Authoritative): (nothing is forwarded: upstream none)``."""
+_REFUSED_OPT = (
+    b"",
+    wire.opt_record(options=_REFUSED_EDE),
+    wire.opt_record(do=True, options=_REFUSED_EDE),
+)
+"""What follows a REFUSED's question, by EDNS variant: as ``OPT_BY_VARIANT``, with the EDE."""
 _REFUSED_SLOT = wire.REFUSED
 """Where ``QueryStats.replies`` counts REFUSED (no AA)."""
 _NXDOMAIN_SLOT = 16 | wire.NXDOMAIN

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from resolver.core import wire
 from resolver.core.upstream_reply import extended_error_text
 
-EDE_OTHER = 0
-EDE_NO_REACHABLE_AUTHORITY = 22
 MAX_TEXT = 200
 """Octets of EXTRA-TEXT at most: enough for a few upstreams, and a SERVFAIL with the
 longest name and this still fits the 512 octets of the smallest EDNS client."""
@@ -50,15 +48,15 @@ def servfail_option(failures: Iterable[UpstreamFailure], *, internal_error: bool
     """The EDE option for a SERVFAIL after ``failures`` (one per upstream, the last),
     or after a bug in the forwarder (``internal_error``), whatever the upstreams did."""
     if internal_error:
-        return wire.ede_option(EDE_OTHER, INTERNAL_ERROR)
+        return wire.ede_option(wire.EDE_OTHER, INTERNAL_ERROR)
     failures = list(failures)
     passed_on = [f.extended_error[0] for f in failures if f.extended_error is not None]
     if passed_on:  # the first upstream to say why, in its own words
         code = passed_on[0]
     elif any(failure.answered for failure in failures):
-        code = EDE_OTHER
+        code = wire.EDE_OTHER
     else:
-        code = EDE_NO_REACHABLE_AUTHORITY
+        code = wire.EDE_NO_REACHABLE_AUTHORITY
     text = "; ".join(failure.phrase() for failure in failures) or NOTHING_ASKED
     encoded = text.encode()
     if len(encoded) > MAX_TEXT:  # cut between characters (an upstream's text may be any)

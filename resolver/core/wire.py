@@ -89,6 +89,10 @@ def opt_record(
 
 OPTION_EDE = 15
 """Extended DNS Error (RFC 8914)."""
+EDE_OTHER = 0
+EDE_NOT_AUTHORITATIVE = 20
+"""RFC 8914 4.21: not authoritative for the name, and recursion is not available."""
+EDE_NO_REACHABLE_AUTHORITY = 22
 
 
 def ede_option(code: int, text: str = "") -> bytes:

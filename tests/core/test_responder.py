@@ -373,6 +373,45 @@ def test_not_owned_is_refused_without_forwarding(name: str, qtype: int, edns: by
         (record,) = opts(reply)
         assert record.rclass == wire.EDNS_PAYLOAD  # type: ignore[attr-defined]
         assert record.ttl & 0x8000  # type: ignore[attr-defined]
+        assert extended_errors(record) == [NOT_AUTHORITATIVE]
+
+
+NOT_AUTHORITATIVE = (wire.EDE_NOT_AUTHORITATIVE, "nothing is forwarded: upstream none")
+
+
+def extended_errors(record: object) -> list[tuple[int, str]]:
+    """(INFO-CODE, EXTRA-TEXT) of each EDE option in an OPT record, as dnslib reads it."""
+    return [
+        (struct.unpack("!H", option.data[:2])[0], option.data[2:].decode())
+        for option in record.rdata  # type: ignore[attr-defined]
+        if option.code == wire.OPTION_EDE
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        query("example.com", edns=opt()),  # the fast path
+        query("example.com", A, qclass=255, edns=opt(do=True)),  # QCLASS *: the slow path
+    ],
+    ids=["fast-path", "slow-path-class-any"],
+)
+def test_a_refused_name_says_why_to_edns_clients_on_either_path(data: bytes) -> None:
+    """RFC 8914 20 (Not Authoritative): with --upstream none a name not ours has
+    nowhere to go, and the operator reading dig's EDE line learns that at once."""
+    reply = check_echo(data, PLAIN.respond(data, udp=True))
+    assert reply.header.rcode == REFUSED
+    (record,) = opts(reply)
+    assert extended_errors(record) == [NOT_AUTHORITATIVE]
+
+
+def test_the_longest_refused_name_with_its_ede_still_fits_512_octets() -> None:
+    """The fast path sends a REFUSED without a truncation check."""
+    name = ".".join(["a" * 63] * 3 + ["b" * 61])  # 255 octets in wire form
+    data = query(name, edns=opt(do=True))
+    reply = PLAIN.respond(data, udp=True)
+    assert isinstance(reply, bytes) and len(reply) <= 512
+    assert parse(reply).header.rcode == REFUSED and not parse(reply).header.tc
 
 
 @pytest.mark.parametrize(

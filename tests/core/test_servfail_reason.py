@@ -10,8 +10,6 @@ from dnslib import DNSRecord
 from resolver.core import wire
 from resolver.core.responder import Question, error_reply, parse_query
 from resolver.core.servfail_reason import (
-    EDE_NO_REACHABLE_AUTHORITY,
-    EDE_OTHER,
     INTERNAL_ERROR,
     MAX_TEXT,
     NOTHING_ASKED,
@@ -19,6 +17,9 @@ from resolver.core.servfail_reason import (
     servfail_option,
 )
 from tests.core.dns_helpers import opt, query
+
+EDE_OTHER = wire.EDE_OTHER
+EDE_NO_REACHABLE_AUTHORITY = wire.EDE_NO_REACHABLE_AUTHORITY
 
 TIMED_OUT = UpstreamFailure("10.0.0.2:53", "timed out", answered=False)
 UNREACHABLE = UpstreamFailure("10.0.0.3:53", "unreachable (Connection refused)", answered=False)

@@ -136,6 +136,32 @@ def test_tools(
         assert soa.rdata.split()[0] == "tagdns.internal."
 
 
+@pytest.mark.parametrize(
+    ("tool", "args", "line"),
+    [
+        pytest.param(
+            "dig",
+            ["example.com"],
+            "; EDE: 20 (Not Authoritative): (nothing is forwarded: upstream none)",
+            marks=TOOLS[0].marks,
+        ),
+        pytest.param(
+            "kdig",
+            ["+edns", "-c", "ANY", "-t", "A", "example.com"],  # the slow path
+            ";; EDE: 20 (Not Authoritative): 'nothing is forwarded: upstream none'",
+            marks=TOOLS[1].marks,
+        ),
+    ],
+    ids=["dig", "kdig-class-any"],
+)
+def test_a_refused_name_says_why(
+    agent: AgentProcess, tool: str, args: list[str], line: str
+) -> None:
+    answer = run_tool(tool, agent.host, agent.port, *args)
+    assert answer.status == "REFUSED", answer.text
+    assert line in answer.text.splitlines(), answer.text
+
+
 def test_dig_echoes_the_question_case(agent: AgentProcess) -> None:
     answer = run_tool("dig", agent.host, agent.port, "WeB1.InTeRnAl", "A")
     assert answer.question == "WeB1.InTeRnAl."

@@ -30,14 +30,15 @@ The named differences, each with its reason in its ``Difference``:
   owns exactly the view's names and forwards the rest, where unbound's zones claim
   everything under an apex);
 - unbound's own: ``soa-mname-case`` (name compression against the question) and
-  ``refused-aa`` (AA on the REFUSED of its refuse zone).
+  ``refused-aa`` (AA on the REFUSED of its refuse zone);
+- unbound's default: ``refused-ede`` (no Extended DNS Error without ``ede: yes``).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pytest
@@ -45,6 +46,7 @@ from dnslib import CLASS, QTYPE, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resolver.core import wire
 from tests.core.dns_helpers import header, name_wire, opt, question
 from tests.integration.dns_helpers import (
     EXAMPLE_MAPPING,
@@ -532,6 +534,21 @@ def check(x: Exchange, expect: tuple[Difference, ...], *, require: bool = True) 
         )
 
 
+REFUSED_EDE = Difference(
+    "refused-ede",
+    "the agent's REFUSED tells an EDNS client why, EDE 20 (Not Authoritative, RFC 8914) in its "
+    "OPT; unbound sends Extended DNS Errors only with ede: yes, off by default",
+    frozenset({"opt"}),
+    lambda x: (
+        _refused(x.agent, x)
+        and x.agent.opt is not None
+        and x.unbound.opt is not None
+        and x.agent.opt.options == (wire.OPTION_EDE,)
+        and x.unbound.opt.options == ()
+        and replace(x.agent.opt, options=()) == x.unbound.opt
+    ),
+)
+
 # -- servers ---------------------------------------------------------------------------------
 
 
@@ -664,7 +681,12 @@ CASES = [
     case("edns-4096", make_query("api", edns=edns(4096))),
     case("edns-DO", make_query("web1", edns=edns(do=True))),
     case("edns-DO-nodata", make_query("web1.internal", TXT, edns=edns(do=True))),
-    case("edns-DO-unowned", make_query("example.com", edns=edns(do=True)), REFUSED_AA),
+    case(
+        "edns-DO-unowned",
+        make_query("example.com", edns=edns(do=True)),
+        REFUSED_AA,
+        REFUSED_EDE,
+    ),
     case("edns-cookie", make_query("web1", edns=edns(options=option(COOKIE, bytes(range(8)))))),
     case("edns-unknown-option", make_query("web1", edns=edns(options=option(65001, b"hi")))),
     case("edns-v1-BADVERS", make_query("web1", edns=edns(version=1))),
