@@ -300,6 +300,26 @@ def extended_error_replies(soa: SOA) -> Seeds:
     return seeds
 
 
+def owned_chain_replies(soa: SOA) -> Seeds:
+    """CNAME chains from outside that end at the fleet's names (``owned_target``): one
+    link with the NXDOMAIN the upstream met, two links to a bare name, a loop."""
+    seeds: Seeds = {}
+    r = _reply("db.corp.example", "A")
+    r.header.rcode = RCODE.NXDOMAIN
+    r.add_answer(RR("db.corp.example", QTYPE.CNAME, ttl=600, rdata=CNAME("web1.internal")))
+    r.add_auth(RR("internal", QTYPE.SOA, ttl=900, rdata=soa))
+    seeds["reply-cname-to-owned"] = bytes(r.pack())
+    r = _reply("two.corp.example", "AAAA")
+    r.add_answer(RR("two.corp.example", QTYPE.CNAME, ttl=600, rdata=CNAME("mid.corp.example")))
+    r.add_answer(RR("mid.corp.example", QTYPE.CNAME, ttl=300, rdata=CNAME("api")))
+    seeds["reply-cname-two-links-to-owned"] = bytes(r.pack())
+    r = _reply("loop.corp.example", "A")
+    r.add_answer(RR("loop.corp.example", QTYPE.CNAME, ttl=60, rdata=CNAME("b.corp.example")))
+    r.add_answer(RR("b.corp.example", QTYPE.CNAME, ttl=60, rdata=CNAME("loop.corp.example")))
+    seeds["reply-cname-loop"] = bytes(r.pack())
+    return seeds
+
+
 def built_replies() -> Seeds:
     soa = SOA("ns.example", "hostmaster.example", (1, 3600, 600, 86400, 60))
     seeds: Seeds = {}
@@ -365,6 +385,7 @@ def built_replies() -> Seeds:
         seeds[f"reply-rcode-{rcode}"] = bytes(r.pack())
 
     seeds.update(extended_error_replies(soa))
+    seeds.update(owned_chain_replies(soa))
     seeds["reply-opt-first-then-compressed-glue"] = opt_first_reply()
     return seeds
 

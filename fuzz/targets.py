@@ -40,7 +40,7 @@ from pathlib import Path
 from dnslib import QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
 
 from fuzz import mutate
-from fuzz.wirecheck import Malformed, comparable, parse_message
+from fuzz.wirecheck import Malformed, Message, comparable, parse_message
 from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
 from resolver.core.canonical_reader import read_canonical
@@ -54,9 +54,16 @@ from resolver.core.hosts_merge import (
     render_dnsmasq,
     render_hosts_block,
 )
+from resolver.core.owned_target import complete_with_owned
 from resolver.core.pipeline import LoadedZone, ZoneSettings, compile_document, load_document
 from resolver.core.responder import Question, Responder, parse_query
-from resolver.core.upstream_reply import aged_sections, capped, failed, parse_reply
+from resolver.core.upstream_reply import (
+    UpstreamAnswer,
+    aged_sections,
+    capped,
+    failed,
+    parse_reply,
+)
 from resolver.core.views import PUBLIC, CrossRegion, View, build_view
 from resolver.errors import DocumentError, HostsFileError, TagdnsError
 
@@ -351,6 +358,39 @@ def check_reply(data: bytes) -> None:
                 if r.rtype != wire.TYPE_OPT
             ]
             assert before == after, "records changed on the way to the client"
+    _check_completion(answer, key, question, original)
+
+
+def _check_completion(
+    answer: UpstreamAnswer, key: bytes, question: bytes, original: Message | None
+) -> None:
+    """A CNAME chain ending in a view, completed (``owned_target``): never an
+    exception; a completed reply is NOERROR without AD, and when the upstream's
+    reply was well-formed it parses and keeps the upstream's answer records ahead
+    of the view's (its answer records are copied as they came, oddities and all)."""
+    for responder in RESPONDERS:
+        completed = complete_with_owned(answer, key, responder.zone)
+        if completed is answer:
+            continue
+        assert completed.rcode == wire.NOERROR and not completed.authentic
+        assert completed.an > 0 and completed.ar == 0
+        out = render_answer(
+            completed,
+            completed.sections,
+            qid=b"\xab\xcd",
+            client_flags=_RD,
+            question=question,
+            variant=1,
+            limit=None,
+        )
+        if original is None:
+            continue
+        try:
+            rendered = parse_message(out)
+        except Malformed as exc:
+            raise AssertionError(f"a completed chain rendered badly: {exc}") from exc
+        kept = [comparable(r) for r in original.answer]
+        assert [comparable(r) for r in rendered.answer[: len(kept)]] == kept
 
 
 # -- document ------------------------------------------------------------------------------

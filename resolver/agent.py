@@ -212,6 +212,12 @@ class Agent:
             zone, forwarding=bool(self.plan.upstreams), cache=self.cache, stats=self.stats
         )
 
+    def _served_zone(self) -> CompiledZone:
+        """The zone queries are answered from now: a forwarded CNAME ending at one of
+        its names is completed from it (``owned_target``)."""
+        assert self.server is not None  # forwarded answers only arrive once serving
+        return self.server.responder.zone
+
     def _empty_zone(self) -> CompiledZone:
         settings = self.plan.settings
         view = View(settings.view, settings.zone, 0, ())
@@ -446,7 +452,7 @@ class Agent:
         await self.load_cached()
         zone = self.loaded.zone if self.loaded else self._empty_zone()
         if self.plan.upstreams:
-            self.forwarder = Forwarder(self.plan.upstreams, self.cache)
+            self.forwarder = Forwarder(self.plan.upstreams, self.cache, zone=self._served_zone)
             log.info("forwarding to %s", _listed(self.plan.upstreams))
         self.server = DnsServer(
             self._responder(zone), allow=self.plan.allow, forwarder=self.forwarder

@@ -52,11 +52,13 @@ from typing import Any
 from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
 from resolver.core.endpoints import Endpoint
+from resolver.core.owned_target import complete_with_owned
 from resolver.core.query_stats import rcode_name
 from resolver.core.responder import Question, error_reply
 from resolver.core.servfail_reason import UpstreamFailure, servfail_option
 from resolver.core.upstream_ranking import UpstreamRanking
 from resolver.core.upstream_reply import UpstreamAnswer, failed, parse_reply, query_message
+from resolver.core.zone import CompiledZone
 
 log = logging.getLogger("tagdns.forwarder")
 
@@ -118,11 +120,15 @@ class Forwarder:
         upstreams: Sequence[Endpoint],
         cache: AnswerCache,
         limits: ForwarderLimits | None = None,
+        zone: Callable[[], CompiledZone] | None = None,
     ) -> None:
         if not upstreams:
             raise ValueError("a Forwarder needs at least one upstream")
         self.ranking = UpstreamRanking(upstreams)
         self.cache = cache
+        self.zone = zone
+        """The zone being served, to complete a CNAME chain that ends at an owned
+        name (``owned_target``); None: answers are passed on as they come."""
         self.limits = limits or ForwarderLimits()
         self.counters = ForwarderCounters()
         self._in_flight: dict[bytes, _Resolution] = {}
@@ -497,6 +503,8 @@ class _Resolution:
                 forwarder = self.forwarder
                 cache = forwarder.cache
                 arrived = cache.clock()
+                if forwarder.zone is not None:
+                    answer = complete_with_owned(answer, self.question.key, forwarder.zone())
                 answer = cache.admit(answer)
                 self._finish(answer)
                 self._stop_udp()
@@ -584,6 +592,8 @@ class _Resolution:
             )
             self._next_upstream()
             return
+        if forwarder.zone is not None:
+            answer = complete_with_owned(answer, self.question.key, forwarder.zone())
         answer = forwarder.cache.admit(answer)
         forwarder.cache.put(self.key, answer)
         self._finish(answer)

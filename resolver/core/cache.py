@@ -25,6 +25,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from resolver.core import wire
+from resolver.core.owned_target import starts_a_chain
 from resolver.core.upstream_reply import UpstreamAnswer, aged_sections, capped
 
 _FLAG_AD = wire.FLAG_AD
@@ -189,8 +190,14 @@ class AnswerCache:
         return reply
 
     def flush_names(self, owned: Container[bytes]) -> int:
-        """Drop entries for names a new zone owns (keys are name wire + type + class + flags)."""
-        stale = [key for key in self._entries if key[:-5] in owned]
+        """Drop entries for names a new zone owns (keys are name wire + type + class +
+        flags), and every CNAME chain: completed from the old zone, or not completed
+        when its end was not yet ours, it may end at a name whose data just changed."""
+        stale = [
+            key
+            for key, entry in self._entries.items()
+            if key[:-5] in owned or starts_a_chain(entry.answer)
+        ]
         for key in stale:
             self._drop(key)
         return len(stale)

@@ -49,6 +49,33 @@ def skip_name(message: bytes, position: int) -> int:
         position += length + 1
 
 
+def read_name(message: bytes, position: int) -> bytes:
+    """The name at ``position`` as lowercased wire (uncompressed), pointers followed.
+
+    Each pointer must aim before the label it replaces: then every jump goes back
+    and a pointer loop cannot hold us, whatever the upstream sent.
+    """
+    labels = bytearray()
+    while True:
+        length = message[position]  # IndexError past the end: malformed
+        if length == 0:
+            labels.append(0)
+            break
+        if length & 0xC0 == 0xC0:
+            target = (length & 0x3F) << 8 | message[position + 1]
+            if target >= position:
+                raise MalformedReply("compression pointer does not point back")
+            position = target
+            continue
+        if length & 0xC0:
+            raise MalformedReply("unknown label type")
+        labels += message[position : position + length + 1]
+        if len(labels) >= wire.MAX_NAME:
+            raise MalformedReply("name longer than 255 octets")
+        position += length + 1
+    return bytes(labels).lower()
+
+
 class UpstreamAnswer(NamedTuple):
     """An accepted upstream reply, reduced to what we replay to clients.
 
@@ -120,6 +147,16 @@ def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamA
         )
     except (MalformedReply, struct.error, IndexError):
         return None
+
+
+def answer_from_sections(
+    flags: int, key: bytes, sections: bytes, an: int, ns: int, ar: int
+) -> UpstreamAnswer:
+    """An UpstreamAnswer for records of our own making (``sections``, compressed
+    against a question at offset 12 if at all), read as an upstream's reply is."""
+    message = bytes(wire.HEADER_LEN) + key + sections
+    qtype = key[-4] << 8 | key[-3]
+    return _read_sections(message, flags, wire.HEADER_LEN + len(key), an, ns, ar, qtype)
 
 
 def _header_only(flags: int) -> UpstreamAnswer:

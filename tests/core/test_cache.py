@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, A, DNSHeader, DNSRecord
+from dnslib import CNAME, EDNS0, QTYPE, RCODE, RR, SOA, A, DNSHeader, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -223,6 +223,25 @@ def test_do_and_cd_make_separate_keys_and_flush_finds_them_all() -> None:
     assert cache.get(bystander) is not None and cache.get(parent) is not None
     cache.clear()
     assert len(cache) == 0
+
+
+def test_a_reload_flushes_every_cname_chain_and_keeps_the_rest() -> None:
+    """A chain may end at a name the new zone owns, or owned a moment ago and
+    completed from the old data (owned_target): none may outlive a reload."""
+    chain = DNSRecord(
+        DNSHeader(id=0xABCD, qr=1, ra=1, rd=1),  # the CNAME alone, as dnsmasq gives it
+        q=DNSRecord.question("alias.example.test").q,
+    )
+    chain.add_answer(RR("alias.example.test", QTYPE.CNAME, ttl=600, rdata=CNAME("web1.internal")))
+    chained = parse_reply(bytes(chain.pack()), QID, key_of("alias.example.test"))
+    assert chained is not None
+    cache = AnswerCache(clock=Clock())
+    chain_key = AnswerCache.key(key_of("alias.example.test"), do=False)
+    plain_key = AnswerCache.key(key_of("www.example.test"), do=False)
+    cache.put(chain_key, chained)
+    cache.put(plain_key, upstream_answer())
+    assert cache.flush_names(set()) == 1
+    assert cache.get(chain_key) is None and cache.get(plain_key) is not None
 
 
 # --- rendering for a client --------------------------------------------------------------

@@ -28,6 +28,7 @@ from types import TracebackType
 
 from dnslib import (
     AAAA,
+    CNAME,
     EDNS0,
     QTYPE,
     RCODE,
@@ -37,6 +38,7 @@ from dnslib import (
     A,
     DNSError,
     DNSHeader,
+    DNSLabel,
     DNSRecord,
     EDNSOption,
 )
@@ -150,7 +152,7 @@ class HostileUpstream:
     # -- scripting ---------------------------------------------------------------------------
 
     def add(self, name: str, rtype: str, value: str, ttl: int = 300) -> None:
-        """A record the upstream answers with (``A``, ``AAAA`` or ``TXT``)."""
+        """A record the upstream answers with (``A``, ``AAAA``, ``TXT`` or ``CNAME``)."""
         self._table.setdefault(_norm(name), []).append(_Record(rtype, value, ttl))
 
     def script(self, name: str, mode: Mode) -> None:
@@ -382,20 +384,25 @@ class HostileUpstream:
 
     def _answer(self, query: DNSRecord) -> bytes:
         question = query.q
-        records = self._table.get(_norm(str(question.qname)), [])
+        owner = question.qname
+        records = self._table.get(_norm(str(owner)), [])
         reply = query.reply()  # QR, AA=1, RA=1, RD copied
         # As a validating resolver does (RFC 6840 5.7): AD only to a query with AD or DO.
         opt = next((rr for rr in query.ar if rr.rtype == _TYPE_OPT), None)
         reply.header.ad = int(bool(query.header.ad or (opt is not None and opt.ttl & _EDNS_DO)))
+        # A CNAME is followed within the table, as a recursive resolver follows it;
+        # a chain ending at a name the table lacks is NXDOMAIN with the chain.
+        for _ in range(8):
+            alias = next((r for r in records if r.rtype == "CNAME"), None)
+            if alias is None or QTYPE.get(question.qtype) == "CNAME":
+                break
+            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=alias.ttl, rdata=CNAME(alias.value)))
+            owner = DNSLabel(alias.value)
+            records = self._table.get(_norm(alias.value), [])
         wanted = [r for r in records if QTYPE.get(question.qtype) == r.rtype]
         for record in wanted:
             reply.add_answer(
-                RR(
-                    question.qname,
-                    QTYPE.reverse[record.rtype],
-                    ttl=record.ttl,
-                    rdata=_rdata(record),
-                )
+                RR(owner, QTYPE.reverse[record.rtype], ttl=record.ttl, rdata=_rdata(record))
             )
         if not wanted:
             if not records:
@@ -433,7 +440,9 @@ def _norm(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def _rdata(record: _Record) -> A | AAAA | TXT:
+def _rdata(record: _Record) -> A | AAAA | TXT | CNAME:
+    if record.rtype == "CNAME":
+        return CNAME(record.value)
     if record.rtype == "A":
         return A(record.value)
     if record.rtype == "AAAA":

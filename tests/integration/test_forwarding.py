@@ -227,9 +227,9 @@ class CliAgent:
 
 
 @contextlib.contextmanager
-def cli_agent(tmp: Path, *upstreams: str) -> Iterator[CliAgent]:
+def cli_agent(tmp: Path, *upstreams: str, source: Path = MAPPING) -> Iterator[CliAgent]:
     log = tmp / f"agent-{time.monotonic_ns()}.log"
-    command = [str(TAGDNS), "serve", "--source", str(MAPPING), "--view", "us-east-1"]
+    command = [str(TAGDNS), "serve", "--source", str(source), "--view", "us-east-1"]
     command += ["--listen", "127.0.0.1:0", "--cache", "none"]
     for upstream in upstreams:
         command += ["--upstream", upstream]
@@ -270,6 +270,15 @@ def hostile() -> Iterator[HostileUpstream]:
         upstream.add("tc.example.test", "A", "192.0.2.21")
         upstream.script("tc.example.test", Mode.TRUNCATE)
         upstream.script("silent.example.test", Mode.SILENT)
+        # Names held upstream that point at fleet names: the upstream follows the
+        # CNAME, finds nothing, and answers NXDOMAIN with the chain.
+        upstream.add("alias.example.test", "CNAME", "web1.internal")
+        upstream.add("two.example.test", "CNAME", "alias2.example.test")
+        upstream.add("alias2.example.test", "CNAME", "api")
+        upstream.add("tc-alias.example.test", "CNAME", "web1.internal")
+        upstream.script("tc-alias.example.test", Mode.TRUNCATE)
+        upstream.add("outside.example.test", "CNAME", "plain.example.test")
+        upstream.add("reload-alias.example.test", "CNAME", "web1.internal")
         yield upstream
 
 
@@ -339,6 +348,82 @@ def test_cli_retries_a_truncated_upstream_reply_over_tcp(
     seen = hostile.queries("tc.example.test")
     assert [q.transport for q in seen] == ["udp", "tcp"]
     assert seen[0].qid == seen[1].qid  # the same query, asked again over TCP
+
+
+@needs_tools
+@pytest.mark.parametrize(
+    ("name", "chain", "target", "addresses"),
+    [
+        ("alias.example.test", ["web1.internal."], "web1.internal.", ["10.0.1.10"]),
+        (
+            "two.example.test",
+            ["alias2.example.test.", "api."],
+            "api.",
+            sorted(OWNED["api"]),  # type: ignore[arg-type]
+        ),
+        ("tc-alias.example.test", ["web1.internal."], "web1.internal.", ["10.0.1.10"]),
+    ],
+    ids=["one-link", "two-links-to-a-bare-name", "over-tcp-after-tc"],
+)
+def test_cli_completes_a_forwarded_cname_that_ends_at_an_owned_name(
+    hostile: HostileUpstream,
+    hostile_cli: int,
+    name: str,
+    chain: list[str],
+    target: str,
+    addresses: list[str],
+) -> None:
+    for attempt in ("fresh", "cached"):
+        result = dig(hostile_cli, name, "A", "+dnssec")
+        assert result.status == "NOERROR", (attempt, result.output)  # the upstream said NXDOMAIN
+        assert [a[3] for a in result.answers if a[2] == "CNAME"] == chain, result.output
+        assert sorted(a[3] for a in result.answers if a[2] == "A") == addresses, result.output
+        assert {a[0] for a in result.answers if a[2] == "A"} == {target}, result.output
+        assert all(a[1] <= 30 for a in result.answers if a[2] == "A")  # the view's TTL
+        assert "aa" not in result.flags and "ad" not in result.flags, result.output
+    assert len(hostile.queries(name, "udp")) == 1  # the second came from the cache
+    assert hostile.queries(target.rstrip(".")) == []  # owned: never asked upstream
+
+
+@needs_tools
+def test_cli_a_reload_that_moves_the_end_of_a_cname_is_seen_at_once(
+    hostile: HostileUpstream, tmp_path: Path
+) -> None:
+    """The completed answer is cached for the view's TTL, but a reload drops it."""
+    mapping = tmp_path / "mapping.json"
+    document = json.loads(MAPPING.read_text())
+    mapping.write_text(json.dumps(document))
+    name = "reload-alias.example.test"
+    with cli_agent(tmp_path, hostile.address, source=mapping) as agent:
+        before = dig(agent.port, name)
+        assert [a[3] for a in before.answers if a[2] == "A"] == ["10.0.1.10"], before.output
+        for host in document["hosts"]:
+            if host["private_ipv4"] == "10.0.1.10":
+                host["private_ipv4"] = "10.0.1.99"
+        document["serial"] += 1
+        staged = tmp_path / "mapping.json.new"
+        staged.write_text(json.dumps(document))
+        staged.replace(mapping)
+        serving = f"serving serial {document['serial']}"
+        deadline = time.monotonic() + 10
+        while serving not in agent.log_text():
+            assert time.monotonic() < deadline, agent.log_text()
+            time.sleep(0.05)
+        after = dig(agent.port, name)
+        assert [a[3] for a in after.answers if a[2] == "A"] == ["10.0.1.99"], after.output
+    assert len(hostile.queries(name, "udp")) == 2  # asked again after the reload
+
+
+@needs_tools
+def test_cli_passes_a_cname_the_upstream_answered_in_full(
+    hostile: HostileUpstream, hostile_cli: int
+) -> None:
+    result = dig(hostile_cli, "outside.example.test")
+    assert result.status == "NOERROR", result.output
+    assert [(a[2], a[3]) for a in result.answers] == [
+        ("CNAME", "plain.example.test."),
+        ("A", "192.0.2.1"),
+    ]
 
 
 @needs_tools

@@ -80,6 +80,9 @@ OUTSIDE_NAME = "www.example.test"
 OUTSIDE_V4, OUTSIDE_V6 = "192.0.2.80", "2001:db8::80"
 AWS_NAME = "ip-10-0-0-99.ec2.internal"
 AWS_V4 = "10.0.0.99"
+# A name held outside the fleet that points at a fleet name, as a Route 53 record
+# may: the VPC resolver gives the CNAME alone, and the agent completes it.
+ALIAS_NAME = "db.corp.example.test"
 
 # conf/example-mapping.json seen from us-east-1.
 WEB1_V4, WEB1_V6 = "10.0.1.10", "2600:1f18:1::10"  # api and web1 share this instance
@@ -211,6 +214,7 @@ def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
             "--log-facility=-",
             f"--host-record={OUTSIDE_NAME},{OUTSIDE_V4},{OUTSIDE_V6}",
             f"--host-record={AWS_NAME},{AWS_V4}",
+            f"--cname={ALIAS_NAME},web1.internal,600",
             "--local=/internal/",
             "--local=/test/",
             "--domain-needed",
@@ -292,6 +296,8 @@ def test_the_namespace_sees_its_own_resolver_files(netns: Namespace) -> None:
         (AWS_NAME, AWS_V4, AWS_NAME),
         # The outside world: forwarded.
         (OUTSIDE_NAME, OUTSIDE_V6, OUTSIDE_NAME),
+        # A CNAME from outside to a fleet name: glibc names the fleet name canonical.
+        (ALIAS_NAME, WEB1_V6, "web1.internal"),
         # Reverse: the PTR of a view address is the first name in sorted order.
         (WEB1_V4, WEB1_V4, "api.internal"),
     ],
@@ -313,6 +319,7 @@ def test_getent_hosts(netns: Namespace, key: str, address: str, canonical: str) 
         ("db", {DB_PUBLIC}, "db"),
         (AWS_NAME, {AWS_V4}, AWS_NAME),
         (OUTSIDE_NAME, {OUTSIDE_V4, OUTSIDE_V6}, OUTSIDE_NAME),
+        (ALIAS_NAME, {WEB1_V4, WEB1_V6}, "web1.internal"),
     ],
 )
 def test_getent_ahosts(netns: Namespace, key: str, addresses: set[str], canonical: str) -> None:
