@@ -35,9 +35,8 @@ _COMPLETED_TYPES = frozenset((wire.TYPE_A, wire.TYPE_AAAA))
 _COMPLETED_RCODES = frozenset((wire.NOERROR, wire.NXDOMAIN))
 _TYPE_CNAME = 5
 _TYPE_RRSIG = 46
-_CHAIN_STARTS = frozenset(
-    wire.POINTER_TO_QNAME + struct.pack("!H", rtype) for rtype in (_TYPE_CNAME, _TYPE_RRSIG)
-)
+_CHAIN_TYPES = frozenset(struct.pack("!H", rtype) for rtype in (_TYPE_CNAME, _TYPE_RRSIG))
+_CHAIN_STARTS = frozenset(wire.POINTER_TO_QNAME + rtype for rtype in _CHAIN_TYPES)
 """How the first record of a chain at the question name begins: its CNAME, or the
 CNAME's signature from an upstream that put it first."""
 _RR_FIXED = struct.Struct("!HHIH")
@@ -69,9 +68,18 @@ def complete_with_owned(answer: UpstreamAnswer, key: bytes, zone: CompiledZone) 
 
 
 def starts_a_chain(answer: UpstreamAnswer) -> bool:
-    """Whether ``answer`` begins with a CNAME (or its signature) at the question name:
-    what a reload must not leave in the cache, as its chain may end in the view."""
-    return answer.sections[:4] in _CHAIN_STARTS
+    """Whether ``answer`` begins with a CNAME (or its signature): what a reload must
+    not leave in the cache, as its chain may end in the view."""
+    sections = answer.sections
+    if not answer.an:
+        return False
+    if sections[:2] == wire.POINTER_TO_QNAME:
+        return sections[:4] in _CHAIN_STARTS
+    try:  # an owner written out, or compressed against something else
+        position = skip_name(sections, 0)
+    except ValueError:
+        return False
+    return sections[position : position + 2] in _CHAIN_TYPES
 
 
 def _completed(answer: UpstreamAnswer, key: bytes, zone: CompiledZone) -> UpstreamAnswer:

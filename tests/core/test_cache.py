@@ -243,6 +243,13 @@ def test_a_reload_flushes_every_cname_chain_and_keeps_the_rest() -> None:
     assert cache.flush_names(set()) == 1
     assert cache.get(chain_key) is None and cache.get(plain_key) is not None
 
+    # The CNAME's owner written out in full rather than as a pointer to the question.
+    owner = b"\x05alias\x07example\x04test\x00"
+    spelled = chained.sections.replace(wire.POINTER_TO_QNAME, owner, 1)
+    offsets = tuple(offset + len(owner) - 2 for offset in chained.ttl_offsets)
+    cache.put(chain_key, chained._replace(sections=spelled, ttl_offsets=offsets))
+    assert cache.flush_names(set()) == 1
+
 
 # --- rendering for a client --------------------------------------------------------------
 
