@@ -39,6 +39,7 @@ from resolver.cli_node import scrape
 from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings
 from resolver.core.source_url import FileLocation
+from tests.integration.hostile_upstream import HostileUpstream
 from tests.log_streams import CountingStream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,6 +196,20 @@ def test_metrics_count_upstream_failures_and_forwarded_answers(source: Path) -> 
     assert value(samples, "tagdns_answers_total", source="forwarded") == 1
     assert value(samples, "tagdns_answers_total", source="owned") == 0
     assert value(samples, "tagdns_responses_total", rcode="SERVFAIL") == 1
+
+
+def test_metrics_count_cname_chains_completed_from_the_view(source: Path) -> None:
+    with HostileUpstream() as upstream:
+        upstream.add("alias.example.test", "CNAME", "web1.internal")
+        upstream.add("plain.example.test", "A", "192.0.2.1")
+        endpoint = Endpoint("127.0.0.1", upstream.port)
+        with RunningAgent(Agent(plan(source, upstreams=(endpoint,)))) as running:
+            completed = running.ask("alias.example.test")
+            plain = running.ask("plain.example.test")
+            samples = running.samples()
+    assert [str(rr.rdata) for rr in completed.rr] == ["web1.internal.", "10.0.1.10"]
+    assert [str(rr.rdata) for rr in plain.rr] == ["192.0.2.1"]
+    assert value(samples, "tagdns_forward_completed_total") == 1
 
 
 def test_metrics_show_a_refused_document_and_the_error_kept(source: Path) -> None:

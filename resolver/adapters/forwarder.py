@@ -109,6 +109,8 @@ class ForwarderCounters:
     tcp_retries: int = 0
     upstream_errors: int = 0
     servfail: int = 0
+    completed: int = 0
+    """Answers whose CNAME chain ended at an owned name, completed from the view."""
     by_upstream_error: dict[str, int] = field(default_factory=dict)
 
 
@@ -218,6 +220,15 @@ class Forwarder:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+
+    def completed(self, answer: UpstreamAnswer, key: bytes) -> UpstreamAnswer:
+        """``answer``, its CNAME chain completed if it ends at an owned name (counted)."""
+        if self.zone is None:
+            return answer
+        completed = complete_with_owned(answer, key, self.zone())
+        if completed is not answer:
+            self.counters.completed += 1
+        return completed
 
     @staticmethod
     def _render(q: Question, answer: UpstreamAnswer, sections: bytes, *, udp: bool) -> bytes:
@@ -503,9 +514,7 @@ class _Resolution:
                 forwarder = self.forwarder
                 cache = forwarder.cache
                 arrived = cache.clock()
-                if forwarder.zone is not None:
-                    answer = complete_with_owned(answer, self.question.key, forwarder.zone())
-                answer = cache.admit(answer)
+                answer = cache.admit(forwarder.completed(answer, self.question.key))
                 self._finish(answer)
                 self._stop_udp()
                 cache.put(self.key, answer, arrived)
@@ -592,9 +601,7 @@ class _Resolution:
             )
             self._next_upstream()
             return
-        if forwarder.zone is not None:
-            answer = complete_with_owned(answer, self.question.key, forwarder.zone())
-        answer = forwarder.cache.admit(answer)
+        answer = forwarder.cache.admit(forwarder.completed(answer, self.question.key))
         forwarder.cache.put(self.key, answer)
         self._finish(answer)
         forwarder._answered(self.upstream)

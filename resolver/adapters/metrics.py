@@ -267,6 +267,11 @@ class AgentCollector:
         yield _counter(
             "forward_servfail", "Forwarded questions answered SERVFAIL", counters.servfail
         )
+        yield _counter(
+            "forward_completed",
+            "Forwarded answers whose CNAME chain ended at an owned name, completed from the view",
+            counters.completed,
+        )
 
     def _server(self) -> Iterator[Metric]:
         server = self.agent.server
