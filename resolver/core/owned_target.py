@@ -29,7 +29,7 @@ from resolver.core.upstream_reply import UpstreamAnswer, answer_from_sections, r
 from resolver.core.zone import CompiledZone
 
 MAX_CHAIN = 16
-"""CNAMEs followed at most: longer chains (or loops) are left as the upstream sent them."""
+"""CNAMEs followed at most: longer chains (and loops) are left as the upstream sent them."""
 
 _COMPLETED_TYPES = frozenset((wire.TYPE_A, wire.TYPE_AAAA))
 _COMPLETED_RCODES = frozenset((wire.NOERROR, wire.NXDOMAIN))
@@ -106,16 +106,19 @@ def _completed(answer: UpstreamAnswer, key: bytes, zone: CompiledZone) -> Upstre
             aliases.setdefault(owner, read_name(message, rdata))
         elif rtype == qtype:
             answered.add(owner)
-    target = key[:-4]
+    chain = [key[:-4]]
     for _ in range(MAX_CHAIN):
-        following = aliases.get(target)
+        following = aliases.get(chain[-1])
         if following is None:
             break
-        target = following
-    else:
+        chain.append(following)
+    if chain[-1] in aliases:
         return answer  # a loop, or longer than any sane chain
-    if target == key[:-4] or target in answered:
+    target = chain[-1]
+    if len(chain) == 1 or target in answered:
         return answer
+    if any(zone.nodata_for(name) is not None for name in chain[1:-1]):
+        return answer  # it runs on past a name of ours: the upstream's, as it came
     owned = _owned_records(zone, target, qtype_class)
     if owned is None:
         return answer
