@@ -7,14 +7,17 @@ CNAME alone, with NXDOMAIN or an empty NOERROR. A stub such as glibc does not
 chase a CNAME itself, so the client would get no address for a name that has
 one. A resolver holding data of its own restarts at the target (RFC 1034 4.3.2,
 step 3.c), as BIND does for its own zones, so the agent does the same: the chain
-as the upstream gave it, then the view's A or AAAA records for the target (or,
-for an owned name without that family, NODATA with the view's SOA).
+as the upstream gave it, then the view's records of the type asked for the
+target (A, AAAA, or PTR for one of its reverse names), or NODATA with the view's
+SOA when it has none of that type (an HTTPS question, say): the name exists, so
+the upstream's NXDOMAIN would be wrong.
 
-Only A and AAAA questions of class IN are completed, and only when the upstream
-gave no record of that type for the chain's end: an upstream that does answer the
-target keeps its answer. The completed reply is not the upstream's signed data,
-so it never carries AD, and the upstream's authority and additional sections (an
-SOA for the NXDOMAIN, say) and its Extended DNS Error go with the NXDOMAIN.
+Questions of class IN are completed, of any type but CNAME, ANY and the meta
+types, and only when the upstream gave no record of that type for the chain's
+end: an upstream that does answer the target keeps its answer. The completed
+reply is not the upstream's signed data, so it never carries AD, and the
+upstream's authority and additional sections (an SOA for the NXDOMAIN, say) and
+its Extended DNS Error go with the NXDOMAIN.
 Cached, it expires with the shortest TTL in it, the view's own among them; and a
 reload drops every cached chain (``starts_a_chain``), completed or not, so the next
 question sees the new view's data at once.
@@ -31,7 +34,9 @@ from resolver.core.zone import CompiledZone
 MAX_CHAIN = 16
 """CNAMEs followed at most: longer chains (and loops) are left as the upstream sent them."""
 
-_COMPLETED_TYPES = frozenset((wire.TYPE_A, wire.TYPE_AAAA))
+_NOT_CHASED = frozenset((5, 255, wire.TYPE_OPT, *range(249, 255)))
+"""Question types a CNAME is not followed for: CNAME itself (the alias is the
+answer), ANY, OPT, and the transfer, TSIG and TKEY meta types (RFC 1034 3.6.2)."""
 _COMPLETED_RCODES = frozenset((wire.NOERROR, wire.NXDOMAIN))
 _TYPE_CNAME = 5
 _TYPE_RRSIG = 46
@@ -57,7 +62,7 @@ def complete_with_owned(answer: UpstreamAnswer, key: bytes, zone: CompiledZone) 
         or answer.truncated
         or answer.rcode not in _COMPLETED_RCODES
         or key[-2:] != b"\x00\x01"  # class IN
-        or (key[-4] << 8 | key[-3]) not in _COMPLETED_TYPES
+        or (key[-4] << 8 | key[-3]) in _NOT_CHASED
         or (sections[:2] == wire.POINTER_TO_QNAME and sections[:4] not in _CHAIN_STARTS)
     ):
         return answer
@@ -145,7 +150,7 @@ def _owned_records(
         position = 0
         while position < len(body):
             if body[position : position + 2] != wire.POINTER_TO_QNAME:
-                return None  # not a plain address answer: nothing we can move
+                return None  # not a record at the question name: nothing we can move
             rdlength = struct.unpack_from("!H", body, position + 10)[0]
             end = position + 12 + rdlength
             records += name + body[position + 2 : end]

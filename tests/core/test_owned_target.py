@@ -118,6 +118,32 @@ def test_a_chain_ending_at_an_owned_name_gets_the_views_records(
     assert completed.lifetime == min(TTL, 600)
 
 
+@pytest.mark.parametrize("qtype", ["MX", "HTTPS", "TXT"])
+def test_a_type_the_view_holds_nothing_of_is_nodata_not_the_upstreams_nxdomain(
+    qtype: str,
+) -> None:
+    """The chain's end exists (it is ours), so NXDOMAIN would be wrong (RFC 6604)."""
+    completed = complete_with_owned(
+        upstream([cname(ALIAS, "web1.internal")], qtype=qtype), key_of(ALIAS, qtype), ZONE
+    )
+    reply = client_view(completed, qtype)
+    assert reply.header.rcode == RCODE.NOERROR
+    assert answers(reply) == [(ALIAS + ".", "CNAME", 600, "web1.internal.")]
+    [soa] = reply.auth
+    assert (str(soa.rname), soa.rtype) == ("internal.", QTYPE.SOA)
+
+
+def test_a_chain_to_an_owned_reverse_name_gets_its_ptr() -> None:
+    """RFC 2317 style: a reverse name held elsewhere, aliased to one of ours."""
+    reverse = "10.1.0.10.in-addr.arpa"
+    completed = complete_with_owned(
+        upstream([cname(ALIAS, reverse)], qtype="PTR"), key_of(ALIAS, "PTR"), ZONE
+    )
+    assert answers(client_view(completed, "PTR"))[1:] == [
+        (reverse + ".", "PTR", TTL, "api.internal.")
+    ]
+
+
 def test_an_owned_name_without_that_family_is_nodata_with_the_views_soa() -> None:
     assert ZONE.lookup(key_of("web2.internal", "AAAA")) is None  # the premise
     completed = complete_with_owned(
@@ -138,7 +164,8 @@ def test_an_owned_name_without_that_family_is_nodata_with_the_views_soa() -> Non
         ([cname(ALIAS, "nothere.internal")], "A"),  # under the zone, but not a view name
         ([cname(ALIAS, "web1.internal"), RR("web1.internal", rdata=A("192.0.2.9"))], "A"),
         ([RR(ALIAS, rdata=A("192.0.2.8"))], "A"),  # no chain at all
-        ([cname(ALIAS, "web1.internal")], "MX"),  # only addresses are completed
+        ([cname(ALIAS, "web1.internal")], "CNAME"),  # the alias is the answer
+        ([cname(ALIAS, "web1.internal")], "ANY"),
         ([cname(ALIAS, "a.corp.example"), cname("a.corp.example", ALIAS)], "A"),  # a loop
         ([cname("other.example", "web1.internal")], "A"),  # a chain from another name
     ],
@@ -147,7 +174,8 @@ def test_an_owned_name_without_that_family_is_nodata_with_the_views_soa() -> Non
         "unowned-under-zone",
         "upstream-answered-target",
         "no-chain",
-        "mx",
+        "cname-question",
+        "any-question",
         "loop",
         "not-from-the-question",
     ],
@@ -193,7 +221,7 @@ def test_a_pointer_that_does_not_point_back_is_not_followed() -> None:
 @given(
     st.binary(max_size=120),
     st.integers(min_value=1, max_value=8),
-    st.sampled_from(["A", "AAAA"]),
+    st.sampled_from(["A", "AAAA", "PTR", "MX", "HTTPS"]),
 )
 def test_any_sections_give_an_answer_never_an_exception(
     sections: bytes, an: int, qtype: str

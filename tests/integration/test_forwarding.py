@@ -386,6 +386,18 @@ def test_cli_completes_a_forwarded_cname_that_ends_at_an_owned_name(
 
 
 @needs_tools
+def test_cli_a_forwarded_cname_to_an_owned_name_is_nodata_for_a_type_it_lacks(
+    hostile: HostileUpstream, hostile_cli: int
+) -> None:
+    """A browser's HTTPS question for the alias: the upstream's NXDOMAIN is wrong
+    once the chain ends at a name that exists."""
+    result = dig(hostile_cli, "alias.example.test", "HTTPS")
+    assert result.status == "NOERROR", result.output
+    assert [(a[2], a[3]) for a in result.answers] == [("CNAME", "web1.internal.")]
+    assert re.search(r"^internal\.\s+\d+\s+IN\s+SOA\s", result.output, re.MULTILINE)
+
+
+@needs_tools
 def test_cli_a_reload_that_moves_the_end_of_a_cname_is_seen_at_once(
     hostile: HostileUpstream, tmp_path: Path
 ) -> None:
