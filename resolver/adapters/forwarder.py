@@ -111,6 +111,8 @@ class ForwarderCounters:
     servfail: int = 0
     completed: int = 0
     """Answers whose CNAME chain ended at an owned name, completed from the view."""
+    internal_errors: int = 0
+    """Questions a bug on the forwarding path ended in SERVFAIL."""
     by_upstream_error: dict[str, int] = field(default_factory=dict)
 
 
@@ -613,6 +615,7 @@ class _Resolution:
     def _failed(self) -> None:
         """A bug on this path must not leave the question hanging: SERVFAIL, logged."""
         log.exception("internal error forwarding a query")
+        self.forwarder.counters.internal_errors += 1
         self.internal_error = True
         self._stop_udp()
         if not self.done:

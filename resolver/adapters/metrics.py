@@ -284,8 +284,13 @@ class AgentCollector:
             counters.refused_clients,
         )
         yield _counter("dropped_queries", "Messages dropped unanswered", counters.dropped)
+        forwarder = self.agent.forwarder
         yield _counter(
-            "internal_errors", "Internal errors (answered SERVFAIL)", counters.internal_errors
+            "internal_errors",
+            "Internal errors (answered SERVFAIL): in the server, the responder or the forwarder",
+            counters.internal_errors
+            + self.agent.stats.internal_errors
+            + (forwarder.counters.internal_errors if forwarder is not None else 0),
         )
         yield _counter(
             "forward_overflow",

@@ -29,7 +29,7 @@ _FLAG_AA_BYTE = 0x04
 class QueryStats:
     """Plain-int counters shared by every Responder the agent installs and by its server."""
 
-    __slots__ = ("fast_owned", "qtypes", "replies")
+    __slots__ = ("fast_owned", "internal_errors", "qtypes", "replies")
 
     def __init__(self) -> None:
         self.fast_owned = [0] * 256
@@ -38,6 +38,8 @@ class QueryStats:
         """Every other query by QTYPE, slot 256 for the rest."""
         self.replies = [0] * REPLY_SLOTS
         """Every other reply by ``AA << 4 | RCODE``."""
+        self.internal_errors = 0
+        """Queries a bug of ours turned into SERVFAIL (the responder's error policy)."""
 
     def count(self, query: bytes, reply: object) -> None:
         """Account for one query answered off the fast path (``reply`` may be a Question)."""

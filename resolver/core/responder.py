@@ -152,6 +152,7 @@ class Responder:
             slow = self._slow(data, udp)
         except Exception:  # the error policy: any internal error is SERVFAIL, logged
             log.exception("internal error answering a query (%d bytes): SERVFAIL", len(data))
+            self.stats.internal_errors += 1
             slow = servfail(data)
         self.stats.count(data, slow)
         return slow
@@ -449,7 +450,9 @@ def error_reply(q: Question, rcode: int, *, ra: bool, options: bytes = b"") -> b
     return wire.header(q.qid, flags, 1, 0, 0, 1 if q.edns else 0) + q.question + opt
 
 
-def bare_error(data: bytes, rcode: int, question: bytes = b"") -> bytes | None:
+def bare_error(
+    data: bytes, rcode: int, question: bytes = b"", *, options: bytes = b""
+) -> bytes | None:
     """An error reply for a message whose question cannot be trusted (or, given
     ``question``, whose additional section is at fault), with OPT when it has one.
 
@@ -463,7 +466,11 @@ def bare_error(data: bytes, rcode: int, question: bytes = b"") -> bytes | None:
         return None
     reply_flags = wire.FLAG_QR | (flags & (wire.OPCODE_MASK | _ECHOED)) | rcode
     opt_ttl = _request_opt_ttl(data)
-    opt = b"" if opt_ttl is None else wire.opt_record(do=bool(opt_ttl & wire.EDNS_DO))
+    opt = (
+        b""
+        if opt_ttl is None
+        else wire.opt_record(do=bool(opt_ttl & wire.EDNS_DO), options=options)
+    )
     return (
         wire.header(data[:2], reply_flags, 1 if question else 0, 0, 0, 1 if opt else 0)
         + question
@@ -495,14 +502,15 @@ def _request_opt_ttl(data: bytes) -> int | None:
 
 
 def servfail(data: bytes) -> bytes | None:
-    """The last resort for an internal error: SERVFAIL, echoing the question if it parses."""
+    """The last resort for an internal error: SERVFAIL, echoing the question if it
+    parses, and saying so to EDNS clients (``_INTERNAL_ERROR_EDE``)."""
     try:
         parsed = parse_query(data)
     except Exception:
         parsed = None
     if isinstance(parsed, Question):
-        return error_reply(parsed, wire.SERVFAIL, ra=False)
-    return bare_error(data, wire.SERVFAIL)
+        return error_reply(parsed, wire.SERVFAIL, ra=False, options=_INTERNAL_ERROR_EDE)
+    return bare_error(data, wire.SERVFAIL, options=_INTERNAL_ERROR_EDE)
 
 
 def _read_question(data: bytes) -> tuple[int, bytes] | None:
@@ -648,6 +656,9 @@ _REFUSED_OPT = (
     wire.opt_record(do=True, options=_REFUSED_EDE),
 )
 """What follows a REFUSED's question, by EDNS variant: as ``OPT_BY_VARIANT``, with the EDE."""
+_INTERNAL_ERROR_EDE = wire.ede_option(wire.EDE_OTHER, "internal error in the agent (logged)")
+"""Why a SERVFAIL came from a bug of ours rather than an upstream: the log has the
+traceback (``dig`` prints ``; EDE: 0 (Other): (internal error in the agent (logged))``)."""
 _REFUSED_SLOT = wire.REFUSED
 """Where ``QueryStats.replies`` counts REFUSED (no AA)."""
 _NXDOMAIN_SLOT = 16 | wire.NXDOMAIN

@@ -1023,9 +1023,24 @@ def test_internal_error_is_servfail_with_the_question(caplog: pytest.LogCaptureF
         reply = check_echo(data, Responder(broken, forwarding=False).respond(data, udp=True))
         assert reply.header.rcode == SERVFAIL
         assert len(opts(reply)) == (1 if data[11] else 0)
+        if data[11]:  # EDNS: the client is told it was ours
+            (record,) = opts(reply)
+            assert extended_errors(record) == [(0, "internal error in the agent (logged)")]
     assert Responder(broken, forwarding=False).respond(b"\x00" * 5, udp=True) is None
     errors = [r for r in caplog.records if r.name == "tagdns.responder"]
     assert len(errors) == 2 and all(r.exc_info for r in errors), "logged, with the traceback"
+
+
+def test_the_last_resort_servfail_says_internal_error_even_without_a_question() -> None:
+    """``servfail`` for a message whose question does not parse (two questions here):
+    a bare SERVFAIL, with the OPT the request had and the EDE in it."""
+    data = header(0x4242, qd=2, ar=1) + question("web1") + question("web2") + opt()
+    reply = responder_module.servfail(data)
+    assert reply is not None
+    record = parse(reply)
+    assert record.header.rcode == SERVFAIL and record.questions == []
+    (option,) = opts(record)
+    assert extended_errors(option) == [(0, "internal error in the agent (logged)")]
 
 
 def test_question_helpers() -> None:

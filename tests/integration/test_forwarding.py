@@ -889,6 +889,7 @@ def test_an_internal_error_while_forwarding_is_servfail_saying_so_and_serving_go
         assert RCODE.get(reply.header.rcode) == "SERVFAIL"
         assert extended_error(reply) == (0, "internal error in the forwarder (logged)")
         assert "internal error forwarding a query" in caplog.text and "a bug" in caplog.text
+        assert served.forwarder.counters.internal_errors == 1  # tagdns_internal_errors_total
         owned = ask(served.port, "web1.internal")
         assert owned.header.aa == 1 and owned.rr
 
