@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +40,7 @@ from resolver.core.endpoints import Endpoint
 from resolver.core.pipeline import ZoneSettings
 from resolver.core.responder import Responder
 from resolver.core.source_url import FileLocation
-from resolver.core.zone import Prepared
+from tests.core.dns_helpers import broken_zone
 from tests.integration.hostile_upstream import HostileUpstream
 from tests.log_streams import CountingStream
 
@@ -207,25 +207,11 @@ def test_metrics_count_an_internal_error_in_the_responder(source: Path) -> None:
         server = running.agent.server
         assert server is not None
         zone = server.responder.zone
-        broken = dataclasses.replace(zone, answers=_Exploding(), structural=_Exploding())
-        server.responder = Responder(broken, forwarding=False, stats=running.agent.stats)
+        server.responder = Responder(broken_zone(zone), forwarding=False, stats=running.agent.stats)
         reply = running.ask("web1")
         samples = running.samples()
     assert reply.header.rcode == 2  # SERVFAIL
     assert value(samples, "tagdns_internal_errors_total") == 1
-
-
-class _Exploding(Mapping[bytes, Prepared]):
-    """A zone index that fails on every lookup: stands in for any bug."""
-
-    def __getitem__(self, key: bytes) -> Prepared:
-        raise RuntimeError("boom")
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
 
 
 def test_metrics_count_cname_chains_completed_from_the_view(source: Path) -> None:

@@ -8,6 +8,7 @@ decoded with dnslib, an independent implementation.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 from dnslib import DNSRecord
@@ -15,6 +16,7 @@ from dnslib import DNSRecord
 from resolver.core.document import HostEntry, MappingDocument, make_document
 from resolver.core.pipeline import ZoneSettings, compile_document
 from resolver.core.responder import Responder
+from resolver.core.zone import CompiledZone, Prepared
 
 HOME = "us-east-1"
 AWAY = "eu-west-1"
@@ -162,3 +164,22 @@ def reply_question(reply: bytes) -> bytes:
 def question_of(data: bytes) -> bytes:
     """The raw question section of a query built by ``query``."""
     return reply_question(data)
+
+
+class _Exploding(Mapping[bytes, Prepared]):
+    """A zone index that fails on every lookup: stands in for any internal bug."""
+
+    def __getitem__(self, key: bytes) -> Prepared:
+        raise RuntimeError("boom")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def broken_zone(zone: CompiledZone) -> CompiledZone:
+    """``zone`` with indexes that raise on every lookup: the responder's error policy
+    (SERVFAIL, logged, counted) is what a query then meets."""
+    return replace(zone, answers=_Exploding(), structural=_Exploding())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator, Mapping
 
 import pytest
 from dnslib import DNSRecord
@@ -19,7 +18,6 @@ from resolver.core.document import HostEntry, make_document
 from resolver.core.pipeline import ZoneSettings, compile_document
 from resolver.core.responder import Question, Responder, parse_query
 from resolver.core.views import CrossRegion
-from resolver.core.zone import CompiledZone, Prepared
 from tests.core.dns_helpers import (
     CD,
     HOME,
@@ -27,6 +25,7 @@ from tests.core.dns_helpers import (
     RD,
     SERIAL,
     TTL,
+    broken_zone,
     header,
     name_wire,
     opt,
@@ -1003,22 +1002,9 @@ def test_fast_and_slow_paths_agree(data: bytes, udp: bool) -> None:
 # -- internal errors ---------------------------------------------------------------------------
 
 
-class _Exploding(Mapping[bytes, Prepared]):
-    """A zone index that fails on every lookup: stands in for any internal bug."""
-
-    def __getitem__(self, key: bytes) -> Prepared:
-        raise RuntimeError("boom")
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
 def test_internal_error_is_servfail_with_the_question(caplog: pytest.LogCaptureFixture) -> None:
     zone = PLAIN.zone
-    broken = CompiledZone(**{**zone.__dict__, "answers": _Exploding(), "structural": _Exploding()})
+    broken = broken_zone(zone)
     for data in (query("WeB1"), query("example.com", edns=opt(do=True))):
         reply = check_echo(data, Responder(broken, forwarding=False).respond(data, udp=True))
         assert reply.header.rcode == SERVFAIL
