@@ -28,23 +28,26 @@ from __future__ import annotations
 import struct
 
 from resolver.core import wire
-from resolver.core.upstream_reply import UpstreamAnswer, answer_from_sections, read_name, skip_name
+from resolver.core.upstream_reply import (
+    RR_FIXED,
+    UpstreamAnswer,
+    answer_from_sections,
+    read_name,
+    skip_name,
+)
 from resolver.core.zone import CompiledZone
 
 MAX_CHAIN = 16
 """CNAMEs followed at most: longer chains (and loops) are left as the upstream sent them."""
 
-_NOT_CHASED = frozenset((5, 255, wire.TYPE_OPT, *range(249, 255)))
+_NOT_CHASED = frozenset((wire.TYPE_CNAME, wire.TYPE_ANY, wire.TYPE_OPT, *range(249, 255)))
 """Question types a CNAME is not followed for: CNAME itself (the alias is the
 answer), ANY, OPT, and the transfer, TSIG and TKEY meta types (RFC 1034 3.6.2)."""
 _COMPLETED_RCODES = frozenset((wire.NOERROR, wire.NXDOMAIN))
-_TYPE_CNAME = 5
-_TYPE_RRSIG = 46
-_CHAIN_TYPES = frozenset(struct.pack("!H", rtype) for rtype in (_TYPE_CNAME, _TYPE_RRSIG))
+_CHAIN_TYPES = frozenset(struct.pack("!H", t) for t in (wire.TYPE_CNAME, wire.TYPE_RRSIG))
 _CHAIN_STARTS = frozenset(wire.POINTER_TO_QNAME + rtype for rtype in _CHAIN_TYPES)
 """How the first record of a chain at the question name begins: its CNAME, or the
 CNAME's signature from an upstream that put it first."""
-_RR_FIXED = struct.Struct("!HHIH")
 _FLAGS = wire.FLAG_QR | wire.FLAG_RD | wire.FLAG_RA
 
 
@@ -100,14 +103,14 @@ def _completed(answer: UpstreamAnswer, key: bytes, zone: CompiledZone) -> Upstre
     for _ in range(answer.an):
         owner = read_name(message, position)
         position = skip_name(message, position)
-        rtype, rclass, _ttl, rdlength = _RR_FIXED.unpack_from(message, position)
+        rtype, rclass, _ttl, rdlength = RR_FIXED.unpack_from(message, position)
         rdata = position + 10
         position = rdata + rdlength
         if position > len(message):
             raise ValueError("record runs past the end")
         if rclass != wire.CLASS_IN:
             continue
-        if rtype == _TYPE_CNAME:
+        if rtype == wire.TYPE_CNAME:
             aliases.setdefault(owner, read_name(message, rdata))
         elif rtype == qtype:
             answered.add(owner)

@@ -20,7 +20,7 @@ _FLAG_AD = 0x0020
 _MAX_TTL = 0x7FFFFFFF
 _COUNTS = struct.Struct("!HHHHH")
 """FLAGS, QDCOUNT, ANCOUNT, NSCOUNT and ARCOUNT: the header after the ID."""
-_RR_FIXED = struct.Struct("!HHIH")
+RR_FIXED = struct.Struct("!HHIH")
 """TYPE, CLASS, TTL and RDLENGTH: the fixed part of a resource record after its owner."""
 _U32 = struct.Struct("!I")
 _OPTION_HEAD = struct.Struct("!HH")
@@ -207,7 +207,7 @@ def _read_sections(  # noqa: PLR0915 - one pass over the records, on every miss'
                 break
             else:
                 raise MalformedReply("unknown label type")
-        rtype, _rclass, ttl, rdlength = _RR_FIXED.unpack_from(reply, position)
+        rtype, _rclass, ttl, rdlength = RR_FIXED.unpack_from(reply, position)
         end = position + 10 + rdlength
         if end > size:
             raise MalformedReply("record runs past the end")
