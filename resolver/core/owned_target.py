@@ -48,6 +48,10 @@ _CHAIN_TYPES = frozenset(struct.pack("!H", t) for t in (wire.TYPE_CNAME, wire.TY
 _CHAIN_STARTS = frozenset(wire.POINTER_TO_QNAME + rtype for rtype in _CHAIN_TYPES)
 """How the first record of a chain at the question name begins: its CNAME, or the
 CNAME's signature from an upstream that put it first."""
+_FIRST_OF_A_CHAIN = _CHAIN_TYPES | {struct.pack("!H", wire.TYPE_DNAME)}
+"""The types a chain's first record may have when its owner is not the question
+name: those of ``_CHAIN_TYPES``, and a DNAME at an ancestor (RFC 6672), which
+comes before the CNAME synthesised from it."""
 _FLAGS = wire.FLAG_QR | wire.FLAG_RD | wire.FLAG_RA
 
 
@@ -76,8 +80,8 @@ def complete_with_owned(answer: UpstreamAnswer, key: bytes, zone: CompiledZone) 
 
 
 def starts_a_chain(answer: UpstreamAnswer) -> bool:
-    """Whether ``answer`` begins with a CNAME (or its signature): what a reload must
-    not leave in the cache, as its chain may end in the view."""
+    """Whether ``answer`` begins with a CNAME (or its signature, or a DNAME): what a
+    reload must not leave in the cache, as its chain may end in the view."""
     sections = answer.sections
     if not answer.an:
         return False
@@ -87,7 +91,7 @@ def starts_a_chain(answer: UpstreamAnswer) -> bool:
         position = skip_name(sections, 0)
     except ValueError:
         return False
-    return sections[position : position + 2] in _CHAIN_TYPES
+    return sections[position : position + 2] in _FIRST_OF_A_CHAIN
 
 
 def _completed(answer: UpstreamAnswer, key: bytes, zone: CompiledZone) -> UpstreamAnswer:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resolver.core.cache import render_answer
-from resolver.core.owned_target import MAX_CHAIN, complete_with_owned
+from resolver.core.owned_target import MAX_CHAIN, complete_with_owned, starts_a_chain
 from resolver.core.upstream_reply import UpstreamAnswer, parse_reply
 from tests.core.dns_helpers import NEGATIVE_TTL, TTL, responder
 
@@ -38,10 +38,11 @@ def upstream(
     rcode: int = RCODE.NXDOMAIN,
     ad: bool = True,
     authority: bool = True,
+    name: str = ALIAS,
 ) -> UpstreamAnswer:
-    """The upstream's reply to ``ALIAS``: ``records`` as its answer section, and the
+    """The upstream's reply to ``name``: ``records`` as its answer section, and the
     SOA of the NXDOMAIN its own search for the chain's end met."""
-    reply = DNSRecord.question(ALIAS, qtype).reply()
+    reply = DNSRecord.question(name, qtype).reply()
     reply.header.id = int.from_bytes(QID, "big")
     reply.header.rcode = rcode
     reply.header.ad = int(ad)
@@ -49,13 +50,13 @@ def upstream(
         reply.add_answer(record)
     if authority:
         reply.add_auth(UPSTREAM_SOA)
-    answer = parse_reply(bytes(reply.pack()), QID, key_of(ALIAS, qtype))
+    answer = parse_reply(bytes(reply.pack()), QID, key_of(name, qtype))
     assert answer is not None
     return answer
 
 
-def client_view(answer: UpstreamAnswer, qtype: str = "A") -> DNSRecord:
-    question = bytes(DNSRecord.question(ALIAS, qtype).pack())[12:]
+def client_view(answer: UpstreamAnswer, qtype: str = "A", name: str = ALIAS) -> DNSRecord:
+    question = bytes(DNSRecord.question(name, qtype).pack())[12:]
     reply = render_answer(
         answer,
         answer.sections,
@@ -243,6 +244,20 @@ def test_a_signature_before_the_cname_is_kept_and_the_chain_still_followed() -> 
     got = answers(client_view(completed))
     assert [rtype for _, rtype, _, _ in got] == ["RRSIG", "CNAME", "A"]
     assert got[-1] == ("web1.internal.", "A", TTL, "10.0.1.10")
+
+
+def test_a_dname_and_the_cname_it_synthesised_are_followed() -> None:
+    """RFC 6672: an upstream holding ``corp.example DNAME internal`` answers with
+    the DNAME first, then the CNAME it synthesised for the question."""
+    name = "web1.corp.example"
+    dname = RR("corp.example", QTYPE.DNAME, ttl=600, rdata=CNAME("internal"))
+    chain = [dname, cname(name, "web1.internal")]
+    answer = upstream(chain, name=name)
+    completed = complete_with_owned(answer, key_of(name, "A"), ZONE)
+    got = answers(client_view(completed, name=name))
+    assert [rtype for _, rtype, _, _ in got] == ["DNAME", "CNAME", "A"]
+    assert got[-1] == ("web1.internal.", "A", TTL, "10.0.1.10")
+    assert starts_a_chain(answer) and starts_a_chain(completed)  # a reload drops both
 
 
 def test_other_data_at_the_question_name_is_not_a_chain() -> None:
