@@ -16,7 +16,13 @@ from typing import NamedTuple
 
 from resolver.core.addresses import address_sort_key
 from resolver.core.document import HostEntry, MappingDocument
-from resolver.core.names import conflict_screen, longest_name, zone_conflict
+from resolver.core.names import (
+    any_shadows_public_name,
+    conflict_screen,
+    longest_name,
+    shadows_public_name,
+    zone_conflict,
+)
 from resolver.errors import ConfigError
 
 PUBLIC = "public"
@@ -96,7 +102,11 @@ def _usable_groups(
     longest = longest_name(zone)
     for name, group in groupby(sorted(document.hosts, key=_BY_NAME), key=_BY_NAME):
         hosts = list(group)
-        if name.endswith(screen) or len(name) > longest:
+        if (
+            name.endswith(screen)
+            or len(name) > longest
+            or ("." in name and shadows_public_name(name))
+        ):
             conflict = zone_conflict(name, zone)
             if conflict is not None:
                 omitted.extend(Omission(name, h.instance_id, f"name {conflict}") for h in hosts)
@@ -186,6 +196,7 @@ def _every_name_one_local_instance(
         or any(map(str.__ne__, map(_REGION, hosts), repeat(region)))
         or any(map(str.endswith, names, repeat(conflict_screen(zone))))
         or max(map(len, names)) > longest_name(zone)
+        or any_shadows_public_name(names)
     ):
         return None
     ipv6 = list(map(_IPV6, hosts))

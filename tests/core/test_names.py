@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 from resolver.core.names import (
     NameRejection,
+    any_shadows_public_name,
     check_zone,
     conflict_screen,
     is_plain_name,
     longest_name,
+    shadows_public_name,
     split_tag_value,
     validate_name,
     zone_conflict,
@@ -34,7 +36,7 @@ CHARS = "characters other than letters, digits and hyphens"
     [
         ("web1", "internal", "web1"),
         ("WEB1", "internal", "web1"),
-        ("Api.EU", "internal", "api.eu"),
+        ("Api.Svc", "internal", "api.svc"),
         ("  web1  ", "internal", "web1"),
         ("\tweb1\n", "internal", "web1"),
         ("web-1", "internal", "web-1"),
@@ -50,6 +52,10 @@ CHARS = "characters other than letters, digits and hyphens"
         ("myinternal", "internal", "myinternal"),
         ("localhost.web", "internal", "localhost.web"),
         ("ec2", "fleet.internal", "ec2"),
+        ("app", "internal", "app"),
+        ("COM", "internal", "com"),
+        ("blue.corp", "internal", "blue.corp"),
+        ("com.web", "internal", "com.web"),
     ],
     ids=[
         "plain",
@@ -70,6 +76,10 @@ CHARS = "characters other than letters, digits and hyphens"
         "zone-as-label-suffix",
         "localhost-not-last",
         "ec2-under-other-zone",
+        "top-level-domain-as-one-label",
+        "tld-alone-uppercase",
+        "private-last-label",
+        "tld-not-last",
     ],
 )
 def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
@@ -127,6 +137,12 @@ def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
         ("ec2", "internal", "AWS"),
         ("ip-10-0-0-5.ec2.internal", "fleet.internal", "AWS"),
         ("ip-10-0-0-5.ec2.internal", None, "AWS"),
+        ("github.com", "internal", "public DNS (.com is a top-level domain)"),
+        ("GitHub.COM", "internal", "public DNS (.com is a top-level domain)"),
+        ("sts.amazonaws.com", "internal", "public DNS (.com"),
+        ("fleet-config.s3.us-east-1.amazonaws.com", "internal", "public DNS (.com"),
+        ("web.prod", "internal", "public DNS (.prod"),
+        ("xn--caf-dma.xn--p1ai", "internal", "public DNS (.xn--p1ai"),
     ],
     ids=[
         "space",
@@ -177,6 +193,12 @@ def test_valid_names(raw: str, zone: str | None, expected: str) -> None:
         "claims-ec2-internal",
         "bare-aws-name-other-zone",
         "bare-aws-name-no-zone",
+        "public-name",
+        "public-name-mixed-case",
+        "aws-sts-endpoint",
+        "s3-bucket-endpoint",
+        "word-like-tld",
+        "internationalised-tld",
     ],
 )
 def test_invalid_names(raw: str, zone: str | None, reason: str) -> None:
@@ -389,5 +411,21 @@ _ZONES = st.sampled_from(
     zone=_ZONES,
 )
 def test_conflict_screen_never_misses_a_conflict(name: str, zone: str) -> None:
-    if zone_conflict(name, zone) is not None and len(name) <= longest_name(zone):
+    """What the screen lets through, the views check with the two other tests."""
+    if (
+        zone_conflict(name, zone) is not None
+        and len(name) <= longest_name(zone)
+        and not shadows_public_name(name)
+    ):
         assert name.endswith(conflict_screen(zone))
+
+
+@given(
+    st.lists(
+        st.from_regex(r"[a-z0-9](?:[a-z0-9.-]{0,12}[a-z0-9])?", fullmatch=True)
+        | st.sampled_from(["github.com", "app", "web.prod", "a.xn--p1ai", "x.svc", "com.web"]),
+        max_size=6,
+    )
+)
+def test_the_column_check_agrees_with_the_name_check(names: list[str]) -> None:
+    assert any_shadows_public_name(names) == any(map(shadows_public_name, names))

@@ -154,6 +154,50 @@ def test_names_shadowing_aws_are_omitted() -> None:
     assert [r.name for r in public_view(document, "fleet").records] == ["ip-10-0-0-5.ec2"]
 
 
+def test_names_of_the_public_dns_are_omitted_from_every_view() -> None:
+    """A document from before the rule (or written by hand) is still read; only the
+    names that would take over public names on every node are left out."""
+    hosts = [
+        _host("github.com", "us-east-1", 1, "10.9.9.8", "54.9.9.8"),
+        _host("sts.amazonaws.com", "eu-west-1", 2, "10.9.9.9", "54.9.9.9"),
+        _host("web", "us-east-1", 3, "10.0.0.3", "54.0.0.3"),
+    ]
+    document = make_document(
+        serial=1,
+        generated_at="2024-05-01T12:00:00Z",
+        tag_key="dns",
+        regions=["us-east-1", "eu-west-1"],
+        hosts=hosts,
+    )
+    views = [
+        region_view(document, "us-east-1", "internal"),
+        region_view(document, "eu-west-1", "internal"),
+        public_view(document, "internal"),
+    ]
+    for view in views:
+        assert [r.name for r in view.records] == ["web"]
+        assert {(o.name, o.reason) for o in view.omitted} >= {
+            (
+                "github.com",
+                "name would shadow a name in the public DNS (.com is a top-level domain)",
+            ),
+            (
+                "sts.amazonaws.com",
+                "name would shadow a name in the public DNS (.com is a top-level domain)",
+            ),
+        }
+    # One local instance a name: the column-wise fast path must see it too.
+    alone = make_document(
+        serial=1,
+        generated_at="2024-05-01T12:00:00Z",
+        tag_key="dns",
+        regions=["us-east-1"],
+        hosts=[hosts[0], hosts[2]],
+    )
+    assert _every_name_one_local_instance(alone, "us-east-1", "internal") is None
+    assert [r.name for r in region_view(alone, "us-east-1", "internal").records] == ["web"]
+
+
 @pytest.mark.parametrize(
     ("region", "message"),
     [
