@@ -8,8 +8,10 @@ boto3 itself is used as is: only the environment is set.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from resolver.adapters.aws import (
+    S3_READ_TIMEOUT,
     describe_error,
     ec2_client,
     environment_fault,
@@ -241,3 +244,33 @@ def test_transport_errors_name_the_endpoint_and_never_its_credentials(
     error: Exception, line: str
 ) -> None:
     assert describe_error(error) == line
+
+
+def test_an_s3_endpoint_that_never_answers_fails_in_seconds(tmp_path: Path) -> None:
+    """An endpoint that accepts and then says nothing (a wedged proxy): one attempt
+    gives up after S3_READ_TIMEOUT, not botocore's 60 s, so ``check`` and
+    ``lookup`` end well before an operator gives up on them."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_MAX_ATTEMPTS": "1",
+        }
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(TAGDNS), "lookup", "api", "--view", "us-east-1", "--source", "s3://b/k"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+            cwd=tmp_path,
+        )
+        took = time.monotonic() - started
+    assert done.returncode == 1
+    assert "timed out talking to" in done.stderr and done.stderr.count("\n") == 1
+    assert S3_READ_TIMEOUT <= took < S3_READ_TIMEOUT + 10

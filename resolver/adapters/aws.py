@@ -51,7 +51,18 @@ if TYPE_CHECKING:
 FALLBACK_REGION = "us-east-1"
 
 
-def client_config() -> botocore.config.Config:
+EC2_READ_TIMEOUT = 60
+"""Seconds without a byte before an EC2 call is retried: a page of 1,000
+instances can take DescribeInstances several seconds to assemble."""
+S3_READ_TIMEOUT = 10
+"""The same for S3. A read timeout bounds the wait for each chunk, not the whole
+body, and S3 sends its first byte in well under a second, so a 15 MB document
+still arrives; an endpoint that accepts and never answers fails in about 30 s
+(three attempts) rather than three minutes: ``tagdns check`` and ``lookup`` stop
+there, and the agent's next fetch is not held behind it."""
+
+
+def client_config(read_timeout: float = EC2_READ_TIMEOUT) -> botocore.config.Config:
     """A new client configuration for each client.
 
     "standard" retries throttling and transient errors with jittered backoff. No
@@ -63,7 +74,7 @@ def client_config() -> botocore.config.Config:
     return botocore.config.Config(
         retries={"mode": "standard"},
         connect_timeout=5,
-        read_timeout=60,
+        read_timeout=read_timeout,
         max_pool_connections=16,
     )
 
@@ -109,7 +120,7 @@ def ec2_client(session: boto3.Session, region: str) -> EC2Client:
 
 def s3_client(session: boto3.Session) -> S3Client:
     try:
-        return session.client("s3", config=client_config())
+        return session.client("s3", config=client_config(S3_READ_TIMEOUT))
     except (BotoCoreError, ValueError) as exc:
         raise client_error("S3 client", "s3", exc) from None
 
