@@ -179,8 +179,17 @@ def _document_text(data: bytes) -> str:
 
 
 def _json_value(text: str) -> object:
+    """The document's JSON value; an object that names a key twice is an error.
+
+    JSON parsers disagree about a repeated key (first wins, last wins, error), so
+    a document that means one thing here and another to a reviewer's tool is
+    refused rather than read the way Python's ``json`` happens to read it. The
+    publisher never repeats a key.
+    """
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _KeyTwice as exc:
+        raise DocumentError(f"document is not valid: an object names the key {exc} twice") from None
     except json.JSONDecodeError as exc:
         raise DocumentError(
             f"document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -206,7 +215,9 @@ class DecodedDocument:
 
 CANONICAL_HEAD = re.compile(rb'\{"generated_at":"[^"\\]*","hosts":(?=\[\{)')
 """The start of a canonical document: its first key, then the hosts list."""
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(object_pairs_hook=lambda pairs: _unique_keys(pairs))
+"""Refuses a key named twice, as ``_json_value`` does (a lambda: ``_unique_keys``
+is defined further down)."""
 _WHITESPACE = re.compile(r"[ \t\n\r]")
 
 
@@ -228,7 +239,7 @@ def decode_document(data: bytes) -> DecodedDocument:
         try:
             hosts, end = _DECODER.raw_decode(text, start)
         except (ValueError, RecursionError):
-            pass  # worded below
+            pass  # worded below (a key named twice included)
         else:
             rest = _without_hosts(text[:start] + "[]" + text[end:])
             if rest is not None and type(hosts) is list:
@@ -238,13 +249,14 @@ def decode_document(data: bytes) -> DecodedDocument:
 
 
 class _KeyTwice(ValueError):
-    """An object names a key twice (see ``_without_hosts``)."""
+    """An object names a key twice; its text is the key, quoted."""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     decoded = dict(pairs)
     if len(decoded) != len(pairs):
-        raise _KeyTwice
+        keys = [key for key, _value in pairs]
+        raise _KeyTwice(repr(next(key for key in keys if keys.count(key) > 1)))
     return decoded
 
 

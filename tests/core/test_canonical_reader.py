@@ -143,12 +143,12 @@ WEB_EU = WEB._replace(
         (
             "a second hosts list",
             _edit(_bytes(WEB), '"schema":1', '"hosts":[],"schema":1'),
-            "accepts",
+            "refuses",
         ),
         (
             "a second hosts list spelt with an escape",
             _edit(_bytes(WEB), '"schema":1', '"host\\u0073":[],"schema":1'),
-            "accepts",
+            "refuses",
         ),
         ("whitespace", _edit(_bytes(WEB), '"az":', '"az": '), "accepts"),
         ("a bad header", _edit(_bytes(WEB), '"schema":1', '"schema":2'), "refuses"),
