@@ -88,7 +88,12 @@ def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> None:
     parser.add_argument("--regions", help="'all' or r1,r2 (overrides [publish] regions)")
     parser.add_argument("--tag-key", help="tag holding the names (overrides [publish] tag_key)")
     parser.add_argument("--dry-run", action="store_true", help="scan and summarise, write nothing")
-    parser.add_argument("--force", action="store_true", help="pass the shrink guard")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="pass the shrink and region guards, and write even an unchanged fleet under a new "
+        "serial (e.g. after an old version of mapping.json was restored)",
+    )
     parser.set_defaults(handler=cmd_publish)
 
 
@@ -124,7 +129,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         _publish_config(args), dry_run=args.dry_run, force=args.force
     )
     try:
-        # The summary and diff come out before the shrink guard and the writes, so a
+        # The summary and diff come out before the guards and the writes, so a
         # refused run (or a dry run that a real run would see refused) shows what it
         # found, and a failed write shows what it was writing.
         result = publish(options, on_plan=_print_plan)
@@ -137,6 +142,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         _out("unchanged: nothing written")
     else:
         _print_written(options.bucket, result.written)
+        for key in result.plan.left_as_is:
+            _out(f"left s3://{options.bucket}/{key} as it was: its region is no longer published")
     _out(f"done in {time.monotonic() - started:.2f} s")
     return 0
 

@@ -36,6 +36,10 @@ class ShrinkError(TagdnsError):
     """A new document would drop more names than the shrink guard allows."""
 
 
+class DroppedRegionError(ShrinkError):
+    """A new document would drop a region the one in force has: agents there would refuse it."""
+
+
 class StaleSerialError(DocumentError):
     """A document is older than the one already in force."""
 

@@ -64,6 +64,8 @@ def result_summary(result: PublishResult) -> dict[str, Any]:
         "rejected": len(summary.rejected),
         "added": list(summary.added),
         "removed": list(summary.removed),
+        "regions_added": list(summary.regions_added),
+        "regions_dropped": list(summary.regions_dropped),
         "written": list(result.written),
         "seconds": round(result.seconds, 3),
     }
@@ -73,7 +75,7 @@ def handler(event: object, context: object) -> dict[str, Any]:
     """Publish once; an event ``{"dry_run": true}`` scans and summarises without writing.
 
     There is deliberately no way to pass ``force`` in an event: overriding the
-    shrink guard is an operator's decision, made with ``tagdns publish --force``.
+    shrink and region guards is an operator's decision, made with ``tagdns publish --force``.
     """
     options = PublishOptions.from_config(
         config_from_env(os.environ), dry_run=_flag(event, "dry_run")
@@ -83,7 +85,7 @@ def handler(event: object, context: object) -> dict[str, Any]:
 
 
 def _log_summary(plan: PublishPlan) -> None:
-    """The summary goes to the invocation log before the shrink guard and the writes, so
+    """The summary goes to the invocation log before the guards and the writes, so
     a refused or half-written run shows what it found, as the CLI does."""
     for line in render_summary(plan.summary):
         print(line)

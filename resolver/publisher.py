@@ -3,8 +3,8 @@
 Wiring only: every rule lives in resolver.core, every AWS call in the adapters.
 The CLI and the Lambda handler both call ``publish`` and only differ in how they
 read their options and report the result. ``on_plan`` hands the caller the
-summary and diff before the shrink guard and the writes, so a refused or failed
-run still shows what it found.
+summary and diff before the guards and the writes, so a refused or failed run
+still shows what it found.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from resolver.config import Config
 from resolver.core.buckets import check_bucket_name
 from resolver.core.document import MappingDocument, parse_document
 from resolver.core.fleet import build_document
-from resolver.core.guards import check_shrink
-from resolver.core.publication import Publication, build_publication, mapping_key
+from resolver.core.guards import check_regions, check_shrink
+from resolver.core.publication import Publication, build_publication, hosts_key, mapping_key
 from resolver.core.summary import PublishSummary, summarise
 from resolver.core.views import Omission
-from resolver.errors import ConfigError, DocumentError, ShrinkError
+from resolver.errors import ConfigError, DocumentError, DroppedRegionError, ShrinkError
 
 _REMOVED_SHOWN = 10
 _WRITTEN_SHOWN = 5
@@ -75,7 +75,7 @@ class PublishOptions:
 
 @dataclass(frozen=True)
 class PublishPlan:
-    """What a run found and is about to write: known before the shrink guard and the writes."""
+    """What a run found and is about to write: known before the guards and the writes."""
 
     document: MappingDocument
     previous: MappingDocument | None
@@ -87,6 +87,8 @@ class PublishPlan:
     replaced_invalid: str | None
     """The reason the current object was invalid, when --force replaced it."""
     scan_seconds: float
+    left_as_is: tuple[str, ...]
+    """Hosts files of dropped regions: never deleted (no s3:DeleteObject), never rewritten."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,11 @@ def publish(
     unless the failure came from S3 in the middle of writing (then a WriteError saying
     what was written).
 
-    ``on_plan`` is called once the document and its diff are known, before the shrink
-    guard and any write: the summary is what a user needs to judge a refusal.
+    ``on_plan`` is called once the document and its diff are known, before the guards
+    and any write: the summary is what a user needs to judge a refusal.
+
+    ``force`` passes the guards, and republishes an unchanged fleet under a new serial:
+    the way back after an old object version (an older serial) was restored.
     """
     started = time.monotonic()
     session = session if session is not None else make_session()
@@ -137,6 +142,7 @@ def publish(
         zone=options.zone,
         previous=previous,
         now=clock(),
+        republish=options.force,
     )
     # A self-check: never publish what an agent's validation would refuse.
     try:
@@ -155,25 +161,43 @@ def publish(
         dry_run=options.dry_run,
         replaced_invalid=replaced_invalid,
         scan_seconds=scan_seconds,
+        left_as_is=tuple(hosts_key(options.prefix, r) for r in summary.regions_dropped),
     )
     if on_plan is not None:
         on_plan(plan)
     if summary.changed and not options.force:
-        try:
-            check_shrink(previous, document, options.max_shrink)
-        except ShrinkError as exc:
-            shown = ", ".join(summary.removed[:_REMOVED_SHOWN])
-            more = " ..." if len(summary.removed) > _REMOVED_SHOWN else ""
-            raise ShrinkError(
-                f"{exc} ({shown}{more}); nothing written (--force publishes anyway)"
-            ) from None
+        _check_guards(previous, document, summary, options.max_shrink)
     written: list[str] = []
     if not options.dry_run:
         try:
             written = _write(store, publication, document is previous, key, current_bytes)
         except WriteError as exc:
-            raise _partial_write(exc, document, previous) from None
+            raise _partial_write(exc, document, previous, current_bytes is not None) from None
     return PublishResult(plan, tuple(written), time.monotonic() - started)
+
+
+def _check_guards(
+    previous: MappingDocument | None,
+    document: MappingDocument,
+    summary: PublishSummary,
+    max_shrink: float,
+) -> None:
+    """Both guards' refusals in one line: an operator deciding on --force needs them all."""
+    refusals: list[str] = []
+    error: type[ShrinkError] = ShrinkError
+    try:
+        check_regions(previous, document)
+    except DroppedRegionError as exc:
+        refusals.append(str(exc))
+        error = DroppedRegionError
+    try:
+        check_shrink(previous, document, max_shrink)
+    except ShrinkError as exc:
+        shown = ", ".join(summary.removed[:_REMOVED_SHOWN])
+        more = " ..." if len(summary.removed) > _REMOVED_SHOWN else ""
+        refusals.append(f"{exc} ({shown}{more})")
+    if refusals:
+        raise error("; ".join(refusals) + "; nothing written (--force publishes anyway)")
 
 
 def _parse_current(
@@ -211,14 +235,19 @@ def _write(
 
 
 def _partial_write(
-    exc: WriteError, document: MappingDocument, previous: MappingDocument | None
+    exc: WriteError,
+    document: MappingDocument,
+    previous: MappingDocument | None,
+    mapping_existed: bool,
 ) -> WriteError:
     """The write error, plus what S3 now holds: S3 has no transaction to roll back.
 
     The mapping is written last and never when anything before it failed, so it is
-    never among the written keys: agents keep the previous document. A hosts file
-    that was written holds the new serial; the next run compares every object with
-    S3 again and rewrites whatever differs from what it publishes.
+    never among the written keys: S3 keeps whatever mapping.json it had (none, the
+    invalid object --force was replacing, or the previous document) and agents keep
+    the document they last accepted. A hosts file that was written holds the new
+    serial; the next run compares every object with S3 again and rewrites whatever
+    differs from what it publishes.
     """
     if not exc.written:
         return WriteError(f"{exc}; nothing was written", ())
@@ -226,10 +255,15 @@ def _partial_write(
     more = len(exc.written) - _WRITTEN_SHOWN
     if more > 0:
         shown += f" and {more} more"
-    if previous is None:
-        mapping = "no mapping.json was written, so agents have no document yet"
-    else:
+    if previous is not None:
         mapping = f"mapping.json was not updated and still holds serial {previous.serial}"
+    elif mapping_existed:
+        mapping = (
+            "mapping.json was not replaced and still holds the invalid object; "
+            "agents keep the document they last accepted"
+        )
+    else:
+        mapping = "mapping.json was not written and S3 still has none"
     return WriteError(
         f"{exc}; already written for serial {document.serial}: {shown}; {mapping}; "
         "the next successful publish rewrites whatever differs",

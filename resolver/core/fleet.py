@@ -91,6 +91,7 @@ def build_document(
     zone: str,
     previous: MappingDocument | None,
     now: datetime,
+    republish: bool = False,
 ) -> MappingDocument:
     """The document for this scan; ``previous`` itself when nothing changed.
 
@@ -98,6 +99,10 @@ def build_document(
     serial, so an unchanged fleet never causes a write. When content changes the
     serial is at least the scan's Unix time, so it still increases if the stored
     object was lost and the publisher starts again from nothing.
+
+    ``republish`` (``--force``) gives unchanged content a new serial all the same:
+    after an old object version is restored, S3 holds a serial that agents already
+    passed, and only a higher one gets the fleet's current names to them again.
     """
     hosts: list[HostEntry] = []
     rejected: list[Rejection] = []
@@ -119,7 +124,7 @@ def build_document(
         hosts=hosts,
         rejected=rejected,
     )
-    if previous is not None and previous.same_content(candidate):
+    if previous is not None and previous.same_content(candidate) and not republish:
         return previous
     floor = previous.serial + 1 if previous is not None else 1
     return make_document(

@@ -2,14 +2,16 @@
 
 Both the publisher and the agent apply them: an empty scan caused by a
 credentials or region mistake must not wipe every node's names, and a replayed
-old object must not roll nodes back.
+old object must not roll nodes back. The region guard is the publisher's alone:
+an agent whose region is dropped refuses the document without it.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from resolver.errors import ShrinkError, StaleSerialError
+from resolver.core.document import MappingDocument
+from resolver.errors import DroppedRegionError, ShrinkError, StaleSerialError
 
 
 class Guarded(Protocol):
@@ -42,6 +44,29 @@ def check_shrink(old: Guarded | None, new: Guarded, max_shrink: float) -> None:
         raise ShrinkError(
             f"new document loses {lost} of {len(old_names)} names ({share:.0%}), "
             f"more than the {max_shrink:.0%} allowed"
+        )
+
+
+def dropped_regions(old: MappingDocument | None, new: MappingDocument) -> tuple[str, ...]:
+    """Regions ``old`` lists that ``new`` does not, sorted."""
+    if old is None:
+        return ()
+    return tuple(sorted(set(old.regions) - set(new.regions)))
+
+
+def check_regions(old: MappingDocument | None, new: MappingDocument) -> None:
+    """Raise DroppedRegionError when ``new`` leaves out a region ``old`` has.
+
+    The shrink guard counts names, so a narrowed ``--regions`` (or a region gone
+    from DescribeRegions) can pass it; yet every agent in a dropped region refuses
+    the document outright, since its view region is not among the document's.
+    """
+    dropped = dropped_regions(old, new)
+    if dropped:
+        noun = "region" if len(dropped) == 1 else "regions"
+        raise DroppedRegionError(
+            f"new document drops {noun} {', '.join(dropped)}, which the current document has: "
+            "agents there would refuse it"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -45,9 +46,17 @@ def _build(
     previous: MappingDocument | None = None,
     now: datetime = NOW,
     regions: tuple[str, ...] = ("us-east-1", "us-west-2"),
+    *,
+    republish: bool = False,
 ) -> MappingDocument:
     return build_document(
-        instances, regions=regions, tag_key="dns", zone="internal", previous=previous, now=now
+        instances,
+        regions=regions,
+        tag_key="dns",
+        zone="internal",
+        previous=previous,
+        now=now,
+        republish=republish,
     )
 
 
@@ -163,6 +172,35 @@ def test_changed_content_increases_serial(previous_serial: int, expected: int) -
     assert document.serial > previous.serial
     assert document.serial >= NOW_TS
     assert document.names() == frozenset({"web", "api"})
+
+
+@pytest.mark.parametrize(
+    ("previous_serial", "content", "expected"),
+    [
+        (5, "web", NOW_TS),
+        (NOW_TS, "web", NOW_TS + 1),
+        (NOW_TS + 100, "web", NOW_TS + 101),
+        (5, "web,api", NOW_TS),
+        (None, "web", NOW_TS),
+    ],
+    ids=["unchanged", "unchanged-same-second", "unchanged-serial-ahead", "changed", "first"],
+)
+def test_republish_always_issues_a_new_serial(
+    previous_serial: int | None, content: str, expected: int
+) -> None:
+    """--force: a restored older object (serial below what agents hold) must be superseded."""
+    previous = None
+    if previous_serial is not None:
+        base = _build([_instance(ID1, "web")], now=datetime(2024, 4, 1, tzinfo=UTC))
+        previous = dataclasses.replace(base, serial=previous_serial)
+    document = _build([_instance(ID1, content)], previous=previous, republish=True)
+    assert document is not previous
+    assert document.serial == expected
+    assert document.generated_at == "2024-05-01T12:00:00Z"
+    assert document.names() == frozenset(content.split(","))
+    if previous is not None and content == "web":
+        assert previous.same_content(document)
+    assert parse_document(document.to_bytes()) == document
 
 
 def test_empty_region_is_kept() -> None:

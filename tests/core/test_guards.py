@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 
 from resolver.core.document import HostEntry, MappingDocument, make_document
-from resolver.core.guards import check_serial, check_shrink, lost_share
-from resolver.errors import DocumentError, ShrinkError, StaleSerialError
+from resolver.core.guards import check_regions, check_serial, check_shrink, lost_share
+from resolver.errors import DocumentError, DroppedRegionError, ShrinkError, StaleSerialError
 
 
-def _document(names: list[str], serial: int = 10) -> MappingDocument:
+def _document(
+    names: list[str], serial: int = 10, regions: tuple[str, ...] = ("us-east-1",)
+) -> MappingDocument:
     return make_document(
         serial=serial,
         generated_at="2024-05-01T12:00:00Z",
         tag_key="dns",
-        regions=["us-east-1"],
+        regions=["us-east-1", *regions],
         hosts=[
             HostEntry(name, "us-east-1", f"i-{i:017x}", "us-east-1a", "10.0.0.1", None)
             for i, name in enumerate(names)
@@ -112,3 +114,36 @@ def test_older_serial_is_stale() -> None:
         check_serial(_document([], 11), _document([], 10))
     assert str(caught.value) == "serial 10 is older than the serial 11 in force"
     assert isinstance(caught.value, DocumentError)
+
+
+EU, AP = "eu-west-1", "ap-southeast-2"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (None, (), None),
+        ((), (), None),
+        ((), (EU, AP), None),
+        ((EU,), (EU, AP), None),
+        ((EU, AP), (EU,), "drops region ap-southeast-2, which"),
+        ((EU, AP), (), "drops regions ap-southeast-2, eu-west-1, which"),
+        ((AP,), (EU,), "drops region ap-southeast-2, which"),
+    ],
+    ids=["no-current", "same", "grown", "one-added", "one-dropped", "two-dropped", "swapped"],
+)
+def test_region_guard(
+    old: tuple[str, ...] | None, new: tuple[str, ...], message: str | None
+) -> None:
+    """Every region in force stays, whatever names it holds: an empty region counts too."""
+    current = None if old is None else _document(["web"], regions=old)
+    candidate = _document(["web", "api"], regions=new)
+    if message is None:
+        check_regions(current, candidate)
+        return
+    with pytest.raises(DroppedRegionError) as caught:
+        check_regions(current, candidate)
+    assert str(caught.value) == (
+        f"new document {message} the current document has: agents there would refuse it"
+    )
+    assert isinstance(caught.value, ShrinkError)

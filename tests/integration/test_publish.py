@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -427,3 +428,162 @@ def test_config_file_and_flags_combine(
     hosts = read_object(s3, bucket, "from-flag/hosts/eu-west-1.hosts").decode()
     assert " web1.fleet.example web1\n" in hosts
     assert not any(key.startswith("from-file/") for key in object_versions(s3, bucket))
+
+
+def _wait_past(serial: int) -> None:
+    """Serials are Unix times: let the clock pass ``serial`` so the next one is above it."""
+    while time.time() < serial + 1:
+        time.sleep(0.05)
+
+
+def test_force_republishes_an_unchanged_fleet_above_a_restored_old_version(
+    fleet: Fleet, s3: S3Client, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet.launch("us-east-1", "web1")
+    fleet.launch("eu-west-1", "db")
+    assert publish(capsys, *TWO_REGIONS)[0] == 0
+    first = parse_document(read_object(s3, bucket, MAPPING))
+    api = fleet.launch("us-east-1", "api")
+    assert publish(capsys, *TWO_REGIONS)[0] == 0
+    second = parse_document(read_object(s3, bucket, MAPPING))  # what agents now serve
+    assert second.serial > first.serial
+    # The fleet goes back to its first state and someone restores the first object version.
+    fleet.terminate("us-east-1", *api)
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=MAPPING)["Versions"]
+    oldest = min(versions, key=lambda v: v["LastModified"])["VersionId"]
+    s3.copy_object(
+        Bucket=bucket,
+        Key=MAPPING,
+        CopySource={"Bucket": bucket, "Key": MAPPING, "VersionId": oldest},
+    )
+    assert parse_document(read_object(s3, bucket, MAPPING)) == first
+
+    code, out, _ = publish(capsys, *TWO_REGIONS)
+
+    # Without --force nothing changes: the content is the restored object's.
+    assert code == 0
+    assert f"unchanged: serial {first.serial} stays" in out.splitlines()
+    assert parse_document(read_object(s3, bucket, MAPPING)) == first
+    mapping_versions = object_versions(s3, bucket)[MAPPING]
+    _wait_past(second.serial)
+
+    code, out, err = publish(capsys, *TWO_REGIONS, "--force")
+
+    assert (code, err) == (0, "")
+    third = parse_document(read_object(s3, bucket, MAPPING))
+    assert third.serial > second.serial  # agents holding the second document accept it
+    assert third.same_content(first)
+    assert third.generated_at > first.generated_at
+    lines = out.splitlines()
+    assert (
+        f"forced, content unchanged: serial {first.serial} -> {third.serial} (--force republishes)"
+        in lines
+    )
+    assert "unchanged: nothing written" not in lines
+    assert [line for line in lines if line.startswith("wrote ")][-1] == (
+        f"wrote s3://{BUCKET}/{MAPPING}"
+    )
+    assert object_versions(s3, bucket)[MAPPING] == mapping_versions + 1
+    for key in (HOSTS_US, HOSTS_EU, HOSTS_PUBLIC):
+        assert f", serial {third.serial}\n" in read_object(s3, bucket, key).decode()
+
+    # Once republished, an unforced run is unchanged again and writes nothing.
+    versions_after = object_versions(s3, bucket)
+    code, out, _ = publish(capsys, *TWO_REGIONS)
+    assert code == 0
+    assert f"unchanged: serial {third.serial} stays" in out.splitlines()
+    assert object_versions(s3, bucket) == versions_after
+
+
+THREE_REGIONS = [
+    "--bucket",
+    BUCKET,
+    "--prefix",
+    "dns",
+    "--regions",
+    "us-east-1,eu-west-1,ap-southeast-2",
+]
+HOSTS_AP = "dns/hosts/ap-southeast-2.hosts"
+DROPPED_AP = (
+    "tagdns: new document drops region ap-southeast-2, which the current document has: "
+    "agents there would refuse it; nothing written (--force publishes anyway)\n"
+)
+
+
+def test_narrowing_regions_is_refused_unless_forced_and_the_dropped_hosts_file_stays(
+    fleet: Fleet, s3: S3Client, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet.launch("us-east-1", "web1,api")
+    fleet.launch("eu-west-1", "db")
+    fleet.launch("ap-southeast-2", "edge")
+    assert publish(capsys, *THREE_REGIONS)[0] == 0
+    first = parse_document(read_object(s3, bucket, MAPPING))
+    ap_hosts = read_object(s3, bucket, HOSTS_AP)
+    versions = object_versions(s3, bucket)
+
+    # One name of four lost (25 %) passes the shrink guard; the dropped region does not.
+    for extra in ((), ("--dry-run",)):
+        code, out, err = publish(capsys, *TWO_REGIONS, *extra)
+
+        assert (code, err) == (1, DROPPED_AP)
+        lines = out.splitlines()
+        assert (
+            "  regions dropped: ap-southeast-2 (agents there would refuse this document)" in lines
+        )
+        assert "  - edge" in lines
+        assert not any(line.startswith("wrote ") for line in lines)
+        assert object_versions(s3, bucket) == versions
+
+    code, out, err = publish(capsys, *TWO_REGIONS, "--dry-run", "--force")
+    assert (code, err) == (0, "")
+    assert "dry run: nothing written" in out.splitlines()
+    assert object_versions(s3, bucket) == versions
+
+    code, out, err = publish(capsys, *TWO_REGIONS, "--force")
+
+    assert (code, err) == (0, "")
+    second = parse_document(read_object(s3, bucket, MAPPING))
+    assert second.regions == ("eu-west-1", "us-east-1")
+    assert second.serial > first.serial
+    # The dropped region's hosts file is neither deleted nor rewritten, and says so.
+    assert read_object(s3, bucket, HOSTS_AP) == ap_hosts
+    assert object_versions(s3, bucket)[HOSTS_AP] == 1
+    lines = out.splitlines()
+    assert f"left s3://{BUCKET}/{HOSTS_AP} as it was: its region is no longer published" in lines
+    assert f"wrote s3://{BUCKET}/{HOSTS_AP}" not in lines
+
+    # Widening again is no refusal: the region is named as added and its file rewritten.
+    code, out, err = publish(capsys, *THREE_REGIONS)
+
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert "  regions added: ap-southeast-2" in lines
+    assert "  + edge" in lines
+    assert f"wrote s3://{BUCKET}/{HOSTS_AP}" in lines
+    assert parse_document(read_object(s3, bucket, MAPPING)).regions == (
+        "ap-southeast-2",
+        "eu-west-1",
+        "us-east-1",
+    )
+
+
+def test_a_dropped_region_and_a_shrink_are_refused_in_one_line(
+    fleet: Fleet, s3: S3Client, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet.launch("us-east-1", "web1")
+    fleet.launch("ap-southeast-2", "edge,cdn")
+    assert publish(capsys, *THREE_REGIONS)[0] == 0
+    versions = object_versions(s3, bucket)
+
+    code, out, err = publish(capsys, *TWO_REGIONS)
+
+    assert code == 1
+    assert err == (
+        "tagdns: new document drops region ap-southeast-2, which the current document has: "
+        "agents there would refuse it; new document loses 2 of 3 names (67%), more than the "
+        "50% allowed (cdn, edge); nothing written (--force publishes anyway)\n"
+    )
+    assert "  regions dropped: ap-southeast-2 (agents there would refuse this document)" in (
+        out.splitlines()
+    )
+    assert object_versions(s3, bucket) == versions

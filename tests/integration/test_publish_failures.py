@@ -290,3 +290,56 @@ def test_a_put_failing_before_anything_was_written_says_so(
     assert "  + web1" in out.splitlines()
     assert "wrote " not in out
     assert object_versions(s3, bucket) == {}
+
+
+@pytest.mark.parametrize(
+    ("current", "holds"),
+    [
+        ("absent", "mapping.json was not written and S3 still has none"),
+        (
+            "invalid",
+            "mapping.json was not replaced and still holds the invalid object; "
+            "agents keep the document they last accepted",
+        ),
+        ("valid", "mapping.json was not updated and still holds serial {old}"),
+    ],
+)
+def test_a_failed_mapping_put_says_what_s3_still_holds(
+    fleet: Fleet,
+    s3: S3Client,
+    bucket: str,
+    refusing_proxy: PutRefusingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    current: str,
+    holds: str,
+) -> None:
+    fleet.launch("us-east-1", "web1")
+    flags: tuple[str, ...] = ()
+    old = None
+    if current == "valid":
+        assert run(capsys, "--bucket", BUCKET, "--regions", "us-east-1")[0] == 0
+        old = parse_document(read_object(s3, bucket, MAPPING)).serial
+        fleet.launch("us-east-1", "api")
+    elif current == "invalid":
+        s3.put_object(Bucket=bucket, Key=MAPPING, Body=b'{"schema": 2}')
+        flags = ("--force",)  # what replaces an invalid object
+    before = object_versions(s3, bucket).get(MAPPING)
+    stored = read_object(s3, bucket, MAPPING) if before else None
+    refusing_proxy.refuse = "/mapping.json"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", refusing_proxy.url)
+
+    code, _, err = run(capsys, "--bucket", BUCKET, "--regions", "us-east-1", *flags)
+
+    new_serial = hosts_serial(s3, bucket, HOSTS[0])
+    assert code == 1
+    assert_one_line(err)
+    assert err == (
+        f"tagdns: cannot write s3://{BUCKET}/{MAPPING}: AccessDenied: Access Denied; "
+        f"already written for serial {new_serial}: {HOSTS[0]}, {HOSTS[1]}; "
+        f"{holds.format(old=old)}; the next successful publish rewrites whatever differs\n"
+    )
+    # What the message says S3 holds is what it holds.
+    assert object_versions(s3, bucket).get(MAPPING) == before
+    if stored is not None:
+        assert read_object(s3, bucket, MAPPING) == stored
