@@ -35,8 +35,12 @@ HOSTILE = {
     "long_label": "a" * 64,
     "localhost": "localhost",
     "zone_suffix": "x.internal",
+    "public_name": "sts.amazonaws.com",
 }
-HOSTILE_FRAGMENTS = ("evil", "reboot", "$", "(", '"', "quoted", "has space", "caf", "a" * 64)
+HOSTILE_FRAGMENTS = (
+    *("evil", "reboot", "$", "(", '"', "quoted", "has space", "caf", "a" * 64),
+    "amazonaws",
+)
 HOSTS_LINE = re.compile(r"[0-9a-f:.]+ [a-z0-9-]+(?:\.[a-z0-9-]+)*(?: [a-z0-9-]+(?:\.[a-z0-9-]+)*)?")
 
 
@@ -145,6 +149,10 @@ def test_publish_two_regions_writes_document_and_hosts_files_as_designed(
     assert "longer than 63" in rejected[hostile["long_label"], "a" * 64]["reason"]
     assert "localhost" in rejected[hostile["localhost"], "localhost"]["reason"]
     assert "zone suffix" in rejected[hostile["zone_suffix"], "x.internal"]["reason"]
+    assert rejected[hostile["public_name"], "sts.amazonaws.com"]["reason"] == (
+        "name 'sts.amazonaws.com' would shadow a name in the public DNS "
+        "(.com is a top-level domain)"
+    )
 
     # Hosts files: exact text of the us-east-1 view, shape of every line in every file.
     api_private, _, _ = addresses(fleet, "us-east-1", api_us)
@@ -188,7 +196,7 @@ def test_publish_two_regions_writes_document_and_hosts_files_as_designed(
     # The operator's summary: counts, rejected values shown inert, the diff, the keys.
     lines = out.splitlines()
     assert lines[0] == "scanned 2 regions in " + lines[0].split(" in ", 1)[1]
-    assert "7 named instances, 6 names, 2 regions, 9 rejected tag values" in lines
+    assert "7 named instances, 6 names, 2 regions, 10 rejected tag values" in lines
     assert "  eu-west-1: 2 instances, 2 names" in lines
     assert "  us-east-1: 5 instances, 5 names" in lines
     assert f"  rejected us-east-1 {hostile['newline']}: 'evil\\nname': " in out
