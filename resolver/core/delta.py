@@ -39,6 +39,7 @@ from resolver.core.document import (
     canonical_header,
     host_entries,
     make_document,
+    unique_keys,
 )
 from resolver.core.names import zone_conflict
 from resolver.core.views import CrossRegion, Omission, View, build_view
@@ -257,7 +258,7 @@ def keep_entries(data: bytes, span: tuple[int, int]) -> KeptEntries:
 def _decoded(texts: list[bytes]) -> list[object]:
     """Each entry's text decoded on its own (see ``_checked``): a DocumentError if one fails."""
     try:
-        return [json.loads(b"{" + text + b"}") for text in texts]
+        return [json.loads(b"{" + text + b"}", object_pairs_hook=unique_keys) for text in texts]
     except (ValueError, RecursionError):
         raise DocumentError("an entry of hosts is not valid JSON") from None
 

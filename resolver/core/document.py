@@ -187,7 +187,7 @@ def _json_value(text: str) -> object:
     publisher never repeats a key.
     """
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=unique_keys)
     except _KeyTwice as exc:
         raise DocumentError(f"document is not valid: an object names the key {exc} twice") from None
     except json.JSONDecodeError as exc:
@@ -215,9 +215,6 @@ class DecodedDocument:
 
 CANONICAL_HEAD = re.compile(rb'\{"generated_at":"[^"\\]*","hosts":(?=\[\{)')
 """The start of a canonical document: its first key, then the hosts list."""
-_DECODER = json.JSONDecoder(object_pairs_hook=lambda pairs: _unique_keys(pairs))
-"""Refuses a key named twice, as ``_json_value`` does (a lambda: ``_unique_keys``
-is defined further down)."""
 _WHITESPACE = re.compile(r"[ \t\n\r]")
 
 
@@ -252,12 +249,17 @@ class _KeyTwice(ValueError):
     """An object names a key twice; its text is the key, quoted."""
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for every decode of document text: an object naming a
+    key twice raises (a ValueError), whichever path reads it."""
     decoded = dict(pairs)
     if len(decoded) != len(pairs):
         keys = [key for key, _value in pairs]
         raise _KeyTwice(repr(next(key for key in keys if keys.count(key) > 1)))
     return decoded
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=unique_keys)
 
 
 def _without_hosts(text: str | bytes) -> dict[str, Any] | None:
@@ -270,7 +272,7 @@ def _without_hosts(text: str | bytes) -> dict[str, Any] | None:
     hook that sees each object's keys costs nothing that matters.
     """
     try:
-        rest = json.loads(text, object_pairs_hook=_unique_keys)
+        rest = json.loads(text, object_pairs_hook=unique_keys)
     except (ValueError, RecursionError):
         return None
     return rest if type(rest) is dict else None

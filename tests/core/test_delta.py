@@ -355,6 +355,20 @@ def test_an_entry_naming_itself_twice_is_refused_both_ways() -> None:
     )
 
 
+def test_a_changed_entry_naming_a_field_twice_is_refused_both_ways() -> None:
+    """The rebuild decodes only the changed entries, with the same refusal of a key
+    named twice as the full load: it cannot accept what the full load refuses."""
+    chosen = ZoneSettings(view=REGION)
+    previous = load_document(_fleet_document(1), chosen, keep_records=False)
+    data = _fleet_document(2, moved=7)
+    at = data.index(b'"instance_id":"', data.index(b'"name":"host-007"') - 200)
+    data = data[:at] + b'"instance_id":"i-0000000000000dead",' + data[at:]
+    full, rebuilt = _reload_both_ways(previous, data, chosen)
+    assert full == rebuilt == (
+        "DocumentError: document is not valid: an object names the key 'instance_id' twice"
+    )
+
+
 def _entries(data: bytes) -> tuple[int, int, array[int]]:
     """Where ``data``'s entries lie, and their hashes as ``keep_entries`` keeps them."""
     start = data.index(b'"hosts":[{') + len(b'"hosts":[{')
