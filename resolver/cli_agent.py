@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,13 @@ from resolver.config import (
     validate_config,
 )
 from resolver.core.endpoints import Endpoint, parse_endpoint
-from resolver.core.pipeline import ZoneSettings, load_document
-from resolver.core.query_names import lookup_labels
+from resolver.core.pipeline import LoadedZone, ZoneSettings, load_document
+from resolver.core.query_names import lookup_address, lookup_labels
 from resolver.core.responder import Question, Responder
-from resolver.core.source_url import parse_source
+from resolver.core.source_url import SourceLocation, parse_source
 from resolver.core.upstreams import choose_upstreams
 from resolver.core.views import PUBLIC, CrossRegion
+from resolver.errors import ConfigError, DocumentError
 
 log = logging.getLogger("tagdns.cli")
 
@@ -70,7 +70,9 @@ def add_serve(commands: Any) -> None:
     )
     add_source_and_view(parser)
     add_serving_flags(parser)
-    parser.add_argument("--poll", type=float, metavar="SECONDS", help="source poll interval")
+    parser.add_argument(
+        "--poll", type=float, metavar="SECONDS", help="source poll interval, 1 to 86400"
+    )
     parser.add_argument(
         "--metrics",
         metavar="ADDR:PORT|none",
@@ -96,7 +98,8 @@ def add_lookup(commands: Any) -> None:
         "would give for NAME (A and AAAA, or PTR for an address). A non-ASCII name is asked "
         "in its IDNA (punycode) form, as DNS clients send it. Exit 0 whenever the answer is "
         "known, whether the view owns the name or the agent would forward it upstream; 1 "
-        "when the document cannot be read; 2 for a name that cannot be a DNS name or an "
+        "when the document cannot be read, holds no such view region, or instance metadata "
+        "does not answer --view auto; 2 for a name that cannot be a DNS name or an "
         "invalid configuration.",
     )
     parser.add_argument("name", help="a name, or an IPv4/IPv6 address for its PTR")
@@ -154,6 +157,21 @@ def upstreams_for(config: Config) -> list[Endpoint]:
     )
 
 
+def load_once(source: SourceLocation, settings: ZoneSettings) -> LoadedZone:
+    """Fetch and load the document once, for the one-shot commands; errors name the
+    source, as ``serve`` logs them.
+
+    A view region the document does not hold is a runtime failure (DocumentError, exit
+    1) here as in ``check`` and ``serve`` (which keeps waiting for a document that has
+    it): the region is a valid one, and the next publish may bring it.
+    """
+    data = fetch(source)
+    try:
+        return load_document(data, settings)
+    except (DocumentError, ConfigError) as exc:
+        raise DocumentError(f"{source}: {exc}") from None
+
+
 def zone_settings(config: Config, label: str, *, forwarding: bool) -> ZoneSettings:
     return ZoneSettings(
         view=label,
@@ -193,7 +211,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     agent = Agent(plan)
 
     def ready(bound: list[Any]) -> None:
-        log.info("ready: %s", ", ".join(str(endpoint) for endpoint in bound))
+        addresses = ", ".join(str(endpoint) for endpoint in bound)
+        if agent.loaded is None:
+            # As for systemd (no READY=1): it answers nothing of its own until a
+            # document is accepted, so the log must not call it ready either.
+            log.info("listening without data: %s (no document accepted yet; not ready)", addresses)
+        else:
+            log.info("ready: %s", addresses)
 
     async def main() -> None:
         await agent.run(ready)
@@ -204,12 +228,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _lookup_questions(name: str) -> list[tuple[str, DNSLabel, str]]:
     """(name as shown, name as asked, type) for each question ``lookup`` asks the view."""
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        labels = lookup_labels(name)
-        shown = ".".join(label.decode("ascii") for label in labels) or "."
-        qname = DNSLabel(labels)
+    address = lookup_address(name)
+    if address is None:
+        qname = DNSLabel(lookup_labels(name))
+        # Presentation form, as dig shows it: any octet may travel in a label, and a
+        # space or a newline printed raw would break the one-line answers.
+        shown = str(qname).removesuffix(".") or "."
         return [(shown, qname, "A"), (shown, qname, "AAAA")]
     pointer = address.reverse_pointer
     return [(pointer, DNSLabel(pointer), "PTR")]
@@ -227,7 +251,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     config = config_with_flags(args)
     label = PUBLIC if config.view.region == PUBLIC else view_label(config)
     settings = zone_settings(config, label, forwarding=NONE not in config.dns.upstream)
-    loaded = load_document(fetch(parse_source(config.source.url)), settings)
+    loaded = load_once(parse_source(config.source.url), settings)
     responder = Responder(loaded.zone, forwarding=settings.forwarding)
     print(f"view {loaded.view.label}, zone {loaded.zone.zone}, serial {loaded.zone.serial}")
     if not args.name.isascii():

@@ -13,11 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resolver.agent import fetch
-from resolver.cli_agent import add_source_and_view, config_with_flags, view_label, zone_settings
+from resolver.cli_agent import (
+    add_source_and_view,
+    config_with_flags,
+    load_once,
+    view_label,
+    zone_settings,
+)
 from resolver.config import Config
 from resolver.core.hosts_merge import render_dnsmasq, render_hosts_block
-from resolver.core.pipeline import load_document
 from resolver.core.source_url import parse_source
 from resolver.core.views import View
 from resolver.errors import DocumentError
@@ -48,6 +52,7 @@ def add_hosts(commands: Any) -> None:
         choices=["hosts", "dnsmasq"],
         default="hosts",
         help="hosts: merge a managed block into the file; dnsmasq: write the whole file "
+        "(only one tagdns wrote, a blank one or none: any other is refused, exit 1) "
         "and SIGHUP [hosts] dnsmasq_pidfile when it is [hosts] dnsmasq_file (default: hosts)",
     )
     parser.set_defaults(handler=cmd_hosts)
@@ -81,11 +86,10 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     output = _output(args, config)
     source = parse_source(config.source.url)
     settings = zone_settings(config, view_label(config), forwarding=False)
-    data = fetch(source)
     try:
-        view = load_document(data, settings).view
-    except DocumentError as exc:
-        raise DocumentError(f"{source}: {exc}; nothing written") from None
+        view = load_once(source, settings).view
+    except DocumentError as exc:  # names the source already
+        raise DocumentError(f"{exc}; nothing written") from None
     _note_omissions(view)
     if output == STDOUT:
         where = "standard output"

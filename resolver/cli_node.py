@@ -46,7 +46,7 @@ from resolver.cli_agent import (
 from resolver.config import DEFAULT_CONFIG_PATH, NONE, Config, load_config
 from resolver.core.document import parse_document
 from resolver.core.endpoints import Endpoint, parse_endpoint
-from resolver.core.hosts_merge import merge_hosts
+from resolver.core.hosts_merge import dnsmasq_refusal, merge_hosts
 from resolver.core.pipeline import load_document
 from resolver.core.preflight import (
     RESOLVED_STUBS,
@@ -146,6 +146,8 @@ def _check_hosts(config: Config, view: View | None) -> list[CheckResult]:
         problem = hosts_file_problem(Path(value))
         if problem is None and key == "path" and view is not None:
             problem = _merge_problem(Path(value), view)
+        if problem is None and key == "dnsmasq_file":
+            problem = _dnsmasq_problem(Path(value))
         if problem is not None:
             results.append(fail(f"hosts {key} {value}: {problem}"))
         else:
@@ -168,6 +170,15 @@ def _merge_problem(path: Path, view: View) -> str | None:
     except HostsFileError as exc:
         return str(exc).removeprefix(f"{path}: ")
     return None
+
+
+def _dnsmasq_problem(path: Path) -> str | None:
+    """Why the feeder would refuse to replace the dnsmasq file (one tagdns did not
+    write, such as /etc/hosts named by mistake); else None."""
+    try:
+        return dnsmasq_refusal(read_existing(path, path))
+    except HostsFileError as exc:
+        return str(exc).removeprefix(f"{path}: ")
 
 
 def _check_address(endpoint: Endpoint, what: str, protocols: tuple[str, ...]) -> CheckResult:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
+import os
 import tomllib
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
@@ -20,12 +20,16 @@ from resolver.core.buckets import check_bucket_name
 from resolver.core.document import REGION_PATTERN
 from resolver.core.endpoints import Endpoint, parse_endpoint
 from resolver.core.names import check_zone
+from resolver.core.source_url import parse_source
 from resolver.errors import ConfigError, InvalidName
 
 DEFAULT_CONFIG_PATH = Path("/etc/tagdns/tagdns.toml")
 MIN_POLL_INTERVAL = 1.0
 """Seconds. A typo such as ``--poll 0.01`` would have every node of a fleet ask S3
 a hundred times a second."""
+MAX_POLL_INTERVAL = 86400.0
+"""Seconds: a day. ``--poll 1e308`` would have the agent never look at its source again
+(a changed file is still seen at once, and SIGHUP still fetches)."""
 NONE = "none"
 AUTO = "auto"
 
@@ -250,10 +254,19 @@ def validate_config(
         return flagged_origin if any((section, key) in flagged for key in keys) else origin
 
     source = config.source
-    if not (math.isfinite(source.poll_interval) and source.poll_interval >= MIN_POLL_INTERVAL):
+    try:
+        # Here rather than where the source is first read: ``check`` would say "ok:
+        # config" first, and the error would name neither the file nor the key.
+        flag = ("source", "url") in flagged
+        parse_source(source.url, "--source" if flag else "[source] url")
+    except ConfigError as exc:
+        raise ConfigError(f"{at('source', 'url')}: {exc}") from None
+    if not MIN_POLL_INTERVAL <= source.poll_interval <= MAX_POLL_INTERVAL:  # nan fails too
         raise ConfigError(
-            f"{at('source', 'poll_interval')}: [source] poll_interval must be at least "
-            f"{MIN_POLL_INTERVAL:g} second (every poll is a request from every node)"
+            f"{at('source', 'poll_interval')}: [source] poll_interval must be "
+            f"{MIN_POLL_INTERVAL:g} to {MAX_POLL_INTERVAL:g} seconds, not "
+            f"{source.poll_interval:g} (every poll is a request from every node; a day at "
+            "most keeps nodes current)"
         )
     if not 0.0 <= source.max_shrink <= 1.0:
         raise ConfigError(
@@ -278,6 +291,8 @@ def validate_config(
     if not listen:
         raise ConfigError(f"{where}: [dns] listen needs at least one address")
     _check_listen_addresses(listen, where)
+    metrics_where = at("metrics", "listen")
+    _check_metrics_apart(config.metrics, listen, where if where != origin else metrics_where)
     _check_allow(networks, where)
     if any(not e.is_loopback for e in listen) and all(n.is_loopback for n in networks):
         raise ConfigError(
@@ -295,7 +310,7 @@ def validate_config(
                 f"{where}: [dns] listen {endpoint} is a loopback address that [dns] allow "
                 f"does not include, so its clients would get no answer; add '{own}' to allow"
             )
-    _validate_hosts(config.hosts, at("hosts", "dnsmasq_file", "dnsmasq_pidfile"))
+    _validate_hosts(config.hosts, at("hosts", "path", "dnsmasq_file", "dnsmasq_pidfile"))
     _validate_publish(config.publish, at)
 
 
@@ -315,10 +330,52 @@ def _validate_metrics(metrics: MetricsConfig, where: str) -> None:
             f"{where}: [metrics] listen {endpoint} is not loopback; [metrics] allow must "
             "name the networks that may scrape it (its metrics name the bucket and upstreams)"
         )
+    # ``tagdns status`` on the node is the documented way to read them, and it connects
+    # from the listen address itself (from loopback to a wildcard): refused, it would
+    # say "not an agent" of a healthy one. As with a loopback [dns] listen address that
+    # [dns] allow leaves out, the address is unusable as configured: an error.
+    address = ipaddress.ip_address(endpoint.host)
+    own = (
+        _LOOPBACK[address.version]
+        if address.is_unspecified
+        else ipaddress.ip_network(endpoint.host.split("%", 1)[0])
+    )
+    if not any(n.version == own.version and own.subnet_of(n) for n in networks):  # type: ignore[arg-type]
+        shown = _LOOPBACK[address.version] if address.is_loopback else own
+        raise ConfigError(
+            f"{where}: [metrics] allow does not include [metrics] listen {endpoint}, so "
+            f"`tagdns status` on this node would be refused; add '{shown}' to allow"
+        )
+
+
+def _check_metrics_apart(metrics: MetricsConfig, listen: list[Endpoint], where: str) -> None:
+    """The metrics endpoint (TCP) cannot share an address and port with DNS (UDP and
+    TCP): ``check`` would find each free on its own, and ``serve`` would fail to bind."""
+    if metrics.listen in ("", NONE):
+        return
+    endpoint = parse_endpoint(metrics.listen, what="[metrics] listen")
+    address = ipaddress.ip_address(endpoint.host)
+    for dns in listen:
+        other = ipaddress.ip_address(dns.host)
+        if endpoint.port == 0 or dns.port != endpoint.port or other.version != address.version:
+            continue
+        if address == other or address.is_unspecified:
+            raise ConfigError(
+                f"{where}: [metrics] listen {endpoint} is also a [dns] listen address, whose "
+                "TCP port DNS holds; give the metrics another port"
+            )
 
 
 def _check_listen_addresses(listen: list[Endpoint], where: str) -> None:
+    seen: set[Endpoint] = set()
     for endpoint in listen:
+        if endpoint in seen and endpoint.port != 0:
+            # Each is free on its own for ``check``; ``serve`` binds the first, then
+            # fails on the second with "Address already in use".
+            raise ConfigError(
+                f"{where}: [dns] listen {endpoint} is listed twice; an address can be bound once"
+            )
+        seen.add(endpoint)
         if ipaddress.ip_address(endpoint.host).is_unspecified:
             # A UDP reply would leave from whichever address the kernel routes it from,
             # not the one the client asked: clients drop it as an answer from a stranger.
@@ -368,13 +425,23 @@ def _check_allow(
 
 
 def flagged_keys(file: Config, merged: Config) -> set[tuple[str, str]]:
-    """The ``(section, key)`` pairs whose value in ``merged`` differs from ``file``'s."""
+    """The ``(section, key)`` pairs whose value in ``merged`` differs from ``file``'s.
+
+    A value no flag replaced is the file's own object, so identity comes first: a
+    ``nan`` from the file is never equal to itself, and would be blamed on a flag.
+    """
+
+    def same(first: object, second: object) -> bool:
+        return first is second or first == second
+
     return {
         (section.name, key.name)
         for section in dataclasses.fields(Config)
         for key in dataclasses.fields(getattr(file, section.name))
-        if getattr(getattr(file, section.name), key.name)
-        != getattr(getattr(merged, section.name), key.name)
+        if not same(
+            getattr(getattr(file, section.name), key.name),
+            getattr(getattr(merged, section.name), key.name),
+        )
     }
 
 
@@ -401,6 +468,25 @@ def _validate_view(view: ViewConfig, at: Callable[..., str]) -> None:
 def _validate_hosts(hosts: HostsConfig, origin: str) -> None:
     if hosts.dnsmasq_pidfile and not hosts.dnsmasq_file:
         raise ConfigError(f"{origin}: [hosts] dnsmasq_pidfile is set but dnsmasq_file is not")
+    if hosts.path and hosts.dnsmasq_file and same_file(hosts.path, hosts.dnsmasq_file):
+        # The agent merges its block into ``path``, then writes ``dnsmasq_file`` whole:
+        # on one file that second write would erase localhost and every user line.
+        raise ConfigError(
+            f"{origin}: [hosts] path and [hosts] dnsmasq_file name the same file "
+            f"({hosts.path!r} and {hosts.dnsmasq_file!r}); the dnsmasq file is written "
+            "whole, so it must be a file of its own"
+        )
+
+
+def same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file: after symbolic links, ``..`` and the working
+    directory are resolved, or as one inode (a hard link) when both exist."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def _validate_publish(publish: PublishConfig, at: Callable[..., str]) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from resolver.adapters.dnsmasq import reload_dnsmasq
 from resolver.adapters.hosts_file import FileUpdate, update_file
-from resolver.config import HostsConfig
-from resolver.core.hosts_merge import merge_hosts, render_dnsmasq
+from resolver.config import HostsConfig, same_file
+from resolver.core.hosts_merge import merge_hosts, replace_dnsmasq
 from resolver.core.views import View
 from resolver.errors import ConfigError, HostsFileError
 
@@ -30,9 +30,13 @@ def write_hosts(path: Path, view: View, *, stop: threading.Event | None = None) 
 def write_dnsmasq(
     path: Path, view: View, *, unsignalled: bool = False, stop: threading.Event | None = None
 ) -> FileUpdate:
-    """Write the view as the whole dnsmasq addn-hosts file at ``path``."""
-    content = render_dnsmasq(view, str(path), unsignalled=unsignalled)
-    return update_file(path, lambda _current: content, stop=stop)
+    """Write the view as the whole dnsmasq addn-hosts file at ``path``; an existing file
+    tagdns did not write is refused (``replace_dnsmasq``), never overwritten."""
+    return update_file(
+        path,
+        lambda current: replace_dnsmasq(current, view, str(path), unsignalled=unsignalled),
+        stop=stop,
+    )
 
 
 def sync_dnsmasq(
@@ -86,6 +90,8 @@ class HostsSync:
     def __init__(self, config: HostsConfig, zone: str) -> None:
         if config.dnsmasq_pidfile and not config.dnsmasq_file:
             raise ConfigError("[hosts] dnsmasq_pidfile is set but dnsmasq_file is not")
+        if config.path and config.dnsmasq_file and same_file(config.path, config.dnsmasq_file):
+            raise ConfigError("[hosts] path and [hosts] dnsmasq_file name the same file")
         self.hosts_path = Path(config.path) if config.path else None
         self.dnsmasq_file = Path(config.dnsmasq_file) if config.dnsmasq_file else None
         self.dnsmasq_pidfile = Path(config.dnsmasq_pidfile) if config.dnsmasq_pidfile else None

@@ -295,8 +295,24 @@ def test_missing_cache_directory_needs_a_writable_parent(tmp_path: Path) -> None
         (["--view", "mars-north-9x"], "is not a region"),
         (["--config", "/nonexistent/tagdns.toml"], "/nonexistent/tagdns.toml: no such file"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (
+            ["--listen", "127.0.0.1:5399", "--listen", "127.0.0.1:5399"],
+            "command line: [dns] listen 127.0.0.1:5399 is listed twice",
+        ),
+        (
+            ["--listen", "127.0.0.1:5399", "--metrics", "127.0.0.1:5399"],
+            "command line: [metrics] listen 127.0.0.1:5399 is also a [dns] listen address",
+        ),
     ],
-    ids=["listen-hostname", "upstream-none-mixed", "view", "config-missing", "unknown-flag"],
+    ids=[
+        "listen-hostname",
+        "upstream-none-mixed",
+        "view",
+        "config-missing",
+        "unknown-flag",
+        "listen-twice",
+        "metrics-on-listen",
+    ],
 )
 def test_invalid_configuration_exits_2_with_one_line(
     argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
@@ -306,6 +322,20 @@ def test_invalid_configuration_exits_2_with_one_line(
     assert lines == []
     assert expected in err
     assert len(err.splitlines()) == 1
+
+
+def test_metrics_allow_without_the_nodes_own_way_in_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tagdns status`` on the node would be refused: an error, as for [dns] allow."""
+    config = tmp_path / "tagdns.toml"
+    config.write_text('[metrics]\nlisten = "127.0.0.1:9399"\nallow = ["10.0.0.0/8"]\n')
+    code, lines, err = check(capsys, "--config", str(config), *base_args(tmp_path)[:-2])
+    assert (code, lines) == (2, [])
+    assert err == (
+        f"tagdns: {config}: [metrics] allow does not include [metrics] listen 127.0.0.1:9399, "
+        "so `tagdns status` on this node would be refused; add '127.0.0.0/8' to allow\n"
+    )
 
 
 def test_invalid_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -391,6 +421,27 @@ def http_server() -> Iterator[tuple[http.server.HTTPServer, type[_Handler]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf", "-1"])
+def test_status_of_an_agent_with_a_value_that_is_not_one_shows_unknown(
+    http_server: tuple[http.server.HTTPServer, type[_Handler]],
+    value: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, handler = http_server
+    handler.body = (
+        b'tagdns_info{source="s3://b/k",view="us-east-1",loaded_from="s3://b/k"} 1\n'
+        b"tagdns_serving_serial " + value.encode() + b"\n"
+        b"tagdns_names " + value.encode() + b"\n"
+        b"tagdns_data_generated_timestamp_seconds " + value.encode() + b"\n"
+    )
+    code, out, err = status(capsys, "--metrics", f"127.0.0.1:{server.server_address[1]}")
+    assert (code, err) == (1, "")  # no usable serial: not known to serve
+    lines = out.splitlines()
+    assert lines[1] == "  serving:    serial unknown, unknown names, view us-east-1"
+    assert lines[2] == "  data:       generated unknown"
+    assert lines[-1].startswith("  unusable:   tagdns_serving_serial ")
 
 
 @pytest.mark.parametrize(
@@ -643,3 +694,73 @@ def test_shipped_config_fails_on_its_missing_dnsmasq_directory(
         "FAIL: hosts dnsmasq_file /etc/tagdns/dnsmasq.hosts: directory /etc/tagdns does not exist"
         in lines
     )
+
+
+def test_hosts_path_and_dnsmasq_file_on_one_file_exits_2_as_serve_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent would merge its block, then write the dnsmasq file over the whole file."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    (tmp_path / "link").symlink_to(hosts)
+    config = hosts_config(tmp_path, path=str(hosts), dnsmasq_file=str(tmp_path / "link"))
+    code, lines, err = check(capsys, "--config", config, *base_args(tmp_path))
+    assert (code, lines) == (2, [])
+    assert err.startswith(
+        f"tagdns: {config}: [hosts] path and [hosts] dnsmasq_file name the same file"
+    )
+    assert err.count("\n") == 1
+
+
+def test_a_dnsmasq_file_tagdns_did_not_write_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The feeder would refuse to replace it on every document; check says so first."""
+    feed = tmp_path / "dm.hosts"
+    feed.write_text("127.0.0.1 localhost\n")
+    config = hosts_config(tmp_path, dnsmasq_file=str(feed))
+    code, lines, _ = check(capsys, "--config", config, *base_args(tmp_path))
+    assert code == 1
+    [failure] = failures(lines)
+    assert failure.startswith(
+        f"FAIL: hosts dnsmasq_file {feed}: not a dnsmasq file written by tagdns"
+    ), failure
+    assert feed.read_text() == "127.0.0.1 localhost\n"
+
+
+# -- exit codes agree across commands ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("view", "message"),
+    [
+        ("eu-north-1", "view region 'eu-north-1' is not among the document's regions"),
+        ("auto", "view region 'auto': instance metadata did not answer"),
+    ],
+    ids=["region-not-in-document", "auto-without-metadata"],
+)
+@pytest.mark.parametrize("command", ["lookup web1", "hosts --output -", "check"])
+def test_a_view_the_node_cannot_have_is_a_runtime_failure_for_every_command(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    view: str,
+    message: str,
+) -> None:
+    """Exit 1, not 2: the flag is valid; the document (which the next publish may
+    change) or instance metadata (a service that may be down) is what fails."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    argv = [*command.split(), "--source", str(EXAMPLE), "--view", view]
+    if command == "check":
+        argv = ["check", *base_args(tmp_path)]
+        argv[argv.index("--view") + 1] = view
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    if command == "check":
+        [failure] = failures(captured.out.splitlines())
+        assert message in failure
+    else:
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert message in captured.err

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from resolver import cli_agent
-from resolver.cli import build_parser
+from resolver.cli import build_parser, main
 from resolver.config import (
     Config,
     DnsConfig,
@@ -176,17 +176,17 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"source": {"poll_interval": 0}}, "[source] poll_interval must be at least 1 second"),
-        ({"source": {"poll_interval": -1.5}}, "[source] poll_interval must be at least 1 second"),
+        ({"source": {"poll_interval": 0}}, "[source] poll_interval must be 1 to 86400 seconds"),
+        ({"source": {"poll_interval": -1.5}}, "[source] poll_interval must be 1 to 86400 seconds"),
         (
             {"source": {"poll_interval": float("inf")}},
-            "[source] poll_interval must be at least 1 second",
+            "[source] poll_interval must be 1 to 86400 seconds",
         ),
         (
             {"source": {"poll_interval": float("nan")}},
-            "[source] poll_interval must be at least 1 second",
+            "[source] poll_interval must be 1 to 86400 seconds",
         ),
-        ({"source": {"poll_interval": 0.01}}, "[source] poll_interval must be at least 1 second"),
+        ({"source": {"poll_interval": 0.01}}, "[source] poll_interval must be 1 to 86400 seconds"),
         ({"source": {"max_shrink": 1.5}}, "[source] max_shrink must be between 0 and 1"),
         ({"source": {"max_shrink": -0.1}}, "[source] max_shrink must be between 0 and 1"),
         ({"source": {"max_shrink": float("nan")}}, "[source] max_shrink must be between 0 and 1"),
@@ -376,7 +376,7 @@ def test_invalid_values_name_the_key(raw: dict[str, dict[str, object]], message:
         {"dns": {"upstream": ["auto", "10.0.0.2:5353", "::1"]}},
         {"dns": {"ttl": 0, "negative_ttl": 86400}},
         {"metrics": {"listen": ""}},
-        {"metrics": {"listen": "10.0.0.5:9153", "allow": ["10.0.9.0/24"]}},
+        {"metrics": {"listen": "10.0.0.5:9153", "allow": ["10.0.0.5/32", "10.0.9.0/24"]}},
         {"metrics": {"listen": "none"}},
         {"view": {"region": "public"}},
         {"view": {"region": "us-gov-west-1"}},
@@ -536,7 +536,7 @@ def test_the_merged_configuration_is_still_judged(tmp_path: Path) -> None:
         (
             "[source]\npoll_interval = 10\n",
             ["--poll", "0.5"],
-            "command line: [source] poll_interval must be at least 1 second",
+            "command line: [source] poll_interval must be 1 to 86400 seconds",
         ),
     ],
     ids=["file-allow-beside-a-flag", "file-upstream-port-0", "file-upstream-beside-listen", "flag"],
@@ -560,3 +560,214 @@ def test_errors_in_the_default_file_name_it(
     args = build_parser().parse_args(["serve", "--listen", "127.0.0.1:5353"])
     with pytest.raises(ConfigError, match=f"^{path}: \\[dns\\] ttl must be 0 to 86400"):
         cli_agent.config_with_flags(args)
+
+
+@pytest.mark.parametrize(
+    ("path", "dnsmasq_file"),
+    [
+        ("{tmp}/hosts", "{tmp}/hosts"),
+        ("hosts", "{tmp}/hosts"),
+        ("hosts", "./sub/../hosts"),
+        ("{tmp}/hosts", "{tmp}/link"),
+        ("{tmp}/hosts", "{tmp}/hardlink"),
+        ("{tmp}/absent", "absent"),
+    ],
+    ids=["same-text", "relative-and-absolute", "dot-dot", "symlink", "hard-link", "not-yet-there"],
+)
+def test_hosts_path_and_dnsmasq_file_must_be_two_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, dnsmasq_file: str
+) -> None:
+    """The dnsmasq file is written whole: on the hosts file it would erase every user line."""
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "hosts")
+    (tmp_path / "hardlink").hardlink_to(tmp_path / "hosts")
+    monkeypatch.chdir(tmp_path)
+    raw = {
+        "hosts": {
+            "path": path.format(tmp=tmp_path),
+            "dnsmasq_file": dnsmasq_file.format(tmp=tmp_path),
+        }
+    }
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping(raw, "tagdns.toml")
+    message = str(caught.value)
+    assert message.startswith("tagdns.toml: [hosts] path and [hosts] dnsmasq_file name the same")
+    assert "\n" not in message
+    assert caught.value.exit_code == 2
+
+
+def test_hosts_path_and_dnsmasq_file_side_by_side_are_fine(tmp_path: Path) -> None:
+    raw = {"hosts": {"path": f"{tmp_path}/hosts", "dnsmasq_file": f"{tmp_path}/dnsmasq.hosts"}}
+    assert config_from_mapping(raw).hosts.dnsmasq_file == f"{tmp_path}/dnsmasq.hosts"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"dns": {"listen": ["127.0.0.1:53", "127.0.0.1:53"]}},
+            "[dns] listen 127.0.0.1:53 is listed twice; an address can be bound once",
+        ),
+        (
+            {"dns": {"listen": ["[::1]:53", "[0:0::1]:53"]}},
+            "[dns] listen [::1]:53 is listed twice; an address can be bound once",
+        ),
+        (
+            {"dns": {"listen": ["127.0.0.1:5353"]}, "metrics": {"listen": "127.0.0.1:5353"}},
+            "[metrics] listen 127.0.0.1:5353 is also a [dns] listen address, whose TCP port "
+            "DNS holds; give the metrics another port",
+        ),
+        (
+            {"metrics": {"listen": "0.0.0.0:53", "allow": ["127.0.0.0/8", "10.0.0.0/8"]}},
+            "[metrics] listen 0.0.0.0:53 is also a [dns] listen address, whose TCP port "
+            "DNS holds; give the metrics another port",
+        ),
+        (
+            {"metrics": {"allow": ["10.0.0.0/8"]}},
+            "[metrics] allow does not include [metrics] listen 127.0.0.1:9153, so `tagdns "
+            "status` on this node would be refused; add '127.0.0.0/8' to allow",
+        ),
+        (
+            {"metrics": {"listen": "[::1]:9153", "allow": ["127.0.0.0/8"]}},
+            "[metrics] allow does not include [metrics] listen [::1]:9153, so `tagdns "
+            "status` on this node would be refused; add '::1/128' to allow",
+        ),
+        (
+            {"metrics": {"listen": "10.0.0.5:9153", "allow": ["10.0.9.0/24"]}},
+            "[metrics] allow does not include [metrics] listen 10.0.0.5:9153, so `tagdns "
+            "status` on this node would be refused; add '10.0.0.5/32' to allow",
+        ),
+        (
+            {"metrics": {"listen": "0.0.0.0:9153", "allow": ["10.0.0.0/8"]}},
+            "[metrics] allow does not include [metrics] listen 0.0.0.0:9153, so `tagdns "
+            "status` on this node would be refused; add '127.0.0.0/8' to allow",
+        ),
+    ],
+    ids=[
+        "dns-listen-twice",
+        "dns-listen-twice-spelled-differently",
+        "metrics-on-a-dns-address",
+        "metrics-wildcard-on-the-dns-port",
+        "metrics-loopback-not-allowed",
+        "metrics-ipv6-loopback-not-allowed",
+        "metrics-address-not-allowed",
+        "metrics-wildcard-without-loopback",
+    ],
+)
+def test_addresses_serve_could_not_use_are_config_errors(
+    raw: dict[str, dict[str, object]], message: str
+) -> None:
+    """What ``check`` passes, ``serve`` must be able to bind and ``status`` to read."""
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping(raw, "tagdns.toml")
+    assert str(caught.value) == f"tagdns.toml: {message}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"dns": {"listen": ["127.0.0.1:0", "127.0.0.1:0"]}},
+        {"dns": {"listen": ["127.0.0.1:53", "[::1]:53"]}},
+        {"metrics": {"listen": "127.0.0.53:9153"}},
+        {"metrics": {"listen": "127.0.0.1:0"}, "dns": {"listen": ["127.0.0.1:0"]}},
+        {"metrics": {"listen": "0.0.0.0:9153", "allow": ["127.0.0.0/8", "10.0.0.0/8"]}},
+        {"metrics": {"listen": "10.0.0.5:53", "allow": ["10.0.0.0/24"]}},
+    ],
+    ids=[
+        "port-zero-twice",
+        "both-families",
+        "metrics-beside-dns",
+        "port-zero-both",
+        "metrics-wildcard",
+        "metrics-same-port-other-address",
+    ],
+)
+def test_addresses_serve_can_use(raw: dict[str, dict[str, object]]) -> None:
+    config_from_mapping(raw)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://x", "only s3://, file:// and plain paths are supported"),
+        ("s3://bucket", "expected s3://BUCKET/KEY"),
+        ("s3://bucket/", "expected s3://BUCKET/KEY"),
+        ("s3:///key", "expected s3://BUCKET/KEY"),
+        ("file://host/x", "expected file:///ABSOLUTE/PATH"),
+        ("", "expected s3://BUCKET/KEY, file:///PATH or a path, not an empty string"),
+    ],
+    ids=["scheme", "s3-no-key", "s3-trailing-slash", "s3-no-bucket", "file-host", "empty"],
+)
+@pytest.mark.parametrize("command", ["check", "serve", "lookup web1", "hosts", "status", "publish"])
+def test_a_bad_source_url_is_an_invalid_config_for_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, url: str, problem: str
+) -> None:
+    """Named where it was written, before ``check`` says the config is ok."""
+    path = _write(tmp_path, f'[source]\nurl = "{url}"\n[view]\nregion = "us-east-1"\n')
+    assert main([*command.split(), "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"tagdns: {path}: [source] url {url!r}: {problem}\n"
+
+
+@pytest.mark.parametrize("command", ["check", "serve", "lookup web1", "hosts"])
+def test_a_bad_source_flag_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    path = _write(tmp_path, '[view]\nregion = "us-east-1"\n')
+    argv = [*command.split(), "--config", str(path), "--source", "s3://bucket"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err == "tagdns: command line: --source 's3://bucket': expected s3://BUCKET/KEY\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["nan", "+nan", "-nan", "inf", "+inf", "-inf"])
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("poll_interval", "[source] poll_interval must be"),
+        ("max_shrink", "[source] max_shrink must be between 0 and 1"),
+    ],
+)
+def test_nan_and_inf_in_the_file_are_blamed_on_the_file(
+    tmp_path: Path, key: str, message: str, value: str
+) -> None:
+    """``flagged_keys`` must not take nan (never equal to itself) for a flag's value."""
+    path = _write(tmp_path, f"[source]\n{key} = {value}\n")
+    for command in (["serve"], ["check"], ["lookup", "web1"], ["hosts"]):
+        args = build_parser().parse_args([*command, "--config", str(path)])
+        with pytest.raises(ConfigError) as caught:
+            cli_agent.config_with_flags(args)
+        assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
+    with pytest.raises(ConfigError, match=f"^{path}: "):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("poll", "accepted"),
+    [
+        ("1", True),
+        ("86400", True),
+        ("86400.5", False),
+        ("1e308", False),
+        ("inf", False),
+        ("0.999", False),
+        ("nan", False),
+    ],
+)
+def test_poll_flag_is_bounded_both_ways(poll: str, accepted: bool) -> None:
+    """An interval of 1e308 s would leave every node on the names it started with."""
+    args = build_parser().parse_args(["serve", "--poll", poll, "--config", "/dev/null"])
+    if accepted:
+        assert cli_agent.config_with_flags(args).source.poll_interval == float(poll)
+        return
+    with pytest.raises(ConfigError) as caught:
+        cli_agent.config_with_flags(args)
+    assert str(caught.value) == (
+        f"command line: [source] poll_interval must be 1 to 86400 seconds, not {float(poll):g} "
+        "(every poll is a request from every node; a day at most keeps nodes current)"
+    )

@@ -133,6 +133,51 @@ def test_name_that_cannot_be_a_dns_name_is_one_line_and_exit_2(
     assert err == f"tagdns: lookup: {name!r} is not a DNS name: {problem}\n"
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("fe80::1%eth0", "an address with a zone index (%eth0) has no PTR name; leave out %eth0"),
+        ("fe80::1%", "an address with a zone index (%) has no PTR name; leave out %"),
+        ("1.2.3.4/24", "it is a network, not an address; give one address for its PTR"),
+        ("2600:1f18::/64", "it is a network, not an address; give one address for its PTR"),
+        ("10.0.1.10/32", "it is a network, not an address; give one address for its PTR"),
+    ],
+    ids=["scoped-ipv6", "empty-scope", "ipv4-network", "ipv6-network", "host-network"],
+)
+def test_odd_addresses_are_one_line_and_exit_2(
+    name: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, err = lookup(capsys, name, *VIEW)
+    assert (code, lines) == (2, [])
+    assert err.startswith(f"tagdns: lookup: {name!r} is not a DNS name: {problem}"), err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        (".", "."),
+        ("a b", "a\\032b"),
+        ("a\nb", "a\\010b"),
+        ("tab\there.", "tab\\009here"),
+        ("a/b", "a/b"),
+        ("1.2.3.4.", "1.2.3.4"),
+    ],
+    ids=["root", "space", "newline", "tab", "slash", "dotted-quad-fqdn"],
+)
+def test_names_a_query_can_carry_are_shown_on_one_line(
+    name: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any octet can travel in a query label; the output shows it escaped, as dig does."""
+    code, lines, err = lookup(capsys, name, *VIEW)
+    assert (code, err) == (0, "")
+    assert lines == [
+        HEADER,
+        f"{shown} A: not owned: forwarded upstream",
+        f"{shown} AAAA: not owned: forwarded upstream",
+    ]
+
+
 def test_bad_name_from_the_console_script_has_no_traceback() -> None:
     result = subprocess.run(
         [TAGDNS, "lookup", LONG_NAME, *VIEW],
@@ -160,3 +205,31 @@ def test_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "Exit 0 whenever the answer is known" in text
     assert "forward it upstream" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "document is not valid JSON: Expecting value at line 1 column 1"),
+        (b"xx\n", "document is not valid JSON: Expecting value at line 1 column 1"),
+        (b"[]", "document"),
+    ],
+    ids=["empty", "not-json", "not-an-object"],
+)
+@pytest.mark.parametrize("command", ["lookup web1", "hosts --output -"])
+def test_document_errors_name_the_source_as_serve_does(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    content: bytes,
+    problem: str,
+) -> None:
+    source = tmp_path / "mapping.json"
+    source.write_bytes(content)
+    argv = [*command.split(), "--source", str(source), "--view", "us-east-1"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"tagdns: {source}: {problem}"), captured.err
+    assert captured.err.count("\n") == 1
+    assert captured.err.endswith("; nothing written\n") == command.startswith("hosts")

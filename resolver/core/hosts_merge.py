@@ -184,12 +184,50 @@ UNSIGNALLED_NOTE = "# tagdns: dnsmasq could not be told to re-read this file; th
 without it, sees a change, and signals again, whichever process writes it next."""
 
 
+_DNSMASQ_PURPOSE = "read by dnsmasq through addn-hosts; this file is overwritten"
+
+
 def render_dnsmasq(view: View, where: str, *, unsignalled: bool = False) -> bytes:
     """The view as a whole dnsmasq ``addn-hosts`` file (tagdns owns every line);
     ``unsignalled`` adds ``UNSIGNALLED_NOTE``."""
     lines = [
-        _header(view, "read by dnsmasq through addn-hosts; this file is overwritten"),
+        _header(view, _DNSMASQ_PURPOSE),
         *hosts_lines(view),
         *([UNSIGNALLED_NOTE] if unsignalled else []),
     ]
     return b"\n".join(_checked_lines(lines, where)) + b"\n"
+
+
+def is_tagdns_dnsmasq(content: bytes) -> bool:
+    """Whether ``content`` is a dnsmasq file tagdns wrote: its first line is the header
+    ``render_dnsmasq`` puts there (for any view and zone)."""
+    first = content.split(b"\n", 1)[0]
+    return first.startswith(b"# Managed by tagdns (") and first.endswith(
+        b"): " + _DNSMASQ_PURPOSE.encode("ascii")
+    )
+
+
+def dnsmasq_refusal(current: bytes | None) -> str | None:
+    """Why the dnsmasq file ``current`` (None: no file yet) must not be replaced; None
+    when it may be: it is missing or blank, or tagdns wrote it.
+
+    The file is written whole, so one named by mistake (``/etc/hosts`` as ``--output``
+    or as ``[hosts] dnsmasq_file``) would lose every line of its own.
+    """
+    if current is None or not current.strip() or is_tagdns_dnsmasq(current):
+        return None
+    return (
+        "not a dnsmasq file written by tagdns (its first line is not tagdns's header), "
+        "so it is not replaced whole; name another file, or remove or empty this one first"
+    )
+
+
+def replace_dnsmasq(
+    current: bytes | None, view: View, where: str, *, unsignalled: bool = False
+) -> bytes:
+    """The new dnsmasq file for ``view`` in place of ``current``; HostsFileError naming
+    ``where`` for a file tagdns did not write (``dnsmasq_refusal``)."""
+    refusal = dnsmasq_refusal(current)
+    if refusal is not None:
+        raise HostsFileError(f"{where}: {refusal}")
+    return render_dnsmasq(view, where, unsignalled=unsignalled)

@@ -8,10 +8,45 @@ not a traceback from an encoder.
 
 from __future__ import annotations
 
+import ipaddress
 from encodings import idna
 
 from resolver.core.names import MAX_LABEL_OCTETS, MAX_NAME_OCTETS
 from resolver.errors import UsageError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def lookup_address(raw: str) -> IPAddress | None:
+    """The address whose PTR ``lookup`` asks for, None when ``raw`` is a name.
+
+    Forms an address takes elsewhere but that name no PTR are usage errors naming the
+    value: an IPv6 zone index (``fe80::1%eth0``: the reverse name is of the address
+    alone, and ``ipaddress`` would raise from ``reverse_pointer``) and a network
+    (``10.0.0.0/24``, which would otherwise be asked as a name with a slash in it).
+    """
+
+    def bad(problem: str) -> UsageError:
+        return UsageError(f"lookup: {raw!r} is not a DNS name: {problem}")
+
+    address, percent, zone = raw.partition("%")
+    if percent:
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return None
+        raise bad(f"an address with a zone index (%{zone}) has no PTR name; leave out %{zone}")
+    try:
+        return ipaddress.ip_address(raw)
+    except ValueError:
+        pass
+    if "/" in raw:
+        try:
+            ipaddress.ip_network(raw, strict=False)
+        except ValueError:
+            return None
+        raise bad("it is a network, not an address; give one address for its PTR")
+    return None
 
 
 def lookup_labels(raw: str) -> tuple[bytes, ...]:

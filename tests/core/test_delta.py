@@ -364,8 +364,10 @@ def test_a_changed_entry_naming_a_field_twice_is_refused_both_ways() -> None:
     at = data.index(b'"instance_id":"', data.index(b'"name":"host-007"') - 200)
     data = data[:at] + b'"instance_id":"i-0000000000000dead",' + data[at:]
     full, rebuilt = _reload_both_ways(previous, data, chosen)
-    assert full == rebuilt == (
-        "DocumentError: document is not valid: an object names the key 'instance_id' twice"
+    assert (
+        full
+        == rebuilt
+        == ("DocumentError: document is not valid: an object names the key 'instance_id' twice")
     )
 
 

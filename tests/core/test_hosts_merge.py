@@ -18,6 +18,7 @@ from resolver.core.hosts_merge import (
     render_block,
     render_dnsmasq,
     render_hosts_block,
+    replace_dnsmasq,
 )
 from resolver.core.views import View, ViewRecord, public_view
 from resolver.errors import HostsFileError
@@ -62,6 +63,45 @@ def test_render_dnsmasq_exact() -> None:
         b"10.0.0.2 web.internal web\n"
         b"2600::1 web.internal web\n"
     )
+
+
+DNSMASQ_WHERE = "/etc/tagdns/dnsmasq.hosts"
+
+
+@pytest.mark.parametrize(
+    "current",
+    [
+        None,
+        b"",
+        b"\n \n",
+        render_dnsmasq(VIEW, DNSMASQ_WHERE),
+        render_dnsmasq(VIEW, DNSMASQ_WHERE, unsignalled=True),
+        render_dnsmasq(View("eu-west-1", "fleet.internal", 3, ()), DNSMASQ_WHERE),
+    ],
+    ids=["absent", "empty", "blank", "ours", "ours-unsignalled", "ours-other-view"],
+)
+def test_replace_dnsmasq_replaces_what_tagdns_wrote(current: bytes | None) -> None:
+    assert replace_dnsmasq(current, VIEW, DNSMASQ_WHERE) == render_dnsmasq(VIEW, DNSMASQ_WHERE)
+
+
+@pytest.mark.parametrize(
+    "current",
+    [
+        USER,
+        USER + BLOCK,
+        b"# a comment\n" + render_dnsmasq(VIEW, DNSMASQ_WHERE),
+        b"# Managed by tagdns (view us-east-1, zone internal): something else\n",
+        b"10.0.0.1 web\n",
+    ],
+    ids=["hosts-file", "hosts-file-with-block", "header-not-first", "other-header", "no-header"],
+)
+def test_replace_dnsmasq_refuses_a_file_tagdns_did_not_write(current: bytes) -> None:
+    """The dnsmasq file is written whole: pointed at /etc/hosts it would erase localhost."""
+    with pytest.raises(HostsFileError) as caught:
+        replace_dnsmasq(current, VIEW, DNSMASQ_WHERE)
+    message = str(caught.value)
+    assert message.startswith(f"{DNSMASQ_WHERE}: not a dnsmasq file written by tagdns")
+    assert "\n" not in message
 
 
 def test_render_leaves_the_serial_out() -> None:

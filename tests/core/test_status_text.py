@@ -148,3 +148,70 @@ def test_many_types_are_cut_short() -> None:
 
 def test_not_tagdns() -> None:
     assert not is_tagdns({"process_cpu_seconds_total": [({}, 1.0)]})
+
+
+NUMERIC_METRICS = [
+    ("tagdns_serving_serial", {}),
+    ("tagdns_names", {}),
+    ("tagdns_data_generated_timestamp_seconds", {}),
+    ("tagdns_data_age_seconds", {}),
+    ("tagdns_last_fetch_success_timestamp_seconds", {}),
+    ("tagdns_fetch_started_timestamp_seconds", {}),
+    ("tagdns_source_fetches_total", {}),
+    ("tagdns_source_not_modified_total", {}),
+    ("tagdns_source_errors_total", {}),
+    ("tagdns_reloads_total", {"result": "accepted"}),
+    ("tagdns_rebuilds_total", {}),
+    ("tagdns_last_load_seconds", {}),
+    ("tagdns_queries_total", {"transport": "udp"}),
+    ("tagdns_query_types_total", {"type": "A"}),
+    ("tagdns_responses_total", {"rcode": "NOERROR"}),
+    ("tagdns_answers_total", {"source": "owned"}),
+    ("tagdns_upstream_errors_total", {"upstream": "10.0.0.2:53"}),
+    ("tagdns_upstream_timeouts_total", {}),
+    ("tagdns_forward_servfail_total", {}),
+    ("tagdns_upstream_timeouts_in_a_row", {"upstream": "10.0.0.2:53"}),
+]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), -1.0, 1e300])
+@pytest.mark.parametrize(
+    ("name", "labels"), NUMERIC_METRICS, ids=[name for name, _ in NUMERIC_METRICS]
+)
+def test_a_value_that_cannot_be_one_is_shown_as_unknown(
+    name: str, labels: dict[str, str], value: float
+) -> None:
+    """A foreign or broken endpoint: every line still comes out, never a traceback."""
+    samples = dict(_samples())
+    samples[name] = [(labels, value)]
+    lines = render_status(samples, "127.0.0.1:9153", NOW)
+    assert lines[0] == "tagdns agent at 127.0.0.1:9153"
+    assert all("\n" not in line for line in lines)
+    assert not any("nan" in line.lower() or "inf " in line for line in lines[:-1])
+    if value == -1.0 and name == "tagdns_data_age_seconds":
+        return  # a publisher's clock ahead of the node's: "0 s old"
+    assert "unknown" in "\n".join(lines), lines
+    assert lines[-1] == f"  unusable:   {name} {value:g} (shown as unknown)"
+
+
+def test_a_serial_that_is_not_a_number_is_not_serving() -> None:
+    samples = dict(_samples())
+    samples["tagdns_serving_serial"] = [({}, float("nan"))]
+    lines = render_status(samples, "x", NOW)
+    assert lines[1] == "  serving:    serial unknown, 5 names, view us-east-1"
+    assert not serving(samples)
+
+
+def test_a_negative_data_age_is_a_clock_ahead_not_an_error() -> None:
+    samples = dict(_samples())
+    samples["tagdns_data_age_seconds"] = [({}, -30.0)]
+    lines = render_status(samples, "x", NOW)
+    assert lines[2].endswith(", 0 s old")
+    assert not any(line.startswith("  unusable:") for line in lines)
+
+
+def test_a_timestamp_past_what_the_c_library_shows_is_unknown() -> None:
+    samples = dict(_samples())
+    samples["tagdns_data_generated_timestamp_seconds"] = [({}, 1e18)]
+    lines = render_status(samples, "x", NOW)
+    assert lines[2] == "  data:       generated unknown, 2 h old"

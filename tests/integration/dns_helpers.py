@@ -49,7 +49,7 @@ EXAMPLE_SERVE_ARGS = (
 TAGDNS = Path(sys.executable).with_name("tagdns")
 DNSMASQ = Path("/usr/sbin/dnsmasq")
 START_TIMEOUT = 10.0
-_READY = re.compile(r"ready: (\S+)")
+_READY = re.compile(r"(?:ready|listening without data): (\S+)")
 T = TypeVar("T")
 
 

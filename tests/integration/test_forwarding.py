@@ -239,7 +239,9 @@ def cli_agent(tmp: Path, *upstreams: str, source: Path = MAPPING) -> Iterator[Cl
     try:
         deadline = time.monotonic() + 20
         while not agent.port:
-            found = re.search(r"ready: 127\.0\.0\.1:(\d+)", agent.log_text())
+            found = re.search(
+                r"(?:ready|listening without data): 127\.0\.0\.1:(\d+)", agent.log_text()
+            )
             if found:
                 agent.port = int(found.group(1))
             elif process.poll() is not None or time.monotonic() > deadline:

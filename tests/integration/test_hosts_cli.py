@@ -197,7 +197,6 @@ def test_bad_targets_are_one_line_errors(
     ("args", "message"),
     [
         (["--format", "xml"], "invalid choice: 'xml'"),
-        (["--view", "eu-north-1"], "view region 'eu-north-1' is not among"),
         (["--view", "mars"], "[view] region 'mars' is not a region, public or auto"),
         (["--source", "ftp://x/y"], "only s3://, file:// and plain paths"),
     ],
@@ -211,6 +210,47 @@ def test_usage_errors_exit_2(
 
 
 # --- dnsmasq -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [USER_LINES, USER_LINES + STALE_BLOCK + USER_TAIL, b"10.0.0.1 web\n"],
+    ids=["etc-hosts", "etc-hosts-with-block", "someone-elses-addn-hosts"],
+)
+def test_dnsmasq_format_never_replaces_a_file_tagdns_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], existing: bytes
+) -> None:
+    """``--format dnsmasq --output /etc/hosts`` would otherwise erase localhost and every
+    user line: the dnsmasq file is written whole."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(existing)
+    args = ["hosts", "--source", str(EXAMPLE), "--view", "us-east-1"]
+    assert main([*args, "--format", "dnsmasq", "--output", str(victim)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+    assert errors == [
+        f"tagdns: {victim}: not a dnsmasq file written by tagdns (its first line is not "
+        "tagdns's header), so it is not replaced whole; name another file, or remove or "
+        "empty this one first"
+    ]
+    assert victim.read_bytes() == existing
+    # What tagdns wrote (and an empty file) it replaces, as before.
+    victim.write_bytes(b"")
+    assert main([*args, "--format", "dnsmasq", "--output", str(victim)]) == 0
+    assert main([*args, "--view", "public", "--format", "dnsmasq", "--output", str(victim)]) == 0
+    assert b"(view public, zone internal)" in victim.read_bytes()
+
+
+def test_the_agents_feeder_never_replaces_a_file_tagdns_did_not_write(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(USER_LINES)
+    feed = tmp_path / "dnsmasq.hosts"
+    feed.write_bytes(USER_LINES)
+    sync = HostsSync(HostsConfig(path=str(hosts), dnsmasq_file=str(feed)), "internal")
+    view = build_view(parse_document(EXAMPLE.read_bytes()), "us-east-1", "internal")
+    with pytest.raises(HostsFileError, match=rf"^{feed}: not a dnsmasq file written by tagdns"):
+        sync.apply(view)
+    assert feed.read_bytes() == USER_LINES
+    assert hosts.read_bytes().startswith(USER_LINES + b"# BEGIN tagdns\n")  # still written
 
 
 def dig(port: int, name: str, qtype: str = "A") -> list[str]:
