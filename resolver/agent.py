@@ -156,8 +156,10 @@ class Agent:
         self.hosts_error: str | None = None
         """Why the last [hosts] write failed; None when the files are in line."""
         self.cache_error: str | None = None
-        self.fetch_started: float | None = None
         """Why the last save of the last-known-good copy failed; None after a good one."""
+        self.fetch_started: float | None = None
+        self._cache_read = False
+        """The last-known-good copy was considered (once, before any fetch is)."""
         self.loaded: LoadedZone | None = None
         self.loaded_from: str | None = None
         self.server: DnsServer | None = None
@@ -329,6 +331,8 @@ class Agent:
         if loaded is previous:  # the very bytes in force
             if not from_cache:
                 self.loaded_from = origin  # the source confirms the cached copy
+                if self.cache_error is not None:  # its last save failed: try again
+                    await self._save_last_known_good(data)
             if self.hosts_sync.enabled and (rewrite_files or self.hosts_failing):
                 # The view's records were released once written: build it again.
                 view = await asyncio.to_thread(view_of, data, self.plan.settings)
@@ -340,14 +344,8 @@ class Agent:
         self._install(loaded, origin, self.last_load_seconds)
         # The last-known-good copy before the [hosts] files: a write waiting on a hosts
         # file's lock (up to 10 s) must not leave a restart without the data served.
-        if not from_cache and self.last_known_good is not None:
-            try:
-                await asyncio.to_thread(self.last_known_good.save, data)
-            except TagdnsError as exc:
-                log.warning("%s", exc)
-                self.cache_error = f"last-known-good copy not saved: {exc}"
-            else:
-                self.cache_error = None
+        if not from_cache:
+            await self._save_last_known_good(data)
         await self._sync_files(loaded.view)
         # Serving already: what the next load compares with is kept now.
         kept = await asyncio.to_thread(with_entries_kept, loaded, data)
@@ -357,6 +355,28 @@ class Agent:
         del loaded
         self._release_view_records()
         return True
+
+    async def _save_last_known_good(self, data: bytes) -> None:
+        """Save the document in force for the next start; a failure never stops serving.
+
+        A failed save is retried with the next fetch of the same document (the poll
+        fetches it whole meanwhile, see ``refresh``), not only when a new one comes: a
+        quiet fleet may publish nothing for days, and a restart in between would
+        find an old copy, or none.
+        """
+        if self.last_known_good is None:
+            return
+        try:
+            await asyncio.to_thread(self.last_known_good.save, data)
+        except TagdnsError as exc:
+            error = f"last-known-good copy not saved: {exc}"
+            if error != self.cache_error:  # once per distinct error, not once a poll
+                log.warning("%s", exc)
+            self.cache_error = error
+        else:
+            if self.cache_error is not None:
+                log.info("last-known-good copy saved again")
+            self.cache_error = None
 
     async def _sync_files(self, view: View) -> None:
         """Bring the [hosts] files in line with the view; a failure never stops serving.
@@ -394,6 +414,21 @@ class Agent:
 
     async def load_cached(self) -> None:
         """Serve the last-known-good copy, if any, before the source answers."""
+        async with self._refresh_lock:
+            await self._read_cache_once()
+
+    async def _read_cache_once(self) -> None:
+        """``load_cached`` under the refresh lock, done by whichever comes first: start-up
+        or a refresh (a SIGHUP or a file change during start-up).
+
+        The cached copy is installed without the guards (it is what the node served
+        last), so it must come first: a document fetched before it would itself be
+        installed unguarded (nothing in force to compare with), saved over the cached
+        copy, then replaced by it in memory, and the next start would serve it.
+        """
+        if self._cache_read:
+            return
+        self._cache_read = True
         if self.last_known_good is None:
             return
         try:
@@ -409,9 +444,11 @@ class Agent:
     async def refresh(self, *, force: bool = False, rewrite_files: bool = False) -> None:
         """Fetch the source (conditionally unless ``force``) and consider what came."""
         async with self._refresh_lock:
+            await self._read_cache_once()
             self.counts["fetches"] += 1
             try:
-                whole = force or rewrite_files or self.hosts_failing
+                # Whole while a file write failed: a 304 carries nothing to write again.
+                whole = force or rewrite_files or self.hosts_failing or self.cache_error is not None
                 marker = None if whole else self.marker
                 self.fetch_started = time.time()
                 try:

@@ -563,9 +563,66 @@ def test_unwritable_cache_directory_warns_and_serving_continues(
 
     run(scenario)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2
-    assert all(w.startswith(f"cache {cache}: cannot write: ") for w in warnings)
+    assert len(warnings) == 1, "the same failure is told once, not at every save"
+    assert warnings[0].startswith(f"cache {cache}: cannot write: ")
     assert errors(caplog) == []
+
+
+def test_a_failed_save_of_the_cached_copy_is_retried_without_a_new_document(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A quiet fleet publishes nothing for days: the copy is saved at the next poll
+    once it can be, not when the next document comes."""
+    caplog.set_level(logging.INFO, logger="tagdns")
+    blocker = tmp_path / "state"
+    blocker.write_bytes(b"a file where the cache directory should be")
+    cache = blocker / "mapping.json"
+    source = FakeSource(document(1), None, document(1))
+    agent = make_agent(source, cache)
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            assert agent.status().files_error is not None
+            await agent.refresh()  # still failing: fetched whole, saved again, fails again
+            assert source.markers[-1] is None, "a 304 would carry nothing to save"
+            blocker.unlink()
+            blocker.mkdir()
+            await agent.refresh()
+            assert source.markers[-1] is None
+            assert agent.status().files_error is None
+            assert agent.status().accepted == 1  # the same document, not a new one
+        finally:
+            await close(agent)
+
+    run(scenario)
+    assert cache.read_bytes() == document(1)
+    assert "last-known-good copy saved again" in [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("cache_first", [True, False], ids=["cache-first", "refresh-first"])
+def test_a_refresh_during_start_up_is_judged_against_the_cached_copy(
+    tmp_path: Path, cache_first: bool
+) -> None:
+    """A SIGHUP or a file change while the cached copy loads must not install the
+    source's document unguarded and save it over the copy: here an older serial that
+    drops three of four names, which the guards refuse."""
+    cache = tmp_path / "mapping.json"
+    LastKnownGood(cache, SOURCE).save(document(10))
+    source = FakeSource(document(5, ("web1",), variant=2))
+    agent = make_agent(source, cache)
+
+    async def scenario() -> None:
+        first, second = agent.load_cached(), agent.refresh(force=True)
+        await asyncio.gather(*((first, second) if cache_first else (second, first)))
+        status = agent.status()
+        assert status.serial == 10
+        assert status.last_error == (
+            f"{SOURCE}: refused: serial 5 is older than the serial 10 in force"
+        )
+
+    run(scenario)
+    assert cache.read_bytes() == document(10)
 
 
 # -- polling ------------------------------------------------------------------------------------
