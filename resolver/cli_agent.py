@@ -226,6 +226,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+_REVERSE_ZONES = (".in-addr.arpa", ".ip6.arpa")
+
+
 def _lookup_questions(name: str) -> list[tuple[str, DNSLabel, str]]:
     """(name as shown, name as asked, type) for each question ``lookup`` asks the view."""
     address = lookup_address(name)
@@ -234,6 +237,8 @@ def _lookup_questions(name: str) -> list[tuple[str, DNSLabel, str]]:
         # Presentation form, as dig shows it: any octet may travel in a label, and a
         # space or a newline printed raw would break the one-line answers.
         shown = str(qname).removesuffix(".") or "."
+        if shown.lower().endswith(_REVERSE_ZONES):  # a reverse name is asked for its PTR
+            return [(shown, qname, "PTR")]
         return [(shown, qname, "A"), (shown, qname, "AAAA")]
     pointer = address.reverse_pointer
     return [(pointer, DNSLabel(pointer), "PTR")]

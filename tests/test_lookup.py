@@ -42,6 +42,24 @@ def test_fully_qualified_name_with_trailing_dot(capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize(
     "name",
+    [
+        "10.1.0.10.in-addr.arpa",
+        "10.1.0.10.IN-ADDR.ARPA.",
+        "0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.8.1.f.1.0.0.6.2.ip6.arpa",
+    ],
+    ids=["in-addr", "in-addr-uppercase-dot", "ip6"],
+)
+def test_a_reverse_name_is_asked_for_its_ptr_as_an_address_is(
+    capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    code, lines, err = lookup(capsys, name, *VIEW)
+    assert (code, err) == (0, "")
+    assert len(lines) == 2 and lines[1].endswith(" 30 PTR api.internal.")
+    assert lines[1].lower().startswith(name.lower().rstrip(".") + ".")
+
+
+@pytest.mark.parametrize(
+    "name",
     ["example.com", "nothere.internal", "10.9.9.9"],
     ids=["outside-zone", "under-zone", "address"],
 )
