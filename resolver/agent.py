@@ -342,6 +342,10 @@ class Agent:
         self.rebuilds += loaded.rebuilt is not None
         self.last_load_seconds = time.perf_counter() - started
         self._install(loaded, origin, self.last_load_seconds)
+        if not self._ready_sent:
+            # READY=1 as soon as names are served: units ordered after nss-lookup.target
+            # must not wait for a [hosts] write held by another writer's lock (10 s).
+            self._notify_systemd()
         # The last-known-good copy before the [hosts] files: a write waiting on a hosts
         # file's lock (up to 10 s) must not leave a restart without the data served.
         if not from_cache:

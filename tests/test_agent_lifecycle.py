@@ -35,6 +35,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.sources import Fetched
+from resolver.adapters.systemd_notify import SystemdNotifier
 from resolver.agent import Agent, AgentPlan
 from resolver.config import HostsConfig
 from resolver.core.endpoints import Endpoint
@@ -338,6 +339,52 @@ def test_the_last_known_good_copy_does_not_wait_for_a_locked_hosts_file(tmp_path
             os.close(fd)  # releases the lock
         await asyncio.wait_for(refreshing, 15)
         assert address(2, 0) in (etc / "hosts").read_text()
+
+    run(scenario)
+
+
+class RecordingNotifier(SystemdNotifier):
+    """systemd's side of sd_notify: when READY=1 came."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.ready_at: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def notify(self, **fields: str | int) -> bool:
+        if fields.get("READY") == 1 and self.ready_at is None:
+            self.ready_at = time.monotonic()
+        return True
+
+
+def test_ready_is_sent_once_names_are_served_not_after_a_locked_hosts_write(
+    tmp_path: Path,
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    source = FakeSource(document(10))
+    notifier = RecordingNotifier()
+    agent = make_agent(source, hosts=HostsConfig(path=str(etc / "hosts")))
+    agent.notifier = notifier
+
+    async def scenario() -> None:
+        fd = os.open(etc, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another writer holds the hosts directory
+            starting = asyncio.ensure_future(agent.start())
+            deadline = time.monotonic() + 5
+            while notifier.ready_at is None:
+                assert time.monotonic() < deadline, "READY=1 waited for the hosts lock"
+                await asyncio.sleep(0.02)
+            assert not starting.done()  # the hosts write is still waiting
+            assert await answers(agent, "web1") == [address(1, 2)]
+        finally:
+            os.close(fd)
+        await asyncio.wait_for(starting, 15)
+        await close(agent)
 
     run(scenario)
 
