@@ -52,6 +52,7 @@ from resolver.errors import HostsFileError, TagdnsError
 from resolver.hosts_sync import HostsSync
 
 if TYPE_CHECKING:
+    from resolver.adapters.file_watch import FileWatcher
     from resolver.adapters.metrics import MetricsServer
 
 log = logging.getLogger("tagdns.agent")
@@ -182,6 +183,8 @@ class Agent:
         self._pending_watch: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: FileWatcher | None = None
+        """Watches a file source (``run``); polls re-arm it and skip a file mid-write."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -582,6 +585,15 @@ class Agent:
             interval = self.plan.poll_interval
             await asyncio.sleep(interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
             try:
+                watcher = self._watcher
+                if watcher is not None:
+                    # A watch lost with its directory (renamed away: no event says so) or
+                    # never set up (directory missing at start) is armed again here.
+                    await asyncio.to_thread(watcher.ensure)
+                    if watcher.settling():
+                        # Written in place a moment ago: its close is reported and read
+                        # then; read now, it would be refused half written.
+                        continue
                 await self.refresh()
             except Exception as exc:  # a bug in one refresh must not end polling for good
                 self._report(f"refresh failed: {type(exc).__name__}: {exc}")
@@ -622,6 +634,7 @@ class Agent:
             except OSError as exc:
                 log.warning("not watching %s (%s): polling only", self.plan.source, exc)
                 watcher = None
+            self._watcher = watcher
         ended_cleanly = False
         try:
             bound = await self._start_unless_stopped()
@@ -637,6 +650,7 @@ class Agent:
             for sig in handled:
                 loop.remove_signal_handler(sig)
             if watcher is not None:
+                self._watcher = None
                 watcher.stop()
             for task in list(self._tasks):
                 task.cancel()

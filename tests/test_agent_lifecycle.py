@@ -703,6 +703,50 @@ def test_polls_are_jittered_and_outlive_a_failing_refresh(
     assert errors(caplog) == ["keeping serial 1: refresh failed: RuntimeError: bug"]
 
 
+class ScriptedWatcher:
+    """The poll's side of a FileWatcher: ``settling`` answers in turn."""
+
+    def __init__(self, *settling: bool) -> None:
+        self.answers = list(settling)
+        self.ensured = 0
+
+    def ensure(self) -> bool:
+        self.ensured += 1
+        return True
+
+    def settling(self) -> bool:
+        return self.answers.pop(0) if self.answers else False
+
+
+def test_each_poll_rearms_the_watch_and_leaves_a_file_being_written_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll that read a file mid-write would refuse it half written; its close is
+    reported by the watch, which each poll first makes sure is in place."""
+    source = FakeSource(document(1))
+    agent = make_agent(source)
+    watcher = ScriptedWatcher(True, True, False, True, False)
+    agent._watcher = watcher  # type: ignore[assignment]
+    sleeps = 0
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        if sleeps > 5:
+            raise asyncio.CancelledError
+        await real_sleep(0)
+
+    async def scenario() -> None:
+        monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+        with pytest.raises(asyncio.CancelledError):
+            await agent._poll()
+
+    run(scenario)
+    assert watcher.ensured == 5
+    assert len(source.markers) == 2  # fetched at the two polls that found no write going on
+
+
 # -- swaps under load ---------------------------------------------------------------------------
 
 

@@ -232,20 +232,21 @@ def test_bad_documents_are_refused_once_each_and_old_answers_continue(
 def test_sighup_fetches_now_and_keeps_the_agent_alive(
     tmp_path: Path, agents: list[LiveAgent]
 ) -> None:
-    """The source is a symlink to a file elsewhere (as a ConfigMap mounts it): changing
-    that file raises no event for the watched path, and polling is hourly, so only the
-    SIGHUP can make the agent read it."""
+    """The source is a hard link to a file elsewhere: writing that file in place raises
+    no event in the watched directory (the kernel reports a write to the directory it
+    was opened through), and polling is hourly, so only the SIGHUP can make the agent
+    read it."""
     real = tmp_path / "real" / "mapping.json"
     real.parent.mkdir()
     real.write_bytes(document(1))
     link = tmp_path / "etc" / "mapping.json"
     link.parent.mkdir()
-    link.symlink_to(real)
+    link.hardlink_to(real)
     agent = LiveAgent(tmp_path, "--source", str(link), "--cache", "none", poll="3600")
     agents.append(agent)
     assert agent.ask("web1") == [address(1, WEB1)]
 
-    replace_by_rename(real, document(2, variant=2))
+    write_in_place(real, document(2, variant=2))
     time.sleep(1.0)
     assert agent.ask("web1") == [address(1, WEB1)]  # not noticed on its own
     agent.process.send_signal(signal.SIGHUP)
