@@ -154,11 +154,11 @@ def _check_hosts(config: Config, view: View | None) -> list[CheckResult]:
             results.append(ok(f"hosts {key} {value}: writable"))
     if hosts.dnsmasq_pidfile:
         try:
-            pid, comm = dnsmasq_process(Path(hosts.dnsmasq_pidfile))
+            pid, comm, alive = dnsmasq_process(Path(hosts.dnsmasq_pidfile))
         except HostsFileError as exc:  # names the pidfile already
             results.append(fail(f"hosts dnsmasq_pidfile {exc}"))
         else:
-            results.append(dnsmasq_verdict(hosts.dnsmasq_pidfile, pid, comm))
+            results.append(dnsmasq_verdict(hosts.dnsmasq_pidfile, pid, comm, alive=alive))
     return results
 
 

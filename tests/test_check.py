@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -681,14 +682,27 @@ def test_dnsmasq_pidfile_without_dnsmasq_file_exits_2_as_serve_does(
     assert err == f"tagdns: {config}: [hosts] dnsmasq_pidfile is set but dnsmasq_file is not\n"
 
 
-def test_shipped_config_fails_on_its_missing_dnsmasq_directory(
+def test_shipped_config_checks_no_hosts_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[hosts] is commented out: the shipped agent unit could not write those files."""
+    _, lines, _ = check(
+        capsys, "--config", str(REPO / "conf" / "tagdns.toml"), *base_args(tmp_path)
+    )
+    assert not [line for line in lines if " hosts " in line]
+
+
+def test_shipped_hosts_keys_fail_on_their_missing_dnsmasq_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if Path("/etc/tagdns").exists():
         pytest.skip("/etc/tagdns exists on this machine")
-    code, lines, _ = check(
-        capsys, "--config", str(REPO / "conf" / "tagdns.toml"), *base_args(tmp_path)
+    shipped = (REPO / "conf" / "tagdns.toml").read_text()
+    config = tmp_path / "tagdns.toml"
+    config.write_text(
+        re.sub(r"(?m)^# (\[hosts\]|path =|dnsmasq_file =|dnsmasq_pidfile =)", r"\1", shipped)
     )
+    code, lines, _ = check(capsys, "--config", str(config), *base_args(tmp_path))
     assert code == 1
     assert (
         "FAIL: hosts dnsmasq_file /etc/tagdns/dnsmasq.hosts: directory /etc/tagdns does not exist"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from resolver.cli import main
 from resolver.config import (
     Config,
     DnsConfig,
+    HostsConfig,
     PublishConfig,
     SourceConfig,
     ViewConfig,
@@ -174,9 +176,25 @@ def test_example_config_loads_in_the_documented_shape() -> None:
     assert config.view == ViewConfig()
     assert config.dns == DnsConfig()
     assert config.publish == PublishConfig(bucket="fleet-config")
-    assert config.hosts.path == "/etc/hosts"
     assert config.metrics.listen == "127.0.0.1:9153"
     assert config != Config()
+    # The shipped agent unit cannot write /etc or signal dnsmasq, so [hosts] is off.
+    assert config.hosts == HostsConfig()
+
+
+def test_example_config_hosts_keys_load_once_uncommented(tmp_path: Path) -> None:
+    """The commented-out [hosts] example is valid as written, for a unit that has the rights."""
+    text = (CONF / "tagdns.toml").read_text()
+    assert "tagdns-hosts.service" in text
+    uncommented = re.sub(r"(?m)^# (\[hosts\]|path =|dnsmasq_file =|dnsmasq_pidfile =)", r"\1", text)
+    assert uncommented != text
+    config_file = tmp_path / "tagdns.toml"
+    config_file.write_text(uncommented)
+    assert load_config(config_file).hosts == HostsConfig(
+        path="/etc/hosts",
+        dnsmasq_file="/etc/tagdns/dnsmasq.hosts",
+        dnsmasq_pidfile="/run/dnsmasq/dnsmasq.pid",
+    )
 
 
 def test_example_policies_and_rules_are_valid_json_with_least_privilege() -> None:

@@ -10,13 +10,16 @@ the pidfile checks before any SIGHUP.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import re
 import shutil
 import signal
 import stat
+import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from resolver.adapters.atomic_file import write_atomically
+from resolver.adapters.atomic_file import write_atomically, write_in_place
 from resolver.adapters.dnsmasq import read_pid, reload_dnsmasq
 from resolver.adapters.hosts_file import directory_lock, update_file
 from resolver.core.hosts_merge import merge_hosts
@@ -119,6 +122,176 @@ def test_write_atomically_keeps_its_old_contract(tmp_path: Path) -> None:
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["mapping.json"]
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """An 8 KiB tmpfs, for a real ENOSPC; skipped where mounting is not allowed."""
+    path = tmp_path / "tiny"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Use up every free block of ``directory``'s file system."""
+    with contextlib.suppress(OSError), (directory / "filler").open("wb", buffering=0) as handle:
+        while True:
+            handle.write(b"\0" * 1024)
+
+
+def test_in_place_write_that_runs_out_of_space_leaves_the_old_content(
+    tiny_tmpfs: Path,
+) -> None:
+    """The space is reserved first: ENOSPC then comes before any byte is overwritten."""
+    target = tiny_tmpfs / "hosts"
+    old = b"127.0.0.1 localhost\n" * 150  # 3150 bytes: one page
+    target.write_bytes(old)
+    fill(tiny_tmpfs)
+    with pytest.raises(OSError) as caught:
+        write_in_place(target, b"10.0.0.1 grown\n" * 400)  # 6000 bytes: two pages
+    assert caught.value.errno == errno.ENOSPC
+    assert target.read_bytes() == old
+
+
+def test_in_place_write_without_fallocate_puts_the_old_content_back(
+    tiny_tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the file system cannot reserve space, a failed write is undone from memory."""
+
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    target = tiny_tmpfs / "hosts"
+    old = b"127.0.0.1 localhost\n" * 150
+    target.write_bytes(old)
+    fill(tiny_tmpfs)
+    with pytest.raises(OSError) as caught:
+        write_in_place(target, b"10.0.0.1 grown\n" * 400)
+    assert caught.value.errno == errno.ENOSPC
+    assert target.read_bytes() == old
+
+
+def test_in_place_write_whose_undo_fails_says_the_file_is_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    target = tmp_path / "hosts"
+    target.write_bytes(b"old\n")
+    monkeypatch.setattr(os, "pwrite", broken)
+    with pytest.raises(OSError) as caught:
+        write_in_place(target, b"new\n")
+    assert caught.value.errno == errno.EIO
+    assert "putting the old content back failed too" in str(caught.value.strerror)
+    assert "restore it by hand" in str(caught.value.strerror)
+
+
+def test_in_place_write_shrinks_and_grows(tmp_path: Path) -> None:
+    target = tmp_path / "hosts"
+    target.write_bytes(b"x" * 5000)
+    inode = target.stat().st_ino
+    write_in_place(target, b"short\n")
+    assert target.read_bytes() == b"short\n"
+    write_in_place(target, b"y" * 9000)
+    assert target.read_bytes() == b"y" * 9000
+    assert target.stat().st_ino == inode
+
+
+def set_xattr_or_skip(path: Path, name: str, value: bytes) -> None:
+    try:
+        os.setxattr(path, name, value)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            pytest.skip(f"cannot set {name} on {path} here: {exc.strerror}")
+        raise
+
+
+def posix_acl(*entries: tuple[int, int, int]) -> bytes:
+    """The kernel's system.posix_acl_access value: version 2, then (tag, perm, id) each."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+def xattrs(path: Path) -> dict[str, bytes]:
+    return {name: os.getxattr(path, name) for name in sorted(os.listxattr(path))}
+
+
+def test_extended_attributes_are_kept_across_the_rename(tmp_path: Path) -> None:
+    """A SELinux label (security.selinux) or an ACL must not be lost with the inode."""
+    real = tmp_path / "real-hosts"
+    real.write_bytes(USER)
+    os.chmod(real, 0o664)
+    set_xattr_or_skip(real, "user.origin", b"image \x00\xff")
+    set_xattr_or_skip(real, "user.other", b"")
+    undefined = 0xFFFFFFFF
+    acl = posix_acl(
+        (0x01, 6, undefined),  # owner rw
+        (0x02, 6, 1234),  # user 1234 rw
+        (0x04, 4, undefined),  # group r
+        (0x10, 6, undefined),  # mask rw
+        (0x20, 4, undefined),  # other r
+    )
+    set_xattr_or_skip(real, "system.posix_acl_access", acl)
+    before = xattrs(real)
+    inode = real.stat().st_ino
+    link = tmp_path / "hosts"
+    link.symlink_to(real.name)
+    update = update_file(link, merge(link))
+    assert update.method == "replaced"
+    assert real.stat().st_ino != inode
+    assert xattrs(real) == before
+    assert stat.S_IMODE(real.stat().st_mode) == 0o664
+    assert real.read_bytes().startswith(USER + b"# BEGIN tagdns\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set a security.* attribute")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv")
+def test_an_attribute_that_cannot_be_kept_aborts_the_write(tmp_path: Path) -> None:
+    """Root without CAP_SYS_ADMIN can read security.* attributes but not set them."""
+    target = tmp_path / "hosts"
+    target.write_bytes(USER)
+    set_xattr_or_skip(target, "security.tagdns_test", b"label")
+    before = snapshot(target)
+    tagdns = Path(sys.executable).with_name("tagdns")
+    example = Path(__file__).resolve().parents[1] / "conf" / "example-mapping.json"
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set",
+            "-sys_admin",
+            str(tagdns),
+            "hosts",
+            "--source",
+            str(example),
+            "--view",
+            "us-east-1",
+            "--output",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "note:" not in line]
+    assert errors == [
+        f"tagdns: {target}: cannot write: cannot keep its extended attribute "
+        "security.tagdns_test: Operation not permitted; the file is left as it was"
+    ]
+    assert snapshot(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts"]
 
 
 # --- errors leave the file alone ---------------------------------------------------------

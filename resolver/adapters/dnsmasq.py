@@ -3,7 +3,9 @@
 The pid comes from dnsmasq's pidfile, which tagdns does not own, so it is
 checked before any signal goes out: a positive decimal integer, a live process
 whose ``/proc/PID/comm`` is ``dnsmasq``. The signal travels through a pidfd
-opened before that check, so a pid recycled in between gets nothing.
+opened before that check, so a pid recycled in between gets nothing. A live
+process whose comm cannot be read (/proc mounted hidepid, ProtectProc=invisible)
+is an error, not "not running": it cannot be told from anything else.
 
 A missing pidfile or a pid with no process means dnsmasq is not running: not an
 error (it reads the file when it starts). Anything else is a HostsFileError of
@@ -59,11 +61,34 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def process_name(pid: int) -> str | None:
-    """``/proc/PID/comm`` without its newline; None when there is no such process."""
+    """``/proc/PID/comm`` without its newline; None when it cannot be read.
+
+    None is ambiguous: no such process, or one that /proc hides (hidepid,
+    systemd's ProtectProc=invisible) or will not show (permission denied).
+    ``process_exists`` tells these apart.
+    """
     try:
         return (PROC / str(pid) / "comm").read_text(encoding="utf-8", errors="replace").strip()
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         return None
+
+
+def process_exists(pid: int, pidfd: int = -1) -> bool:
+    """Whether ``pid`` is alive, asked without /proc (which may hide it).
+
+    A pidfd answers for the very process checked (signal 0 through it); without
+    one, kill(pid, 0): EPERM means it exists but belongs to someone else.
+    """
+    try:
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, 0)
+        else:
+            os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -88,7 +113,15 @@ def reload_dnsmasq(pidfile: Path) -> Reload:
     try:
         name = process_name(pid)
         if name is None:
-            return not_running
+            if not process_exists(pid, pidfd):
+                return not_running
+            # Alive but unnamed: signalling it could hit anything, and calling it
+            # "not running" would leave dnsmasq serving old names.
+            raise HostsFileError(
+                f"{pidfile}: pid {pid} is running but cannot be identified as {DNSMASQ_COMM} "
+                f"({PROC}/{pid}/comm is hidden or unreadable: /proc mounted with hidepid, "
+                "or systemd's ProtectProc=invisible?); not signalling it"
+            )
         if name != DNSMASQ_COMM:
             raise HostsFileError(
                 f"{pidfile}: pid {pid} is {name!r}, not {DNSMASQ_COMM}; not signalling it "

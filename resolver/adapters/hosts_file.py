@@ -6,9 +6,10 @@ never interleave (the lock is an ``flock`` on the target's directory: it covers
 a target that does not exist yet and one whose inode a rename replaces).
 
 The write is resolver.adapters.atomic_file's: temp file in the same directory,
-fsync, rename, directory fsync, with owner and mode of the old file kept; a
-bind-mounted target (EBUSY/EXDEV on rename, as /etc/hosts in a container) is
-rewritten in place under the same lock. Every failure is a HostsFileError of
+fsync, rename, directory fsync, with owner, mode and extended attributes
+(SELinux label, ACL) of the old file kept; a bind-mounted target (EBUSY/EXDEV
+on rename, as /etc/hosts in a container) is rewritten in place under the same
+lock. Every failure is a HostsFileError of
 one line naming the file; the file is left as it was.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from resolver.adapters.atomic_file import WriteMethod, write_atomically
+from resolver.adapters.atomic_file import MetadataNotKept, WriteMethod, write_atomically
 from resolver.errors import HostsFileError
 
 MAX_HOSTS_BYTES = 64 * 1024 * 1024
@@ -157,6 +158,10 @@ def update_file(
         _remove_stale_temps(directory, target.name)
         try:
             method = write_atomically(target, new, keep_metadata=True, in_place_fallback=True)
+        except MetadataNotKept as exc:
+            raise HostsFileError(
+                f"{path}: cannot write: {exc.strerror}; the file is left as it was"
+            ) from None
         except OSError as exc:
             if isinstance(exc, PermissionError) and current is not None:
                 raise HostsFileError(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from resolver.adapters.dnsmasq import process_name, read_pid
+from resolver.adapters.dnsmasq import process_exists, process_name, read_pid
 from resolver.adapters.listen_sockets import listening_socket
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
@@ -255,11 +255,15 @@ def hosts_file_problem(path: Path) -> str | None:
     return None
 
 
-def dnsmasq_process(pidfile: Path) -> tuple[int | None, str | None]:
-    """The pid in dnsmasq's pidfile and that process's name (None: no pidfile, no process).
+def dnsmasq_process(pidfile: Path) -> tuple[int | None, str | None, bool]:
+    """The pid in dnsmasq's pidfile, that process's name, and whether it is alive.
 
-    Read with the feeder's own functions, so a pidfile the feeder would refuse raises
-    the same HostsFileError here.
+    The name is None with no pidfile, no process, or a process /proc hides
+    (hidepid); ``alive`` tells the last two apart. Read with the feeder's own
+    functions, so a pidfile the feeder would refuse raises the same HostsFileError here.
     """
     pid = read_pid(pidfile)
-    return pid, None if pid is None else process_name(pid)
+    if pid is None:
+        return None, None, False
+    name = process_name(pid)
+    return pid, name, name is not None or process_exists(pid)

@@ -4,7 +4,8 @@ tagdns owns the lines between ``# BEGIN tagdns`` and ``# END tagdns`` and nothin
 else: every other byte of the file (comments, blank lines, CRLF endings, text in
 any encoding) is kept exactly. Everything here works on bytes for that reason.
 
-Markers are matched as whole lines (surrounding blanks ignored). A file with no
+Markers are matched as whole lines (surrounding blanks ignored, and a UTF-8 BOM
+before line 1, which stays where it is). A file with no
 block gets one appended; a file with one BEGIN followed by one END has it
 replaced; anything else (two BEGINs, an END first, a BEGIN never closed, a
 damaged marker such as ``#BEGIN TAGDNS``) is an error, not a guess: the file
@@ -14,7 +15,7 @@ stays as it is until someone fixes it by hand.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from resolver.core.hosts_text import hosts_lines
@@ -57,6 +58,25 @@ def _marker(line: bytes) -> bytes | None:
     return None
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _lines(content: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, offset, line) for each line, a UTF-8 BOM before line 1 left out.
+
+    An editor saving "UTF-8 with BOM" puts the mark before the first line; a
+    marker there must still be one. The BOM's bytes are outside the line's offset,
+    so a block replaced from line 1 keeps them, byte for byte.
+    """
+    offset = 0
+    for number, raw in enumerate(content.split(b"\n"), start=1):
+        line_start, offset = offset, offset + len(raw) + 1
+        if number == 1 and raw.startswith(UTF8_BOM):
+            yield number, len(UTF8_BOM), raw[len(UTF8_BOM) :]
+        else:
+            yield number, line_start, raw
+
+
 def find_block(content: bytes, where: str) -> BlockSpan | None:
     """The managed block of ``content``, None when there is none.
 
@@ -65,9 +85,8 @@ def find_block(content: bytes, where: str) -> BlockSpan | None:
     """
     begin: tuple[int, int] | None = None  # (line number, offset)
     span: BlockSpan | None = None
-    offset = 0
-    for number, line in enumerate(content.split(b"\n"), start=1):
-        line_start, offset = offset, offset + len(line) + 1
+    for number, line_start, line in _lines(content):
+        offset = line_start + len(line) + 1
         try:
             marker = _marker(line)
         except ValueError as exc:
@@ -101,7 +120,7 @@ def find_block(content: bytes, where: str) -> BlockSpan | None:
 
 def has_markers(content: bytes) -> bool:
     """True when any line of ``content`` is a marker or damaged marker (for tests and tools)."""
-    for line in content.split(b"\n"):
+    for _, _, line in _lines(content):
         try:
             if _marker(line) is not None:
                 return True

@@ -334,18 +334,28 @@ def upstream_probe_verdict(upstream: Endpoint, probe: UpstreamProbe) -> CheckRes
 DNSMASQ_COMM = "dnsmasq"
 
 
-def dnsmasq_verdict(pidfile: str, pid: int | None, comm: str | None) -> CheckResult:
+def dnsmasq_verdict(
+    pidfile: str, pid: int | None, comm: str | None, *, alive: bool = False
+) -> CheckResult:
     """One line for ``[hosts] dnsmasq_pidfile``, from the pid in it and that process's name.
 
     It mirrors what the dnsmasq feeder does after each write: no pidfile or no such
     process means dnsmasq is not running, which is no fault (it reads the file when
     it starts), so the line is ok and says so; a pid held by another process is a
-    stale pidfile the feeder refuses to signal on every change, so that fails.
+    stale pidfile the feeder refuses to signal on every change, so that fails. So
+    does a live process whose name cannot be read (``comm`` None, ``alive``): /proc
+    mounted hidepid hides it, and the feeder will not signal what it cannot name.
     """
     what = f"hosts dnsmasq_pidfile {pidfile}"
     later = "it reads the hosts file when it starts"
     if pid is None:
         return ok(f"{what}: dnsmasq is not running (no pidfile); {later}")
+    if comm is None and alive:
+        return fail(
+            f"{what}: pid {pid} is running but cannot be identified as {DNSMASQ_COMM} "
+            f"(/proc/{pid}/comm is hidden or unreadable: /proc mounted with hidepid, or "
+            "systemd's ProtectProc=invisible?): the agent would not signal it after a change"
+        )
     if comm is None:
         return ok(f"{what}: dnsmasq is not running (no process {pid}); {later}")
     if comm != DNSMASQ_COMM:

@@ -169,6 +169,33 @@ def test_markers_with_blanks_and_crlf_are_markers() -> None:
     assert merge_block(content, BLOCK, WHERE) == b"a\r\n" + BLOCK + b"z\r\n"
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def test_begin_marker_after_a_bom_on_line_one_is_a_marker_and_the_bom_stays() -> None:
+    """An editor that saves UTF-8 with a byte-order mark puts it before line 1."""
+    content = BOM + b"# BEGIN tagdns\nold\n# END tagdns\n127.0.0.1 x\n"
+    assert find_block(content, WHERE) is not None
+    merged = merge_block(content, BLOCK, WHERE)
+    assert merged == BOM + BLOCK + b"127.0.0.1 x\n"
+    assert merge_block(merged, BLOCK, WHERE) == merged
+    assert remove_block(content, WHERE) == BOM + b"127.0.0.1 x\n"
+    assert has_markers(content)
+
+
+def test_a_bom_is_kept_before_user_lines_and_a_damaged_marker_after_it_is_named() -> None:
+    content = BOM + b"127.0.0.1 localhost\n"
+    assert merge_block(content, BLOCK, WHERE) == content + BLOCK
+    with pytest.raises(HostsFileError, match=r"line 1 looks like a damaged '# BEGIN tagdns'"):
+        find_block(BOM + b"#BEGIN tagdns\n# END tagdns\n", WHERE)
+
+
+def test_a_bom_anywhere_but_the_start_is_not_skipped() -> None:
+    """Only line 1 can carry a BOM; elsewhere those bytes are part of a user line."""
+    content = b"a\n" + BOM + b"# BEGIN tagdns\n"
+    assert find_block(content, WHERE) is None
+
+
 def test_end_marker_on_the_last_line_without_newline() -> None:
     content = b"a\n# BEGIN tagdns\nold\n# END tagdns"
     assert merge_block(content, BLOCK, WHERE) == b"a\n" + BLOCK

@@ -331,6 +331,17 @@ def test_dnsmasq_pid_held_by_another_process_fails() -> None:
     )
 
 
+def test_dnsmasq_pid_alive_but_hidden_fails() -> None:
+    """/proc mounted hidepid (ProtectProc=invisible): alive, but not known to be dnsmasq."""
+    result = dnsmasq_verdict("/run/d.pid", 4242, None, alive=True)
+    assert not result.ok
+    assert result.line() == (
+        "FAIL: hosts dnsmasq_pidfile /run/d.pid: pid 4242 is running but cannot be identified "
+        "as dnsmasq (/proc/4242/comm is hidden or unreadable: /proc mounted with hidepid, or "
+        "systemd's ProtectProc=invisible?): the agent would not signal it after a change"
+    )
+
+
 def test_dnsmasq_running_is_ok() -> None:
     assert dnsmasq_verdict("/run/d.pid", 4242, "dnsmasq").line() == (
         "ok: hosts dnsmasq_pidfile /run/d.pid: dnsmasq running (pid 4242)"

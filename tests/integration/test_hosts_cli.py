@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -495,6 +496,114 @@ def test_read_only_bind_mount_is_a_clear_error(tmp_path: Path) -> None:
     assert target.read_bytes() == USER_LINES
 
 
+@needs_unshare
+def test_full_disk_under_a_bind_mounted_hosts_file_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """ENOSPC part way through an in-place write must not leave half a file.
+
+    The file sits on an 8 KiB tmpfs that a filler has all but used up, and is
+    bind-mounted over the target, so the rename fails with EBUSY and the write
+    goes in place. The new content needs a page the tmpfs no longer has.
+    """
+    original = (
+        b"127.0.0.1 localhost\n" + b"# pad\n" * 480 + STALE_BLOCK + b"10.9.9.9 mytail-host\n" * 40
+    )
+    assert 3500 < len(original) < 4096  # one page; the merged file needs two
+    (tmp_path / "original").write_bytes(original)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "hosts").write_bytes(b"")
+    done = in_mount_namespace(
+        'mount -t tmpfs -o size=8k tmpfs "$1" && cp "$2" "$1/hosts" && '
+        '{ head -c 65536 /dev/zero > "$1/filler" 2>/dev/null || true; } && '
+        'mount --bind "$1/hosts" "$3/hosts" && '
+        'rc=0; "$4" hosts --source "$5" --view us-east-1 --output "$3/hosts" || rc=$?; '
+        'cp "$1/hosts" "$6" && exit $rc',
+        str(disk),
+        str(tmp_path / "original"),
+        str(etc),
+        str(TAGDNS),
+        str(EXAMPLE),
+        str(tmp_path / "after"),
+    )
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "note:" not in line]
+    assert errors == [f"tagdns: {etc / 'hosts'}: cannot write: No space left on device"]
+    assert (tmp_path / "after").read_bytes() == original
+
+
+SETPRIV = shutil.which("setpriv")
+NOBODY = 65534
+
+
+@needs_unshare
+@pytest.mark.skipif(SETPRIV is None, reason="needs setpriv")
+def test_a_dnsmasq_hidden_by_hidepid_is_an_error_not_not_running(tmp_path: Path) -> None:
+    """ProtectProc=invisible: the pid is alive (pidfd_open works) but its /proc entry is hidden.
+
+    tagdns runs as root without CAP_SYS_PTRACE and outside group 0 (hidepid's
+    default gid=), with /proc mounted hidepid=invisible in a private mount
+    namespace; "dnsmasq" runs as another user, so its /proc/PID cannot be seen.
+    That is not "dnsmasq is not running": nothing is signalled, the error says
+    why, and the file carries the note so that the next run signals. `tagdns
+    check` fails on it too.
+    """
+    shared = Path(tempfile.mkdtemp(prefix="tagdns-hidepid-"))
+    os.chmod(shared, 0o755)
+    program = shared / "dnsmasq"
+    shutil.copy("/bin/sleep", program)
+    os.chmod(program, 0o755)
+    feed = tmp_path / "dnsmasq.hosts"
+    pidfile = tmp_path / "dnsmasq.pid"
+    config = tmp_path / "hosts.toml"
+    config.write_text(
+        f'[view]\nregion = "us-east-1"\n'
+        f'[hosts]\ndnsmasq_file = "{feed}"\ndnsmasq_pidfile = "{pidfile}"\n'
+    )
+    hidden = subprocess.Popen([str(program), "30"], user=NOBODY, group=NOBODY, extra_groups=[])
+    try:
+        comm = Path(f"/proc/{hidden.pid}/comm")
+        wait_for(lambda: comm.read_text().strip() == "dnsmasq")
+        pidfile.write_text(f"{hidden.pid}\n")
+        done = in_mount_namespace(
+            "mount -t proc -o hidepid=invisible proc /proc; "
+            'hide="$2 --regid 65533 --clear-groups --bounding-set -sys_ptrace"; '
+            '$hide test ! -e "/proc/$1" || { echo "setup: /proc/$1 is visible" >&2; exit 3; }; '
+            'exec $hide "$3" hosts --config "$4" --source "$5" --format dnsmasq',
+            str(hidden.pid),
+            str(SETPRIV),
+            str(TAGDNS),
+            str(config),
+            str(EXAMPLE),
+        )
+        checked = in_mount_namespace(
+            'mount -t proc -o hidepid=invisible proc /proc; exec "$1" --regid 65533 '
+            '--clear-groups --bounding-set -sys_ptrace "$2" check --config "$3" --source "$4" '
+            '--listen "127.0.0.1:$5" --upstream none --metrics none --cache none',
+            str(SETPRIV),
+            str(TAGDNS),
+            str(config),
+            str(EXAMPLE),
+            str(free_port()),
+        )
+        time.sleep(0.1)
+        assert hidden.poll() is None  # a SIGHUP would have ended the sleep
+    finally:
+        hidden.kill()
+        hidden.wait()
+        shutil.rmtree(shared)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "not running" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if "note:" not in line]
+    assert len(errors) == 1, (done.stdout, done.stderr)
+    assert errors[0].startswith(f"tagdns: {pidfile}: pid {hidden.pid} is running but cannot be")
+    assert errors[0].endswith(f"{feed} is noted so that the next run signals again")
+    assert feed.read_bytes().endswith(b"the next run tells it\n")
+    assert "cannot be identified" in checked.stdout, (checked.stdout, checked.stderr)
+    assert checked.returncode == 1
+
+
 # --- the shipped configuration -----------------------------------------------------------
 
 LAPTOP = REPO / "conf" / "laptop"
@@ -549,6 +658,46 @@ def test_laptop_files_agree_on_the_agent_address() -> None:
     assert arguments[1:2] == ["serve"]
     assert arguments[arguments.index("--listen") + 1] == "127.0.0.1:10053"
     assert arguments[arguments.index("--view") + 1] == "public"
+
+
+def documented_laptop_drop_in() -> str:
+    """The ``systemctl --user edit tagdns-laptop`` drop-in shown in hosts-and-laptops.md."""
+    doc = (REPO / "docs" / "hosts-and-laptops.md").read_text()
+    after_edit = doc[doc.index("systemctl --user edit tagdns-laptop") :]
+    found = re.search(r"```ini\n(\[Service\]\n.*?)```", after_edit, re.DOTALL)
+    assert found is not None, "no [Service] drop-in shown after systemctl --user edit"
+    return found.group(1)
+
+
+def test_documented_laptop_drop_in_clears_exec_start_before_setting_it() -> None:
+    lines = documented_laptop_drop_in().splitlines()
+    starts = [line for line in lines if line.startswith("ExecStart=")]
+    assert starts[0] == "ExecStart=", "systemd refuses a second ExecStart= for Type=exec"
+    assert len(starts) == 2
+    assert any(line.startswith("Environment=AWS_PROFILE=") for line in lines)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_documented_laptop_drop_in_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The unit with the drop-in beside it, as systemd would load the pair."""
+    unit = (LAPTOP / "tagdns-laptop.service").read_text()
+    (tmp_path / "tagdns-laptop.service").write_text(
+        unit.replace("%h/.local/bin/tagdns", str(TAGDNS))
+    )
+    drop_in = re.sub(
+        r"(?m)^(ExecStart=)\S+/tagdns\b", rf"\g<1>{TAGDNS}", documented_laptop_drop_in()
+    )
+    (tmp_path / "tagdns-laptop.service.d").mkdir()
+    (tmp_path / "tagdns-laptop.service.d" / "override.conf").write_text(drop_in)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "tagdns-laptop.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problems = [line for line in result.stderr.splitlines() if "tagdns-laptop" in line]
+    assert result.returncode == 0 and not problems, result.stderr
 
 
 @pytest.mark.skipif(DIG is None, reason="needs dig")
