@@ -70,7 +70,8 @@ def check_zone(zone: str) -> str:
 
     The zone is held to the rules of a name: serving or denying (``authoritative``)
     a zone such as ``in-addr.arpa``, ``localhost`` or ``ec2.internal`` would take
-    over names the node relies on.
+    over names the node relies on, and a public top-level domain (``com``) would
+    put every fleet name in the public DNS's namespace.
     """
     normalised = normalise_name(zone)
     if not normalised or len(normalised) > MAX_NAME_OCTETS:
@@ -84,6 +85,13 @@ def check_zone(zone: str) -> str:
         raise InvalidName("ends in an all-numeric label")
     if _under_aws(normalised):
         raise InvalidName(_AWS_CONFLICT)
+    if normalised in PUBLIC_TLDS:
+        # Every name would be served under a public top-level domain (web1.com): the
+        # refusal of public names in tags would count for nothing.
+        raise InvalidName(
+            "is a top-level domain of the public DNS; use a private zone such as "
+            "'internal' or a domain of your own"
+        )
     return normalised
 
 

@@ -256,8 +256,13 @@ def test_split_tag_value(value: str, names: list[str], rejections: list[NameReje
 
 @pytest.mark.parametrize(
     ("zone", "expected"),
-    [("internal", "internal"), ("Fleet.Internal", "fleet.internal"), ("a-b.c", "a-b.c")],
-    ids=["default", "uppercase", "hyphen"],
+    [
+        ("internal", "internal"),
+        ("Fleet.Internal", "fleet.internal"),
+        ("a-b.c", "a-b.c"),
+        ("fleet.corp.example.com", "fleet.corp.example.com"),
+    ],
+    ids=["default", "uppercase", "hyphen", "own-public-domain"],
 )
 def test_check_zone_valid(zone: str, expected: str) -> None:
     assert check_zone(zone) == expected
@@ -282,17 +287,21 @@ def test_check_zone_valid(zone: str, expected: str) -> None:
         "ec2.internal",
         "compute.internal",
         "us-east-1.compute.internal",
+        "com",
+        "Prod",
     ],
     ids=[
         *("empty", "trailing-dot", "leading-dot", "space", "hyphen", "non-ascii", "label-64"),
         *("254", "no-break-space", "reverse-zone", "localhost", "mdns", "numeric"),
-        *("aws-ec2", "aws-compute", "aws-regional"),
+        *("aws-ec2", "aws-compute", "aws-regional", "public-tld", "public-tld-uppercase"),
     ],
 )
 def test_check_zone_invalid(zone: str) -> None:
     with pytest.raises(InvalidName) as caught:
         check_zone(zone)
     assert "\n" not in str(caught.value)
+    if zone.lower() in ("com", "prod"):
+        assert "top-level domain of the public DNS" in str(caught.value)
 
 
 _SHAPE = re.compile(r"[a-z0-9.-]+\Z")
