@@ -205,6 +205,10 @@ def listen_endpoints(config: DnsConfig) -> list[Endpoint]:
 
 
 _LOOPBACK = {4: ipaddress.ip_network("127.0.0.0/8"), 6: ipaddress.ip_network("::1/128")}
+_LOCAL_CLIENT = {4: ipaddress.ip_address("127.0.0.1"), 6: ipaddress.ip_address("::1")}
+"""Where a client on the node comes from when it connects to any loopback address
+(Linux picks the loopback interface's primary address as the source, 127.0.0.1
+for 127.0.0.53 too), so what a loopback listen address's ``allow`` must hold."""
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
@@ -304,11 +308,12 @@ def validate_config(
         # node itself, which ``allow`` must then name (it replaces the default).
         if not endpoint.is_loopback:
             continue
-        own = _LOOPBACK[endpoint.family_version]
-        if not any(n.version == own.version and n.overlaps(own) for n in networks):
+        client = _LOCAL_CLIENT[endpoint.family_version]
+        if not any(client in n for n in networks):
             raise ConfigError(
-                f"{where}: [dns] listen {endpoint} is a loopback address that [dns] allow "
-                f"does not include, so its clients would get no answer; add '{own}' to allow"
+                f"{where}: [dns] listen {endpoint} is a loopback address, reached from "
+                f"{client}, which [dns] allow does not include, so its clients would get no "
+                f"answer; add '{_LOOPBACK[endpoint.family_version]}' to allow"
             )
     _validate_hosts(config.hosts, at("hosts", "path", "dnsmasq_file", "dnsmasq_pidfile"))
     _validate_publish(config.publish, at)
@@ -330,21 +335,19 @@ def _validate_metrics(metrics: MetricsConfig, where: str) -> None:
             f"{where}: [metrics] listen {endpoint} is not loopback; [metrics] allow must "
             "name the networks that may scrape it (its metrics name the bucket and upstreams)"
         )
-    # ``tagdns status`` on the node is the documented way to read them, and it connects
-    # from the listen address itself (from loopback to a wildcard): refused, it would
-    # say "not an agent" of a healthy one. As with a loopback [dns] listen address that
-    # [dns] allow leaves out, the address is unusable as configured: an error.
-    address = ipaddress.ip_address(endpoint.host)
-    own = (
-        _LOOPBACK[address.version]
-        if address.is_unspecified
-        else ipaddress.ip_network(endpoint.host.split("%", 1)[0])
-    )
-    if not any(n.version == own.version and own.subnet_of(n) for n in networks):  # type: ignore[arg-type]
-        shown = _LOOPBACK[address.version] if address.is_loopback else own
+    # ``tagdns status`` on the node is the documented way to read them. It connects
+    # from 127.0.0.1 (or ::1) to a loopback or wildcard address, and from the address
+    # itself to any other: refused, it would say "not an agent" of a healthy one. As
+    # with a loopback [dns] listen address that [dns] allow leaves out, the address is
+    # unusable as configured: an error.
+    address = ipaddress.ip_address(endpoint.host.split("%", 1)[0])
+    local = address.is_loopback or address.is_unspecified
+    client = _LOCAL_CLIENT[address.version] if local else address
+    if not any(client in n for n in networks):
+        shown = _LOOPBACK[address.version] if local else ipaddress.ip_network(address)
         raise ConfigError(
-            f"{where}: [metrics] allow does not include [metrics] listen {endpoint}, so "
-            f"`tagdns status` on this node would be refused; add '{shown}' to allow"
+            f"{where}: [metrics] allow does not include {client}, from which `tagdns status` "
+            f"on this node reaches [metrics] listen {endpoint}; add '{shown}' to allow"
         )
 
 

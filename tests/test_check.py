@@ -334,8 +334,9 @@ def test_metrics_allow_without_the_nodes_own_way_in_exits_2(
     code, lines, err = check(capsys, "--config", str(config), *base_args(tmp_path)[:-2])
     assert (code, lines) == (2, [])
     assert err == (
-        f"tagdns: {config}: [metrics] allow does not include [metrics] listen 127.0.0.1:9399, "
-        "so `tagdns status` on this node would be refused; add '127.0.0.0/8' to allow\n"
+        f"tagdns: {config}: [metrics] allow does not include 127.0.0.1, from which `tagdns "
+        "status` on this node reaches [metrics] listen 127.0.0.1:9399; add '127.0.0.0/8' to "
+        "allow\n"
     )
 
 

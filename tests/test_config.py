@@ -238,12 +238,14 @@ def test_shape_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> N
         ({"dns": {"allow": ["::/0"]}}, "[dns] allow: '::/0' would make an open resolver"),
         (
             {"dns": {"listen": ["127.0.0.1:53"], "allow": ["10.0.0.0/8"]}},
-            "[dns] listen 127.0.0.1:53 is a loopback address that [dns] allow does not include, "
-            "so its clients would get no answer; add '127.0.0.0/8' to allow",
+            "[dns] listen 127.0.0.1:53 is a loopback address, reached from 127.0.0.1, which "
+            "[dns] allow does not include, so its clients would get no answer; add "
+            "'127.0.0.0/8' to allow",
         ),
         (
             {"dns": {"listen": ["127.0.0.53:53", "[::1]:53"], "allow": ["127.0.0.1/32"]}},
-            "[dns] listen [::1]:53 is a loopback address that [dns] allow does not include",
+            "[dns] listen [::1]:53 is a loopback address, reached from ::1, which [dns] allow "
+            "does not include",
         ),
         (
             {"dns": {"listen": ["[fd00::53]:53", "127.0.0.53:53"], "allow": ["fd00::/8"]}},
@@ -627,23 +629,34 @@ def test_hosts_path_and_dnsmasq_file_side_by_side_are_fine(tmp_path: Path) -> No
         ),
         (
             {"metrics": {"allow": ["10.0.0.0/8"]}},
-            "[metrics] allow does not include [metrics] listen 127.0.0.1:9153, so `tagdns "
-            "status` on this node would be refused; add '127.0.0.0/8' to allow",
+            "[metrics] allow does not include 127.0.0.1, from which `tagdns status` on this "
+            "node reaches [metrics] listen 127.0.0.1:9153; add '127.0.0.0/8' to allow",
         ),
         (
             {"metrics": {"listen": "[::1]:9153", "allow": ["127.0.0.0/8"]}},
-            "[metrics] allow does not include [metrics] listen [::1]:9153, so `tagdns "
-            "status` on this node would be refused; add '::1/128' to allow",
+            "[metrics] allow does not include ::1, from which `tagdns status` on this "
+            "node reaches [metrics] listen [::1]:9153; add '::1/128' to allow",
         ),
         (
             {"metrics": {"listen": "10.0.0.5:9153", "allow": ["10.0.9.0/24"]}},
-            "[metrics] allow does not include [metrics] listen 10.0.0.5:9153, so `tagdns "
-            "status` on this node would be refused; add '10.0.0.5/32' to allow",
+            "[metrics] allow does not include 10.0.0.5, from which `tagdns status` on this "
+            "node reaches [metrics] listen 10.0.0.5:9153; add '10.0.0.5/32' to allow",
         ),
         (
             {"metrics": {"listen": "0.0.0.0:9153", "allow": ["10.0.0.0/8"]}},
-            "[metrics] allow does not include [metrics] listen 0.0.0.0:9153, so `tagdns "
-            "status` on this node would be refused; add '127.0.0.0/8' to allow",
+            "[metrics] allow does not include 127.0.0.1, from which `tagdns status` on this "
+            "node reaches [metrics] listen 0.0.0.0:9153; add '127.0.0.0/8' to allow",
+        ),
+        (
+            {"metrics": {"listen": "127.0.0.2:9153", "allow": ["127.0.0.2/32"]}},
+            "[metrics] allow does not include 127.0.0.1, from which `tagdns status` on this "
+            "node reaches [metrics] listen 127.0.0.2:9153; add '127.0.0.0/8' to allow",
+        ),
+        (
+            {"dns": {"listen": ["127.0.0.2:53"], "allow": ["127.0.0.2/32"]}},
+            "[dns] listen 127.0.0.2:53 is a loopback address, reached from 127.0.0.1, which "
+            "[dns] allow does not include, so its clients would get no answer; add "
+            "'127.0.0.0/8' to allow",
         ),
     ],
     ids=[
@@ -655,6 +668,8 @@ def test_hosts_path_and_dnsmasq_file_side_by_side_are_fine(tmp_path: Path) -> No
         "metrics-ipv6-loopback-not-allowed",
         "metrics-address-not-allowed",
         "metrics-wildcard-without-loopback",
+        "metrics-loopback-allowing-only-itself",
+        "dns-loopback-allowing-only-itself",
     ],
 )
 def test_addresses_serve_could_not_use_are_config_errors(
