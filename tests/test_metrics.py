@@ -15,6 +15,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -198,6 +199,22 @@ def test_metrics_count_upstream_failures_and_forwarded_answers(source: Path) -> 
     assert value(samples, "tagdns_answers_total", source="forwarded") == 1
     assert value(samples, "tagdns_answers_total", source="owned") == 0
     assert value(samples, "tagdns_responses_total", rcode="SERVFAIL") == 1
+
+
+def test_every_metric_the_agent_serves_is_in_the_docs_table(source: Path) -> None:
+    """docs/node-setup.md is where an operator looks a metric up: one added to the
+    agent and not to its table fails here."""
+    text = (REPO / "docs" / "node-setup.md").read_text()
+    documented = set(re.findall(r"\btagdns_[a-z_]*[a-z]", text))
+    prefixes = tuple(name + "_" for name in re.findall(r"\b(tagdns_[a-z_]*[a-z])_\*", text))
+    with RunningAgent(Agent(plan(source, metrics=None))) as upstream_agent:
+        refusing = Endpoint("127.0.0.1", upstream_agent.port)
+        with RunningAgent(Agent(plan(source, upstreams=(refusing,)))) as running:
+            running.ask("elsewhere.example")
+            served = {name for name in running.samples() if name.startswith("tagdns_")}
+    assert len(served) > 40
+    undocumented = {n for n in served if n not in documented and not n.startswith(prefixes)}
+    assert undocumented == set()
 
 
 def test_metrics_count_an_internal_error_in_the_responder(source: Path) -> None:
