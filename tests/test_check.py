@@ -10,7 +10,6 @@ import http.server
 import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from resolver.adapters.preflight import directory_problem, port_holders, try_bin
 from resolver.cli import main
 from resolver.core.endpoints import Endpoint
 from tests.integration.hostile_upstream import HostileUpstream, Mode
+from tests.mounts import tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "conf" / "example-mapping.json"
@@ -246,20 +246,9 @@ def test_cache_that_is_a_directory_fails(
 
 @pytest.fixture
 def read_only_directory(tmp_path: Path) -> Iterator[Path]:
-    """A read-only tmpfs (EROFS even for root); skipped where mounting is not allowed."""
-    path = tmp_path / "read-only"
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
-    try:
+    """A read-only tmpfs (EROFS even for root)."""
+    with tmpfs(tmp_path / "read-only", "size=1m,ro") as path:
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_cache_directory_not_writable_fails(

@@ -34,6 +34,7 @@ from resolver.adapters.hosts_file import directory_lock, update_file
 from resolver.core.hosts_merge import merge_hosts
 from resolver.core.views import View, ViewRecord
 from resolver.errors import HostsFileError
+from tests.mounts import tmpfs
 
 NOBODY = 65534
 VIEW = View("eu-west-1", "internal", 3, (ViewRecord("web", ("10.0.0.1",), (), qualified=True),))
@@ -126,20 +127,9 @@ def test_write_atomically_keeps_its_old_contract(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """An 8 KiB tmpfs, for a real ENOSPC; skipped where mounting is not allowed."""
-    path = tmp_path / "tiny"
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
-    try:
+    """An 8 KiB tmpfs, for a real ENOSPC."""
+    with tmpfs(tmp_path / "tiny", "size=8k") as path:
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def fill(directory: Path) -> None:

@@ -59,6 +59,7 @@ from tests.documents import one_region_document
 from tests.integration.conftest import MotoServer
 from tests.integration.dns_helpers import TAGDNS
 from tests.integration.hostile_upstream import POISON_V4, HostileUpstream, Mode
+from tests.mounts import remount, tmpfs
 
 pytestmark = pytest.mark.integration
 
@@ -200,30 +201,6 @@ def agents() -> Iterator[list[Agent]]:
 # -- mounts -----------------------------------------------------------------------------------
 
 
-def _mount(*args: str) -> None:
-    result = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise OSError(result.stderr.strip() or f"mount {' '.join(args)} failed")
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``path``; the test is skipped if mounting is refused."""
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path))
-    except OSError as exc:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {exc}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def remount(path: Path, mode: str) -> None:
-    _mount("-o", f"remount,{mode}", str(path))
-
-
 # -- the cache directory ----------------------------------------------------------------------
 
 
@@ -232,7 +209,7 @@ def test_read_only_cache_directory_keeps_serving_warns_and_recovers(
 ) -> None:
     source = tmp_path / "mapping.json"
     source.write_bytes(document(1, 1))
-    with tmpfs(tmp_path / "state", "1m") as state:
+    with tmpfs(tmp_path / "state", "size=1m,mode=0755") as state:
         cache = state / "mapping.json"
         remount(state, "ro")
         agent = Agent(tmp_path, "--source", str(source), "--cache", str(cache), "--poll", "1")
@@ -266,7 +243,7 @@ def test_disk_full_on_the_cache_write_keeps_the_old_copy_whole(
     source = tmp_path / "mapping.json"
     first = document(1, 1)
     source.write_bytes(first)
-    with tmpfs(tmp_path / "state", "64k") as state:
+    with tmpfs(tmp_path / "state", "size=64k,mode=0755") as state:
         cache = state / "mapping.json"
         agent = Agent(tmp_path, "--source", str(source), "--cache", str(cache), "--poll", "1")
         agents.append(agent)
