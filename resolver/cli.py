@@ -30,8 +30,8 @@ from resolver.config import (
     override,
     validate_config,
 )
-from resolver.core.buckets import check_bucket_name
-from resolver.core.document import REGION_PATTERN
+from resolver.core.buckets import check_bucket_name, check_prefix
+from resolver.core.publish_settings import parse_regions
 from resolver.core.summary import render_summary
 from resolver.errors import ConfigError, TagdnsError, UsageError
 
@@ -62,17 +62,7 @@ def _out(line: str = "", stream: TextIO | None = None) -> None:
 
 def _regions_flag(text: str) -> tuple[str, ...]:
     """``all`` or ``r1,r2``: checked here so the error names the flag."""
-    regions = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not regions:
-        raise ConfigError("--regions: expected 'all' or a comma-separated list of regions")
-    if "all" in regions:
-        if len(regions) > 1:
-            raise ConfigError("--regions: 'all' cannot be combined with named regions")
-        return regions
-    for region in regions:
-        if not REGION_PATTERN.match(region):
-            raise ConfigError(f"--regions: {region!r} is not a region name")
-    return regions
+    return parse_regions(text, "--regions")
 
 
 def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -104,6 +94,9 @@ def _publish_config(args: argparse.Namespace) -> Config:
         # Before any AWS call: botocore would reject it only after building a client,
         # as a runtime failure with a long regular expression.
         check_bucket_name(args.bucket, "--bucket", "--prefix")
+    if args.prefix is not None:
+        # Here too, so the error names the flag rather than [publish] prefix.
+        check_prefix(args.prefix, "--prefix", "--bucket")
     if args.tag_key is not None and not args.tag_key.strip():
         raise ConfigError("--tag-key: must not be empty")
     publish: PublishConfig = override(
@@ -137,7 +130,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
         _print_written(options.bucket, exc.written)
         raise
     if result.plan.dry_run:
-        _out("dry run: nothing written")
+        # What the same run without --dry-run would write: compared with S3 as it does.
+        for key in result.would_write:
+            _out(f"would write s3://{options.bucket}/{key}")
+        _out("dry run: nothing written" if result.would_write else "dry run: nothing to write")
     elif not result.written:
         _out("unchanged: nothing written")
     else:

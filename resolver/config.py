@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resolver.core.buckets import check_bucket_name
+from resolver.core.buckets import check_bucket_name, check_prefix
 from resolver.core.document import REGION_PATTERN
 from resolver.core.endpoints import Endpoint, parse_endpoint
 from resolver.core.names import check_zone
@@ -501,10 +501,7 @@ def _validate_publish(publish: PublishConfig, at: Callable[..., str]) -> None:
     for region in publish.regions:
         if region != "all" and not REGION_PATTERN.match(region):
             raise ConfigError(f"{regions}: [publish] regions: {region!r} is not a region")
-    if publish.prefix.startswith("/") or ".." in publish.prefix.split("/"):
-        raise ConfigError(
-            f"{at('publish', 'prefix')}: [publish] prefix {publish.prefix!r} is not a relative key"
-        )
+    check_prefix(publish.prefix, "[publish] prefix", "[publish] bucket", at("publish", "prefix"))
     if not 0 < len(publish.tag_key) <= 128 or not publish.tag_key.strip():
         raise ConfigError(
             f"{at('publish', 'tag_key')}: [publish] tag_key must be 1 to 128 characters, not blank"

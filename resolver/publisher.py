@@ -30,7 +30,13 @@ from resolver.core.buckets import check_bucket_name
 from resolver.core.document import MappingDocument, parse_document
 from resolver.core.fleet import build_document
 from resolver.core.guards import check_regions, check_shrink
-from resolver.core.publication import Publication, build_publication, hosts_key, mapping_key
+from resolver.core.publication import (
+    Publication,
+    PublishedObject,
+    build_publication,
+    hosts_key,
+    mapping_key,
+)
 from resolver.core.summary import PublishSummary, summarise
 from resolver.core.views import Omission
 from resolver.errors import ConfigError, DocumentError, DroppedRegionError, ShrinkError
@@ -53,9 +59,19 @@ class PublishOptions:
     force: bool = False
     max_workers: int = DEFAULT_MAX_WORKERS
     page_size: int | None = None
+    force_at_hand: bool = True
+    """Whether the caller can pass --force (the CLI). The Lambda cannot, so its refusals
+    say to run ``tagdns publish --force`` from a shell instead of naming an option it lacks."""
 
     @classmethod
-    def from_config(cls, config: Config, *, dry_run: bool = False, force: bool = False) -> Self:
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        force_at_hand: bool = True,
+    ) -> Self:
         publish = config.publish
         if not publish.bucket:
             raise ConfigError("no bucket: pass --bucket or set [publish] bucket")
@@ -70,6 +86,7 @@ class PublishOptions:
             max_shrink=config.source.max_shrink,
             dry_run=dry_run,
             force=force,
+            force_at_hand=force_at_hand,
         )
 
 
@@ -99,6 +116,8 @@ class PublishResult:
     """What the run found, as ``on_plan`` was given it."""
     written: tuple[str, ...]
     seconds: float
+    would_write: tuple[str, ...] = ()
+    """A dry run's keys that differ from S3: what the same run without --dry-run writes."""
 
 
 def publish(
@@ -123,7 +142,7 @@ def publish(
     store = S3Store(s3_client(session), options.bucket, options.prefix)
     key = mapping_key(options.prefix)
     current_bytes = store.read_mapping()
-    previous, replaced_invalid = _parse_current(current_bytes, store.url(key), options.force)
+    previous, replaced_invalid = _parse_current(current_bytes, store.url(key), options)
 
     regions = resolve_regions(session, options.regions)
     scan_started = time.monotonic()
@@ -166,13 +185,15 @@ def publish(
     if on_plan is not None:
         on_plan(plan)
     if summary.changed and not options.force:
-        _check_guards(previous, document, summary, options.max_shrink)
-    written: list[str] = []
-    if not options.dry_run:
-        try:
-            written = _write(store, publication, document is previous, key, current_bytes)
-        except WriteError as exc:
-            raise _partial_write(exc, document, previous, current_bytes is not None) from None
+        _check_guards(previous, document, summary, options)
+    objects, known = _to_sync(publication, document is previous, key, current_bytes)
+    if options.dry_run:
+        would_write = store.pending(objects, known)
+        return PublishResult(plan, (), time.monotonic() - started, tuple(would_write))
+    try:
+        written = store.sync(objects, known)
+    except WriteError as exc:
+        raise _partial_write(exc, document, previous, current_bytes is not None) from None
     return PublishResult(plan, tuple(written), time.monotonic() - started)
 
 
@@ -180,7 +201,7 @@ def _check_guards(
     previous: MappingDocument | None,
     document: MappingDocument,
     summary: PublishSummary,
-    max_shrink: float,
+    options: PublishOptions,
 ) -> None:
     """Both guards' refusals in one line: an operator deciding on --force needs them all."""
     refusals: list[str] = []
@@ -191,17 +212,25 @@ def _check_guards(
         refusals.append(str(exc))
         error = DroppedRegionError
     try:
-        check_shrink(previous, document, max_shrink)
+        check_shrink(previous, document, options.max_shrink)
     except ShrinkError as exc:
         shown = ", ".join(summary.removed[:_REMOVED_SHOWN])
         more = " ..." if len(summary.removed) > _REMOVED_SHOWN else ""
         refusals.append(f"{exc} ({shown}{more})")
     if refusals:
-        raise error("; ".join(refusals) + "; nothing written (--force publishes anyway)")
+        hint = _force_hint(options, "publishes anyway", "publish anyway")
+        raise error("; ".join(refusals) + f"; nothing written ({hint})")
+
+
+def _force_hint(options: PublishOptions, does: str, do: str) -> str:
+    """``--force publishes anyway`` where --force can be passed; the way to it elsewhere."""
+    if options.force_at_hand:
+        return f"--force {does}"
+    return f"run tagdns publish --force from a shell to {do}"
 
 
 def _parse_current(
-    data: bytes | None, url: str, force: bool
+    data: bytes | None, url: str, options: PublishOptions
 ) -> tuple[MappingDocument | None, str | None]:
     """The document in force; an invalid one stops the run unless --force replaces it."""
     if data is None:
@@ -209,29 +238,28 @@ def _parse_current(
     try:
         return parse_document(data), None
     except DocumentError as exc:
-        if force:
+        if options.force:
             return None, str(exc)
-        raise DocumentError(
-            f"{url}: current document is invalid: {exc} (--force replaces it)"
-        ) from None
+        hint = _force_hint(options, "replaces it", "replace it")
+        raise DocumentError(f"{url}: current document is invalid: {exc} ({hint})") from None
 
 
-def _write(
-    store: S3Store,
+def _to_sync(
     publication: Publication,
     unchanged: bool,
     key: str,
     current_bytes: bytes | None,
-) -> list[str]:
-    """Hosts files first, mapping last, each only when its bytes differ from S3's.
+) -> tuple[tuple[PublishedObject, ...], dict[str, bytes | None]]:
+    """The objects to compare with S3 and write where they differ (hosts files first,
+    mapping last), and the bytes already read; a dry run compares the same ones.
 
     An unchanged document is the previous object itself, so the mapping is left
     alone even if the stored bytes are not in canonical form; its hosts files are
     still compared (a 304 each) so a deleted file or a new zone gets repaired.
     """
     if unchanged:
-        return store.sync(publication.hosts_files)
-    return store.sync(publication.objects, known={key: current_bytes})
+        return publication.hosts_files, {}
+    return publication.objects, {key: current_bytes}
 
 
 def _partial_write(

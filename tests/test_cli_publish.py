@@ -54,11 +54,37 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (("publish", "--bucket", "bkt", "--regions", "mars"), "tagdns: --regions: 'mars' is not"),
         (
             ("publish", "--bucket", "bkt", "--prefix", "/abs"),
-            "tagdns: command line: [publish] prefix '/abs'",
+            "tagdns: --prefix '/abs' is not a relative key: it starts with '/'\n",
         ),
         (
             ("publish", "--bucket", "bkt", "--prefix", "a/../b"),
-            "tagdns: command line: [publish] prefix 'a/../b'",
+            "tagdns: --prefix 'a/../b' is not a relative key: '..' is a segment of its own",
+        ),
+        (
+            ("publish", "--bucket", "bkt", "--prefix", "s3://fleet-config/dns"),
+            "tagdns: --prefix 's3://fleet-config/dns' is an s3:// URL, not a key prefix; "
+            "use --bucket 'fleet-config' and --prefix 'dns'\n",
+        ),
+        (
+            ("publish", "--bucket", "bkt", "--prefix", "dns "),
+            "tagdns: --prefix 'dns ' holds whitespace or a control character (' ')\n",
+        ),
+        (
+            ("publish", "--bucket", "bkt", "--prefix", "dns\n"),
+            "tagdns: --prefix 'dns\\n' holds whitespace or a control character ('\\n')\n",
+        ),
+        (
+            ("publish", "--bucket", "bkt", "--prefix", "./dns"),
+            "tagdns: --prefix './dns' is not a relative key: '.' is a segment of its own",
+        ),
+        (
+            ("publish", "--bucket", "bkt", "--prefix", "dns//x"),
+            "tagdns: --prefix 'dns//x' has an empty segment ('//')",
+        ),
+        (
+            ("publish", "--bucket", "bkt", "--prefix", "dns/mapping.json"),
+            "tagdns: --prefix 'dns/mapping.json' names an object, not a prefix (the publisher "
+            "adds mapping.json and hosts/ under it); use --prefix 'dns'\n",
         ),
         (("publish", "--bucket", "bkt", "--tag-key", " "), "tagdns: --tag-key: must not be empty"),
         (
@@ -143,6 +169,21 @@ def test_a_bucket_url_in_the_config_file_is_a_usage_error(
     assert f"bucket {bucket!r}: {hint}; use " in err
     assert "bucket 'fleet-config' and " in err
     assert "prefix 'dns'" in err
+
+
+def test_a_prefix_in_the_config_file_is_checked_and_names_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "tagdns.toml"
+    path.write_text('[publish]\nbucket = "bkt"\nprefix = "s3://fleet-config/dns"\n')
+
+    code, out, err = run(capsys, "publish", "--config", str(path))
+
+    assert (code, out) == (2, "")
+    assert err == (
+        f"tagdns: {path}: [publish] prefix 's3://fleet-config/dns' is an s3:// URL, not a key "
+        "prefix; use [publish] bucket 'fleet-config' and [publish] prefix 'dns'\n"
+    )
 
 
 def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -133,9 +133,28 @@ class S3Store:
             raise WriteError(str(exc), tuple(written())) from None
         return written()
 
+    def pending(
+        self, objects: Sequence[PublishedObject], known: dict[str, bytes | None] | None = None
+    ) -> list[str]:
+        """The keys ``sync`` would put, in order, compared the same way; nothing is written.
+
+        For a dry run: it must list what the real run would write (a deleted hosts
+        file, a zone change), not only whether the document changed.
+        """
+        if not objects:
+            return []
+        known = known or {}
+        with ThreadPoolExecutor(
+            max_workers=min(_WRITE_WORKERS, len(objects)), thread_name_prefix="tagdns-s3"
+        ) as pool:
+            changed = list(pool.map(lambda obj: self._changed(obj, known), objects))
+        return [obj.key for obj, differs in zip(objects, changed, strict=True) if differs]
+
+    def _changed(self, obj: PublishedObject, known: dict[str, bytes | None]) -> bool:
+        return known[obj.key] != obj.body if obj.key in known else self.differs(obj)
+
     def _put_if_changed(self, obj: PublishedObject, known: dict[str, bytes | None]) -> bool:
-        changed = known[obj.key] != obj.body if obj.key in known else self.differs(obj)
-        if not changed:
+        if not self._changed(obj, known):
             return False
         try:
             self.client.put_object(

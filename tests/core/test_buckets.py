@@ -1,10 +1,11 @@
-"""Bucket names checked before any AWS call, with a hint when a URL or a path was given."""
+"""Bucket names and prefixes checked before any AWS call, with a hint when a URL or a path
+was given."""
 
 from __future__ import annotations
 
 import pytest
 
-from resolver.core.buckets import bucket_problem, check_bucket_name
+from resolver.core.buckets import bucket_problem, check_bucket_name, check_prefix, prefix_problem
 from resolver.errors import ConfigError
 
 URL_HINT = "give the bucket name, not an s3:// URL"
@@ -86,5 +87,78 @@ def test_the_hint_uses_the_callers_spelling() -> None:
 
     assert str(raised.value) == (
         "[publish] bucket 's3://fleet-config/dns': give the bucket name, not an s3:// URL; "
+        "use [publish] bucket 'fleet-config' and [publish] prefix 'dns'"
+    )
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["dns", "dns/", "dns//", "", "a/b", "fleet_v2/dns-prod.1", "A.b_c-D", "a/b/c/d", "..a", "a.."],
+)
+def test_usable_prefixes_pass(prefix: str) -> None:
+    assert prefix_problem(prefix) is None
+    check_prefix(prefix)
+
+
+NOT_RELATIVE = "is not a relative key: "
+SEGMENT_CHARS = "; a prefix is segments of letters, digits, '.', '_' and '-' separated by '/'"
+OBJECT = "names an object, not a prefix (the publisher adds mapping.json and hosts/ under it)"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (
+            "s3://fleet-config/dns",
+            "is an s3:// URL, not a key prefix; use --bucket 'fleet-config' and --prefix 'dns'",
+        ),
+        (
+            "S3://fleet-config/dns/mapping.json",
+            "is an s3:// URL, not a key prefix; use --bucket 'fleet-config' and --prefix 'dns'",
+        ),
+        ("s3://fleet-config", "is an s3:// URL, not a key prefix; use --bucket 'fleet-config'"),
+        ("s3://", "is an s3:// URL, not a key prefix"),
+        ("/dns", NOT_RELATIVE + "it starts with '/'"),
+        ("/", NOT_RELATIVE + "it starts with '/'"),
+        ("dns ", "holds whitespace or a control character (' ')"),
+        (" dns", "holds whitespace or a control character (' ')"),
+        ("dns\n", "holds whitespace or a control character ('\\n')"),
+        ("dns\tx", "holds whitespace or a control character ('\\t')"),
+        ("dns\x00", "holds whitespace or a control character ('\\x00')"),
+        ("dns\u200b", "holds whitespace or a control character ('\\u200b')"),
+        (
+            "./dns",
+            NOT_RELATIVE
+            + "'.' is a segment of its own (S3 keys are not paths, so it is not resolved)",
+        ),
+        ("dns/.", NOT_RELATIVE + "'.' is a segment of its own"),
+        ("..", NOT_RELATIVE + "'..' is a segment of its own"),
+        ("a/../b", NOT_RELATIVE + "'..' is a segment of its own"),
+        ("dns//x", "has an empty segment ('//'): S3 keeps it as part of the key"),
+        ("dns/mapping.json", OBJECT + "; use --prefix 'dns'"),
+        ("mapping.json", OBJECT + "; use --prefix ''"),
+        ("dns/hosts/eu-west-1.hosts", OBJECT + "; use --prefix 'dns'"),
+        ("dns/Mapping.JSON/", OBJECT + "; use --prefix 'dns'"),
+        ("dns@prod", "holds '@'" + SEGMENT_CHARS),
+        ("café", "holds 'é'" + SEGMENT_CHARS),
+        ("dns\\x", "holds '\\\\'" + SEGMENT_CHARS),
+    ],
+)
+def test_bad_prefixes_say_why(value: str, problem: str) -> None:
+    found = prefix_problem(value)
+    assert found is not None
+    assert found.startswith(problem)
+    with pytest.raises(ConfigError) as raised:
+        check_prefix(value)
+    assert str(raised.value) == f"--prefix {value!r} {found}"
+    assert "\n" not in str(raised.value)
+
+
+def test_the_prefix_error_uses_the_callers_spelling_and_origin() -> None:
+    with pytest.raises(ConfigError) as raised:
+        check_prefix("s3://fleet-config/dns", "[publish] prefix", "[publish] bucket", "tagdns.toml")
+
+    assert str(raised.value) == (
+        "tagdns.toml: [publish] prefix 's3://fleet-config/dns' is an s3:// URL, not a key prefix; "
         "use [publish] bucket 'fleet-config' and [publish] prefix 'dns'"
     )

@@ -280,6 +280,42 @@ def test_a_deleted_hosts_file_is_restored_without_touching_the_mapping(
     assert object_versions(s3, bucket)[MAPPING] == 1
 
 
+def test_a_dry_run_lists_the_hosts_file_a_real_run_would_restore(
+    fleet: Fleet, s3: S3Client, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fleet is unchanged but a hosts file is gone: the dry run must say it would be
+    written, as the real run then writes it, not that nothing would change."""
+    fleet.launch("us-east-1", "web1")
+    fleet.launch("eu-west-1", "db")
+    assert publish(capsys, *TWO_REGIONS)[0] == 0
+    s3.delete_object(Bucket=bucket, Key=HOSTS_EU)
+    versions = object_versions(s3, bucket)
+
+    code, out, _ = publish(capsys, *TWO_REGIONS, "--dry-run")
+
+    assert code == 0
+    lines = out.splitlines()
+    assert [line for line in lines if line.startswith(("would write ", "wrote "))] == [
+        f"would write s3://{BUCKET}/{HOSTS_EU}"
+    ]
+    assert "dry run: nothing written" in lines
+    assert object_versions(s3, bucket) == versions
+    assert HOSTS_EU not in {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+
+    code, out, _ = publish(capsys, *TWO_REGIONS)
+
+    assert code == 0
+    assert [line for line in out.splitlines() if line.startswith("wrote ")] == [
+        f"wrote s3://{BUCKET}/{HOSTS_EU}"
+    ]
+
+    code, out, _ = publish(capsys, *TWO_REGIONS, "--dry-run")
+
+    assert code == 0
+    assert "would write" not in out
+    assert "dry run: nothing to write" in out.splitlines()
+
+
 def test_terminating_an_instance_publishes_a_higher_serial_without_it(
     fleet: Fleet, s3: S3Client, bucket: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -458,7 +494,13 @@ def test_force_republishes_an_unchanged_fleet_above_a_restored_old_version(
     # The fleet goes back to its first state and someone restores the first object version.
     fleet.terminate("us-east-1", *api)
     versions = s3.list_object_versions(Bucket=bucket, Prefix=MAPPING)["Versions"]
-    oldest = min(versions, key=lambda v: v["LastModified"])["VersionId"]
+    # By content, not LastModified: two PUTs within one second tie on it.
+    oldest = next(
+        v["VersionId"]
+        for v in versions
+        if s3.get_object(Bucket=bucket, Key=MAPPING, VersionId=v["VersionId"])["Body"].read()
+        == first.to_bytes()
+    )
     s3.copy_object(
         Bucket=bucket,
         Key=MAPPING,
