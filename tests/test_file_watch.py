@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -307,3 +308,40 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_poll_rearming_while_an_event_is_dispatched_does_not_deadlock(
+    tmp_path: Path, watched: Callable[[Path], tuple[FileWatcher, list[bool]]]
+) -> None:
+    """Until watchdog 7.1.1 the observer holds its lock while it calls the handler,
+    which takes the watcher's; ``ensure()`` (the agent's poll, another thread) takes
+    the watcher's and then the observer's to schedule a watch. Here the observer is
+    mid-dispatch, as in those versions, when the poll finds the directory replaced."""
+    directory = tmp_path / "source"
+    directory.mkdir()
+    target = directory / "mapping.json"
+    target.write_text("{}")
+    watcher, _changes = watched(target)
+    directory.rename(tmp_path / "source.old")  # no event says so: only ensure() sees it
+    directory.mkdir()
+    observer_lock = watcher.observer._lock
+    dispatching = threading.Event()
+    polled = threading.Event()
+
+    def dispatch() -> None:
+        with observer_lock:  # as watchdog < 7.1.1 holds it around every handler call
+            dispatching.set()
+            polled.wait(2)
+            watcher._event(FileClosedEvent(str(target)))
+
+    dispatcher = threading.Thread(target=dispatch, daemon=True)
+    dispatcher.start()
+    assert dispatching.wait(2)
+    poll = threading.Thread(target=watcher.ensure, daemon=True)
+    poll.start()
+    time.sleep(0.3)  # the poll is now waiting for a lock: which one is the question
+    polled.set()
+    dispatcher.join(5)
+    poll.join(5)
+    assert not dispatcher.is_alive() and not poll.is_alive(), "deadlocked"
+    assert watcher.watching

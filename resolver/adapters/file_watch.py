@@ -198,6 +198,14 @@ class FileWatcher:
         self._closes = _reports_closes(self.observer)
         self._handler = _ChainHandler(self)
         self._lock = threading.RLock()
+        # Lock order: the observer's lock, then ours, in every thread that may take
+        # both. Until watchdog 7.1.1 the observer holds its lock while it calls
+        # ``_event``, which takes ours and may (re)schedule watches; ``ensure()``, from
+        # the agent's poll, takes ours and schedules too. Taken the other way round,
+        # the two threads would wait on each other for good, and the poll with them.
+        self._observer_lock: contextlib.AbstractContextManager[object] = getattr(
+            self.observer, "_lock", contextlib.nullcontext()
+        )
         self._chain = resolve_chain(self.target)
         self._watches: dict[str, _Watch] = {}
         self._problem: str | None = None
@@ -229,7 +237,7 @@ class FileWatcher:
 
     def start(self) -> None:
         self.observer.start()
-        with self._lock:
+        with self._observer_lock, self._lock:
             self._running = True
             self._arm(None)
 
@@ -240,7 +248,7 @@ class FileWatcher:
         well. It is the only way to notice a watched directory renamed away, which
         raises no event.
         """
-        with self._lock:
+        with self._observer_lock, self._lock:
             if not self._running:
                 return False
             reason = self._lost()
@@ -337,7 +345,7 @@ class FileWatcher:
             return
         paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
         paths.discard("")
-        with self._lock:
+        with self._observer_lock, self._lock:
             if not self._running:
                 return
             chain = self._chain
