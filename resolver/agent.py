@@ -295,8 +295,11 @@ class Agent:
         rebuilt = loaded.rebuilt
         how = "full load" if rebuilt is None else f"rebuilt {rebuilt} changed name"
         how += "s" if rebuilt is not None and rebuilt != 1 else ""
+        # Before the listeners are bound (the last-known-good copy at start) nothing is
+        # served yet, and a port in use may still end the start: "loaded", not "serving".
         log.info(
-            "serving serial %d (was %s) from %s: %d names in view %s (loaded in %.3f s: %s)",
+            "%s serial %d (was %s) from %s: %d names in view %s (loaded in %.3f s: %s)",
+            "serving" if self.server is not None else "loaded",
             loaded.zone.serial,
             previous if previous is not None else "none",
             origin,

@@ -25,11 +25,13 @@ import pytest
 from dnslib import DNSRecord
 
 from resolver.adapters.dns_server import DnsServer, ServerLimits
+from resolver.adapters.last_known_good import LastKnownGood
 from resolver.core import wire
 from resolver.core.endpoints import Endpoint
 from resolver.core.responder import MAX_QUERY_BYTES, Question, Responder, error_reply
 from tests.core.dns_helpers import header, opt, query, question, question_of, reply_question
 from tests.integration.dns_helpers import (
+    EXAMPLE_MAPPING,
     EXAMPLE_SERVE_ARGS,
     LOOPBACK,
     TAGDNS,
@@ -390,6 +392,35 @@ def test_a_taken_port_is_one_error_line_and_exit_1() -> None:
     assert result.stderr.splitlines() == [
         f"tagdns: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_a_taken_port_with_a_cached_copy_never_says_serving(tmp_path: Path) -> None:
+    """The last-known-good copy is loaded before the listeners are bound: its log
+    line must not claim a service that the taken port then ends."""
+    cache = tmp_path / "mapping.json"
+    LastKnownGood(cache, str(EXAMPLE_MAPPING)).save(EXAMPLE_MAPPING.read_bytes())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                str(TAGDNS),
+                "serve",
+                *("--source", str(EXAMPLE_MAPPING), "--view", "us-east-1"),
+                *("--upstream", "none", "--cache", str(cache), "--metrics", "none"),
+                *("--listen", f"127.0.0.1:{port}", "--log-level", "info"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "loaded serial 1764076800 (was none) from cache" in result.stderr
+    assert "serving serial" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"tagdns: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
 
 
 def _ipv6_loopback() -> bool:

@@ -280,7 +280,7 @@ def test_file_source_last_known_good_is_written_and_served_after_restart(
     second = LiveAgent(tmp_path, "--source", str(source), "--cache", str(cache))
     agents.append(second)
     assert second.ask("web1") == [address(1, WEB1)]
-    assert f"serving serial 7 (was none) from cache {cache}" in second.stderr
+    assert f"loaded serial 7 (was none) from cache {cache}" in second.stderr
     assert second.count(f"keeping serial 7: {source}: no such file") == 1
 
 
@@ -616,5 +616,5 @@ def test_answers_survive_s3_going_away_and_a_restart_during_the_outage(
     agents.append(second)
     assert second.ask("web1") == old
     assert second.ask("db") == [address(1, NAMES.index("db"))]
-    assert f"serving serial 10 (was none) from cache {cache}" in second.stderr
+    assert f"loaded serial 10 (was none) from cache {cache}" in second.stderr
     assert second.wait_log(down)
