@@ -19,9 +19,9 @@ from typing import Any
 from resolver.core.buckets import check_bucket_name, check_prefix
 from resolver.core.document import REGION_PATTERN
 from resolver.core.endpoints import Endpoint, parse_endpoint
-from resolver.core.names import check_zone
+from resolver.core.publish_settings import MAX_TAG_KEY, check_zone_text
 from resolver.core.source_url import parse_source
-from resolver.errors import ConfigError, InvalidName
+from resolver.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/tagdns/tagdns.toml")
 MIN_POLL_INTERVAL = 1.0
@@ -450,14 +450,9 @@ def flagged_keys(file: Config, merged: Config) -> set[tuple[str, str]]:
 
 def _validate_view(view: ViewConfig, at: Callable[..., str]) -> None:
     try:
-        zone = check_zone(view.zone)
-    except InvalidName as exc:
-        raise ConfigError(f"{at('view', 'zone')}: [view] zone {view.zone!r} {exc}") from None
-    if view.zone != zone:
-        raise ConfigError(
-            f"{at('view', 'zone')}: [view] zone {view.zone!r} must be lowercase, "
-            "without surrounding spaces"
-        )
+        check_zone_text(view.zone, "[view] zone")
+    except ConfigError as exc:
+        raise ConfigError(f"{at('view', 'zone')}: {exc}") from None
     if view.region not in (AUTO, "public") and not REGION_PATTERN.match(view.region):
         raise ConfigError(
             f"{at('view', 'region')}: [view] region {view.region!r} is not a region, public or auto"
@@ -502,9 +497,10 @@ def _validate_publish(publish: PublishConfig, at: Callable[..., str]) -> None:
         if region != "all" and not REGION_PATTERN.match(region):
             raise ConfigError(f"{regions}: [publish] regions: {region!r} is not a region")
     check_prefix(publish.prefix, "[publish] prefix", "[publish] bucket", at("publish", "prefix"))
-    if not 0 < len(publish.tag_key) <= 128 or not publish.tag_key.strip():
+    if not 0 < len(publish.tag_key) <= MAX_TAG_KEY or not publish.tag_key.strip():
         raise ConfigError(
-            f"{at('publish', 'tag_key')}: [publish] tag_key must be 1 to 128 characters, not blank"
+            f"{at('publish', 'tag_key')}: [publish] tag_key must be 1 to {MAX_TAG_KEY} "
+            "characters, not blank"
         )
     if publish.bucket:
         try:
