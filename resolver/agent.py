@@ -26,6 +26,7 @@ from resolver.adapters.daemon_thread import in_daemon_thread
 from resolver.adapters.dns_server import DnsServer
 from resolver.adapters.file_source import read_document_file
 from resolver.adapters.forwarder import Forwarder
+from resolver.adapters.held_signals import release as release_held_signals
 from resolver.adapters.last_known_good import LastKnownGood
 from resolver.adapters.listen_sockets import Network
 from resolver.adapters.logging_setup import set_query_logging
@@ -626,6 +627,7 @@ class Agent:
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         loop.add_signal_handler(signal.SIGUSR1, self._toggle_query_logging)
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+        release_held_signals()  # one sent since exec is handled now
         watcher = None
         if self.plan.watch and isinstance(self.plan.source, FileLocation):
             from resolver.adapters.file_watch import FileWatcher  # noqa: PLC0415

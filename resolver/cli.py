@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
+from resolver.adapters.held_signals import release as release_held_signals
 from resolver.cli_agent import add_lookup, add_serve
 from resolver.cli_hosts import add_hosts
 from resolver.cli_node import add_check, add_status
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler
+        if not getattr(args, "takes_held_signals", False):
+            release_held_signals()
         return handler(args)
     except TagdnsError as exc:
         _out(f"{PROG}: {exc}", sys.stderr)

@@ -87,7 +87,8 @@ def add_serve(commands: Any) -> None:
         action="store_true",
         help="log every query (client, name, type, rcode); off by default",
     )
-    parser.set_defaults(handler=cmd_serve)
+    # The agent releases SIGHUP and SIGUSR1 once its handlers are in (held_signals).
+    parser.set_defaults(handler=cmd_serve, takes_held_signals=True)
 
 
 def add_lookup(commands: Any) -> None:

@@ -7,12 +7,14 @@ line on stderr for a name that cannot be a DNS name; never a traceback.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from resolver.adapters.held_signals import HELD, hold, release
 from resolver.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -251,3 +253,18 @@ def test_document_errors_name_the_source_as_serve_does(
     assert captured.err.startswith(f"tagdns: {source}: {problem}"), captured.err
     assert captured.err.count("\n") == 1
     assert captured.err.endswith("; nothing written\n") == command.startswith("hosts")
+
+
+def test_commands_other_than_serve_leave_a_hang_up_its_default_action(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The console script holds SIGHUP and SIGUSR1 for the agent, which takes them once
+    its handlers are in; any other command lets them go as soon as its arguments are
+    parsed, so a closed terminal still ends it."""
+    hold()
+    try:
+        code, _lines, _err = lookup(capsys, "web1", *VIEW)
+        assert code == 0
+        assert not HELD & signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    finally:
+        release()

@@ -57,7 +57,7 @@ from resolver.core.views import View, build_view
 from resolver.hosts_sync import HostsSync
 from tests.documents import one_region_document
 from tests.integration.conftest import MotoServer
-from tests.integration.dns_helpers import TAGDNS
+from tests.integration.dns_helpers import REPO, TAGDNS
 from tests.integration.hostile_upstream import POISON_V4, HostileUpstream, Mode
 from tests.mounts import remount, tmpfs
 
@@ -709,6 +709,51 @@ def test_sighup_while_the_first_fetch_is_still_running_does_not_kill_the_agent(
         assert not agent.exited
         assert agent.wait_log("ready:"), agent.log
         assert agent.stop() == 0
+
+
+def _blocked_signals(pid: int) -> int:
+    """The SigBlk mask of the process's main thread (bit n-1 for signal n); 0 once gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.MULTILINE)
+    return int(match.group(1), 16) if match else 0
+
+
+def test_a_reload_sent_before_the_agent_has_loaded_its_modules_is_handled_later(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP and SIGUSR1 end a process by default, and the agent takes them over only
+    once its modules are loaded and its loop runs, some tenths of a second after exec.
+    Sent in that window they used to kill it; they are now held pending from the
+    console script's first line and handled once the handlers are in."""
+    held = 1 << (signal.SIGHUP - 1) | 1 << (signal.SIGUSR1 - 1)
+    log_path = tmp_path / "agent.log"
+    command = [
+        str(TAGDNS), "serve", "--source", str(REPO / "conf" / "example-mapping.json"),
+        "--view", REGION, "--listen", "127.0.0.1:0", "--upstream", "none",
+        "--cache", "none", "--metrics", "none",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        assert wait_for(lambda: _blocked_signals(process.pid) & held == held, 10.0)
+        assert "listening on" not in log_path.read_text()  # still starting
+        process.send_signal(signal.SIGHUP)
+        process.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: "query logging on" in log_path.read_text(), 20.0), (
+            process.poll(),
+            log_path.read_text(),
+        )
+        assert process.poll() is None
+        assert _blocked_signals(process.pid) & held == 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def test_sigterm_during_a_slow_first_fetch_stops_at_once(
