@@ -322,9 +322,12 @@ def test_status_of_an_agent_without_data_exits_1(
     with RunningAgent(Agent(plan(missing))) as running:
         assert running.agent.metrics is not None
         code = main(["status", "--metrics", str(running.agent.metrics.endpoint)])
+        samples = running.samples()
     out = capsys.readouterr().out
     assert code == 1
     assert "serving:    nothing yet" in out
+    # As documented: absent before the first document, rather than a serial-less 0 names.
+    assert "tagdns_serving_serial" not in samples and "tagdns_names" not in samples
     assert f"last error: {missing}: no such file" in out
 
 

@@ -175,3 +175,29 @@ def test_a_request_split_into_single_bytes_is_answered(http: Running) -> None:
         while chunk := sock.recv(65536):
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(BODY)
+
+
+def test_a_metric_that_cannot_be_rendered_is_an_error_status_logged_once(
+    http: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value the exposition cannot hold (a serial too large for a float, before
+    documents were bounded) used to close every scrape unanswered, with a traceback
+    logged per scrape. Now it is HTTP 500, one log line, and 200 again once it renders."""
+    broken = True
+
+    def render() -> bytes:
+        if broken:
+            raise OverflowError("int too large to convert to float")
+        return BODY
+
+    http.http.render = render
+    with caplog.at_level("ERROR", logger="tagdns.metrics"):
+        for _ in range(3):
+            head = exchange(http, b"GET /metrics HTTP/1.1\r\n\r\n").split(b"\r\n")[0]
+            assert head == b"HTTP/1.1 500 Internal Server Error"
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics: cannot render (HTTP 500 until it can): "
+        "OverflowError: int too large to convert to float"
+    ]
+    broken = False
+    assert exchange(http, b"GET /metrics HTTP/1.1\r\n\r\n").endswith(BODY)

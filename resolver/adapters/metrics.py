@@ -102,9 +102,9 @@ class AgentCollector:
             },
         )
         yield info
-        if status.serial is not None:
+        if status.serial is not None:  # both absent until a document is served
             yield _gauge("serving_serial", "Serial of the mapping document served", status.serial)
-        yield _gauge("names", "Names in the view served", status.names)
+            yield _gauge("names", "Names in the view served", status.names)
         if status.generated_at is not None:
             yield _gauge(
                 "data_generated_timestamp_seconds",

@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from resolver.adapters.listen_sockets import Network, client_allowed, listening_socket
 from resolver.core.endpoints import Endpoint
+
+log = logging.getLogger("tagdns.metrics")
 
 LOOPBACK: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
@@ -36,6 +39,7 @@ _REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
 }
 
 
@@ -66,6 +70,7 @@ class HttpEndpoint:
     _server: asyncio.Server | None = None
     _writers: dict[asyncio.StreamWriter, None] = field(default_factory=dict)
     """Connections being served, oldest first."""
+    _last_render_error: str = ""
 
     async def listen(self, endpoint: Endpoint) -> Endpoint:
         """Listen on ``endpoint`` (port 0: any free port); OSError if it is taken."""
@@ -128,7 +133,19 @@ class HttpEndpoint:
             return 400, b"", False
         if method not in ("GET", "HEAD"):
             return 405, b"", False
-        return 200, self.render(), method == "HEAD"
+        try:
+            body = self.render()
+        except Exception as exc:  # one bad value must not close every scrape
+            self._render_failed(exc)
+            return 500, b"", False
+        return 200, body, method == "HEAD"
+
+    def _render_failed(self, exc: Exception) -> None:
+        """Log why the metrics could not be rendered: once, until the reason changes."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason != self._last_render_error:
+            self._last_render_error = reason
+            log.error("metrics: cannot render (HTTP 500 until it can): %s", reason)
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         """The request line, once the headers after it have ended; None when the whole

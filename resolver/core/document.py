@@ -25,6 +25,11 @@ from resolver.core.names import is_plain_name, validate_name
 from resolver.errors import DocumentError, InvalidName
 
 SCHEMA_VERSION = 1
+MAX_SERIAL = 2**53 - 1
+"""The largest serial: the largest integer every JSON reader holds exactly (RFC 7493
+2.2). A serial reads the same here, in jq, and in Prometheus, whose samples are
+float64: a larger one broke the agent's metrics, and then every restart (the
+last-known-good copy kept it), with no lower serial allowed to replace it."""
 
 REGION_TEXT = r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}"
 REGION_PATTERN = re.compile(REGION_TEXT + r"\Z")
@@ -306,6 +311,12 @@ def canonical_header(data: bytes, hosts_start: int, hosts_end: int) -> MappingDo
         return None
 
 
+def _shown(value: object) -> str:
+    """``repr`` of a refused value, cut to one readable line."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+
+
 def document_from_json(raw: object) -> MappingDocument:
     """Validate an already decoded JSON value as a schema 1 document."""
     obj = _expect_object(raw, "document", _DOCUMENT_FIELDS)
@@ -313,8 +324,10 @@ def document_from_json(raw: object) -> MappingDocument:
     if type(schema) is not int or schema != SCHEMA_VERSION:
         raise DocumentError(f"schema: expected {SCHEMA_VERSION}, got {schema!r}")
     serial = obj["serial"]
-    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
-        raise DocumentError(f"serial: expected a non-negative integer, got {serial!r}")
+    if not isinstance(serial, int) or isinstance(serial, bool) or not 0 <= serial <= MAX_SERIAL:
+        raise DocumentError(
+            f"serial: expected an integer from 0 to {MAX_SERIAL} (2^53 - 1), got {_shown(serial)}"
+        )
     generated_at = _timestamp(obj["generated_at"], "generated_at")
     tag_key = obj["tag_key"]
     if not isinstance(tag_key, str) or not 0 < len(tag_key) <= _TAG_KEY_MAX:

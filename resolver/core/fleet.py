@@ -14,6 +14,7 @@ from datetime import datetime
 from resolver.core.addresses import address_sort_key, canonical_ipv4, canonical_ipv6
 from resolver.core.document import (
     AZ_PATTERN,
+    MAX_SERIAL,
     HostEntry,
     MappingDocument,
     Rejection,
@@ -127,6 +128,12 @@ def build_document(
     if previous is not None and previous.same_content(candidate) and not republish:
         return previous
     floor = previous.serial + 1 if previous is not None else 1
+    if floor > MAX_SERIAL:
+        raise DocumentError(
+            f"serial: the document in force has serial {MAX_SERIAL}, the largest allowed, "
+            "so no later one can be published; agents refuse a lower one until restarted "
+            "without their last-known-good copy"
+        )
     return make_document(
         serial=max(floor, int(now.timestamp())),
         generated_at=candidate.generated_at,

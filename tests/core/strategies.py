@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from resolver.core.addresses import address_sort_key
 from resolver.core.document import (
+    MAX_SERIAL,
     HostEntry,
     MappingDocument,
     Rejection,
@@ -84,7 +85,7 @@ def documents(draw: st.DrawFn) -> MappingDocument:
     hosts = draw(st.lists(host_entries(), max_size=6, unique_by=lambda h: (h.name, h.instance_id)))
     extra_regions = draw(st.lists(regions, max_size=3))
     return make_document(
-        serial=draw(st.integers(min_value=0, max_value=2**63)),
+        serial=draw(st.integers(min_value=0, max_value=MAX_SERIAL)),
         generated_at=draw(timestamps),
         tag_key=draw(st.text(min_size=1, max_size=20)),
         regions=[*extra_regions, *(h.region for h in hosts)],

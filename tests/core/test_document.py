@@ -190,10 +190,12 @@ BASE: dict[str, Any] = json.loads(EXPECTED_BYTES)
         (_set("schema", True), "schema: expected 1, got True"),
         (_set("schema", 1.0), "schema: expected 1, got 1.0"),
         (_set("schema", "1"), "schema: expected 1, got '1'"),
-        (_set("serial", -1), "serial: expected a non-negative integer, got -1"),
-        (_set("serial", "1"), "serial: expected a non-negative integer, got '1'"),
-        (_set("serial", True), "serial: expected a non-negative integer, got True"),
-        (_set("serial", 1.5), "serial: expected a non-negative integer, got 1.5"),
+        (_set("serial", -1), "serial: expected an integer from 0 to 9007199254740991 (2^53"),
+        (_set("serial", "1"), "serial: expected an integer from 0 to 9007199254740991 (2^53"),
+        (_set("serial", True), "serial: expected an integer from 0 to 9007199254740991 (2^53"),
+        (_set("serial", 1.5), "serial: expected an integer from 0 to 9007199254740991 (2^53"),
+        (_set("serial", 2**53), "serial: expected an integer from 0 to 9007199254740991 (2^53"),
+        (_set("serial", 10**400), "serial: expected an integer from 0 to 9007199254740991 (2^53"),
         (_set("generated_at", "yesterday"), "generated_at: 'yesterday' is not an RFC 3339"),
         (_set("generated_at", 0), "generated_at: expected an RFC 3339 time string"),
         (_set("generated_at", "2024-05-01T12:00:00"), "generated_at: '2024-05-01T12:00:00'"),
@@ -258,6 +260,8 @@ BASE: dict[str, Any] = json.loads(EXPECTED_BYTES)
         "serial-string",
         "serial-true",
         "serial-float",
+        "serial-above-2^53-1",
+        "serial-of-401-digits",
         "time-word",
         "time-number",
         "time-naive",
@@ -545,3 +549,12 @@ def test_a_value_that_reads_hosts_is_no_second_key() -> None:
         hosts=[WEB_A],
     ).to_bytes()  # fmt: skip
     assert decode_document(data).hosts_span is not None
+
+
+def test_a_serial_of_hundreds_of_digits_is_refused_in_one_short_line() -> None:
+    """A serial above 2^53 - 1 broke the metrics (a float64 gauge) of every agent that
+    took it, and the last-known-good copy kept it across restarts."""
+    data = json.dumps(BASE | {"serial": 10**400}).encode()
+    with pytest.raises(DocumentError) as caught:
+        parse_document(data)
+    assert str(caught.value).endswith("got 10000000000000000000... (401 characters)")

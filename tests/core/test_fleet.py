@@ -9,8 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.core.document import HostEntry, MappingDocument, Rejection, parse_document
+from resolver.core.document import (
+    MAX_SERIAL,
+    HostEntry,
+    MappingDocument,
+    Rejection,
+    parse_document,
+)
 from resolver.core.fleet import ScannedInstance, build_document, entries_for_instance
+from resolver.errors import DocumentError
 from tests.core.strategies import REGIONS, ipv4s, ipv6s
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -260,3 +267,13 @@ def test_published_document_always_parses_back(
     )
     if len({i.instance_id for i in instances}) == len(instances):
         assert again is document
+
+
+def test_no_serial_is_published_above_the_largest_one() -> None:
+    """A document already at the largest serial cannot be followed: the next one would
+    be refused by every agent, so the publisher says so rather than writing it."""
+    base = _build([_instance(ID1, "web")])
+    previous = dataclasses.replace(base, serial=MAX_SERIAL)
+    with pytest.raises(DocumentError, match="has serial 9007199254740991, the largest allowed"):
+        _build([_instance(ID1, "web,api")], previous=previous)
+    assert _build([_instance(ID1, "web")], previous=previous) is previous  # unchanged: no write
