@@ -17,13 +17,12 @@ import argparse
 import errno
 import sys
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from resolver.adapters.hosts_file import read_existing
+from resolver.adapters.metrics_scrape import metrics_url, read_metrics_text
 from resolver.adapters.preflight import (
     ask_upstream,
     directory_problem,
@@ -288,20 +287,13 @@ def _metrics_address(args: argparse.Namespace) -> Endpoint:
     return parse_endpoint(listen, what="[metrics] listen")
 
 
-def scrape(url: str, timeout: float = SCRAPE_TIMEOUT) -> Samples:
-    """The endpoint's samples as name -> [(labels, value)]; TagdnsError when unreachable."""
+def scrape(endpoint: Endpoint, timeout: float | None = None) -> Samples:
+    """The endpoint's samples as name -> [(labels, value)]; TagdnsError when unreachable.
+    ``timeout`` bounds the whole scrape (default ``SCRAPE_TIMEOUT``)."""
     from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
 
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - http only
-            text = reply.read(16 * 1024 * 1024).decode("utf-8", errors="replace")
-    except urllib.error.HTTPError as exc:
-        raise TagdnsError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = getattr(exc.reason, "strerror", None) or exc.reason
-        raise TagdnsError(f"no agent answering at {url}: {reason}") from None
-    except (OSError, ValueError) as exc:
-        raise TagdnsError(f"no agent answering at {url}: {exc}") from None
+    url = metrics_url(endpoint)
+    text = read_metrics_text(endpoint, SCRAPE_TIMEOUT if timeout is None else timeout)
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
     try:
         for family in text_string_to_metric_families(text):
@@ -314,8 +306,8 @@ def scrape(url: str, timeout: float = SCRAPE_TIMEOUT) -> Samples:
 
 def cmd_status(args: argparse.Namespace) -> int:
     endpoint = _metrics_address(args)
-    url = f"http://{endpoint}/metrics"
-    samples = scrape(url)
+    url = metrics_url(endpoint)
+    samples = scrape(endpoint)
     if not is_tagdns(samples):
         raise TagdnsError(f"{url}: not a tagdns agent (no tagdns_info metric)")
     for line in render_status(samples, str(endpoint), time.time()):

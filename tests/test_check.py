@@ -460,6 +460,108 @@ def test_status_of_something_else_is_one_line_and_exit_1(
     assert len(err.splitlines()) == 1
 
 
+class _RawEndpoint:
+    """A TCP server that answers every connection with ``reply``, paced by ``pace``
+    seconds a byte when set; what an endpoint that is not quite HTTP does."""
+
+    def __init__(self, reply: bytes, pace: float = 0.0) -> None:
+        self.reply, self.pace = reply, pace
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with client:
+                client.recv(65536)
+                try:
+                    if not self.pace:
+                        client.sendall(self.reply)
+                        continue
+                    for byte in self.reply:
+                        if self.stopped.wait(self.pace):
+                            return
+                        client.sendall(bytes((byte,)))
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+_METRICS = b'tagdns_info{source="s3://b/k",view="us-east-1",loaded_from=""} 1\n'
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (b"hello world\r\n\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X" * 70000 + b"\r\n\r\n", "not an HTTP answer"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "not an HTTP answer",
+        ),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/metrics\r\n\r\n",
+            "HTTP 302 Found",
+        ),
+    ],
+    ids=["not-http", "too-many-headers", "line-too-long", "bad-chunk", "redirect"],
+)
+def test_status_of_an_endpoint_that_is_not_quite_http_is_one_line(
+    reply: bytes, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """These used to end in a traceback (http.client's own exceptions were not caught),
+    and a redirect was followed to report another address's agent as this one."""
+    endpoint = _RawEndpoint(reply)
+    try:
+        code, out, err = status(capsys, "--metrics", f"127.0.0.1:{endpoint.port}")
+    finally:
+        endpoint.close()
+    assert (code, out) == (1, "")
+    assert expected in err
+    assert len(err.splitlines()) == 1
+
+
+def test_status_gives_up_on_an_endpoint_that_trickles(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte every 0.2 s never trips a timeout per read: the whole scrape has one."""
+    monkeypatch.setattr("resolver.cli_node.SCRAPE_TIMEOUT", 1.0)
+    endpoint = _RawEndpoint(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + _METRICS, 0.2)
+    started = time.monotonic()
+    try:
+        code, out, err = status(capsys, "--metrics", f"127.0.0.1:{endpoint.port}")
+    finally:
+        endpoint.close()
+    assert time.monotonic() - started < 5
+    assert (code, out) == (1, "")
+    assert err.strip().endswith("no complete answer within 1 s")
+
+
+def test_status_asks_the_node_directly_whatever_http_proxy_says(
+    http_server: tuple[http.server.HTTPServer, type[_Handler]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nodes behind a corporate proxy set http_proxy for everything; the agent is on the
+    node itself. Through the (here closed) proxy, status said no agent was answering."""
+    server, handler = http_server
+    handler.body = _METRICS
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    _code, out, err = status(capsys, "--metrics", f"127.0.0.1:{server.server_address[1]}")
+    assert err == ""
+    assert "view us-east-1" in out
+
+
 @pytest.mark.parametrize(
     ("argv", "config", "expected"),
     [

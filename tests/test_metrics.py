@@ -85,6 +85,12 @@ class RunningAgent:
         assert self.agent.metrics is not None
         return self.agent.metrics.url
 
+    @property
+    def metrics_endpoint(self) -> Endpoint:
+        assert self.agent.metrics is not None
+        assert self.agent.metrics.endpoint is not None
+        return self.agent.metrics.endpoint
+
     def ask(self, name: str, qtype: str = "A", *, tcp: bool = False) -> DNSRecord:
         query = DNSRecord.question(name, qtype)
         if tcp:
@@ -96,7 +102,7 @@ class RunningAgent:
     def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         return {
             name: [(dict(labels), number) for labels, number in values]
-            for name, values in scrape(self.metrics_url).items()
+            for name, values in scrape(self.metrics_endpoint).items()
         }
 
 

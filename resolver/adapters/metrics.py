@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from resolver.adapters.listen_sockets import Network
 from resolver.adapters.metrics_http import LOOPBACK, HttpEndpoint, HttpLimits
+from resolver.adapters.metrics_scrape import metrics_url
 from resolver.core.endpoints import Endpoint
 from resolver.core.query_stats import QueryStats, rcode_name, type_name
 
@@ -314,7 +315,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.endpoint}/metrics"
+        return metrics_url(self.endpoint)
 
     async def close(self) -> None:
         await self.http.close()
