@@ -147,6 +147,7 @@ class Agent:
         self.plan = plan
         self.notifier = notifier or SystemdNotifier()
         self._ready_sent = False
+        self._announced_ready = False
         self.stats = QueryStats()
         """Queries by type and replies by RCODE, shared by every Responder installed."""
         self.metrics: MetricsServer | None = None
@@ -201,7 +202,7 @@ class Agent:
             last_fetch_ok=self.last_fetch_ok,
             last_change=self.last_change,
             last_error=self.last_error,
-            files_error=self.hosts_error or self.cache_error,
+            files_error="; ".join(filter(None, (self.hosts_error, self.cache_error))) or None,
             fetch_started=self.fetch_started,
             fetches=self.counts["fetches"],
             not_modified=self.counts["not_modified"],
@@ -248,6 +249,14 @@ class Agent:
             log.info("recovered: %s", self.plan.source)
         self.last_error = None
         self._notify_systemd()
+
+    def _announce_ready(self) -> None:
+        """The log's "ready:" line, once: when listening with names to serve, the moment
+        READY=1 goes to systemd, whether that is at start or at the first document."""
+        if self._announced_ready or not self.bound or self.loaded is None:
+            return
+        self._announced_ready = True
+        log.info("ready: %s", ", ".join(map(str, self.bound)))
 
     def _notify_systemd(self) -> None:
         """READY=1 once listening with a zone to serve, then STATUS on every change.
@@ -353,6 +362,7 @@ class Agent:
             # READY=1 as soon as names are served: units ordered after nss-lookup.target
             # must not wait for a [hosts] write held by another writer's lock (10 s).
             self._notify_systemd()
+        self._announce_ready()
         # The last-known-good copy before the [hosts] files: a write waiting on a hosts
         # file's lock (up to 10 s) must not leave a restart without the data served.
         if not from_cache:
@@ -475,8 +485,10 @@ class Agent:
             self.last_fetch_ok = time.time()
             if fetched is None:
                 self.counts["not_modified"] += 1
-                if self.marker_refused:
-                    self.last_error = self.refusal  # still the refused document: reported once
+                if self.marker_refused and self.refusal is not None:
+                    # Still the refused document: logged again (and STATUS= sent) only if
+                    # another error, a failed fetch, stood in between.
+                    self._report(self.refusal)
                     return
                 self._recovered()
                 return
@@ -516,6 +528,7 @@ class Agent:
             log.info("listening on %s (UDP and TCP)", endpoint)
         await self._start_metrics()
         self._notify_systemd()
+        self._announce_ready()  # serving the last-known-good copy
         await self.refresh(force=True)
         if self.loaded is None:
             log.error(

@@ -212,13 +212,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     agent = Agent(plan)
 
     def ready(bound: list[Any]) -> None:
-        addresses = ", ".join(str(endpoint) for endpoint in bound)
         if agent.loaded is None:
             # As for systemd (no READY=1): it answers nothing of its own until a
-            # document is accepted, so the log must not call it ready either.
+            # document is accepted, so the log must not call it ready either. The
+            # agent logs "ready:" itself once one is (and at once when it was).
+            addresses = ", ".join(str(endpoint) for endpoint in bound)
             log.info("listening without data: %s (no document accepted yet; not ready)", addresses)
-        else:
-            log.info("ready: %s", addresses)
 
     async def main() -> None:
         await agent.run(ready)

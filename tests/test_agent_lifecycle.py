@@ -349,6 +349,7 @@ class RecordingNotifier(SystemdNotifier):
     def __init__(self) -> None:
         super().__init__({})
         self.ready_at: float | None = None
+        self.statuses: list[str] = []
 
     @property
     def enabled(self) -> bool:
@@ -357,6 +358,8 @@ class RecordingNotifier(SystemdNotifier):
     def notify(self, **fields: str | int) -> bool:
         if fields.get("READY") == 1 and self.ready_at is None:
             self.ready_at = time.monotonic()
+        if "STATUS" in fields:
+            self.statuses.append(str(fields["STATUS"]))
         return True
 
 
@@ -427,17 +430,26 @@ def test_refused_object_stays_the_reported_problem_after_a_transient_error(
         None,
     )
     agent = make_agent(source)
+    notifier = RecordingNotifier()
+    agent.notifier = notifier
+    agent.bound.append(Endpoint("127.0.0.1", 53))  # as if listening: STATUS= is sent
+    refused = f"{SOURCE}: refused: serial 9 is older than the serial 10 in force"
 
     async def scenario() -> None:
         await agent.refresh(force=True)
         for _ in range(4):
             await agent.refresh()
-        assert agent.status().last_error == (
-            f"{SOURCE}: refused: serial 9 is older than the serial 10 in force"
-        )
+        assert agent.status().last_error == refused
 
     run(scenario)
-    assert len(errors(caplog)) == 2
+    # The refusal again once the source answers: the log's last error and systemd's
+    # STATUS= must not go on naming a timeout that is over.
+    assert errors(caplog) == [
+        f"keeping serial 10: {refused}",
+        f"keeping serial 10: {SOURCE}: timed out",
+        f"keeping serial 10: {refused}",
+    ]
+    assert notifier.statuses[-1].endswith(f"; keeping it: {refused}")
     assert not any(m.startswith("recovered") for m in caplog.messages)
 
 
@@ -613,6 +625,25 @@ def test_unwritable_cache_directory_warns_and_serving_continues(
     assert len(warnings) == 1, "the same failure is told once, not at every save"
     assert warnings[0].startswith(f"cache {cache}: cannot write: ")
     assert errors(caplog) == []
+
+
+def test_status_names_every_file_that_could_not_be_written(tmp_path: Path) -> None:
+    """A failing [hosts] write hid a failing last-known-good save (one field, the first)."""
+    blocker = tmp_path / "state"
+    blocker.write_bytes(b"a file where the directories should be")
+    cache, hosts = blocker / "mapping.json", blocker / "hosts"
+    agent = make_agent(FakeSource(document(1)), cache, hosts=HostsConfig(path=str(hosts)))
+
+    async def scenario() -> None:
+        try:
+            await agent.start()
+            files_error = agent.status().files_error or ""
+            assert f"{hosts}: " in files_error
+            assert f"last-known-good copy not saved: cache {cache}: " in files_error
+        finally:
+            await close(agent)
+
+    run(scenario)
 
 
 def test_a_failed_save_of_the_cached_copy_is_retried_without_a_new_document(

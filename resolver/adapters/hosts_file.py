@@ -168,8 +168,10 @@ def update_file(
                     f"{path}: cannot write: {_reason(exc)} (the directory {directory} must be "
                     "writable, and only root can keep another user's ownership)"
                 ) from None
+            # Not the temporary file's name: it is random, and an error repeated at every
+            # poll would read as a new one each time (logged, and a new metrics label).
             beside = exc.filename is not None and Path(exc.filename) != target
-            creating = f" (creating {exc.filename} beside it)" if beside else ""
+            creating = f" (creating a temporary file in {directory})" if beside else ""
             raise HostsFileError(f"{path}: cannot write: {_reason(exc)}{creating}") from None
     return FileUpdate(path, changed=True, method=method, size=len(new))
 

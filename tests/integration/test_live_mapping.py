@@ -296,6 +296,8 @@ def test_an_agent_without_data_does_not_say_ready(tmp_path: Path) -> None:
         replace_by_rename(source, document(1))
         assert agent.wait_log("serving serial 1")
         assert agent.ask("web1") == [address(1, WEB1)]
+        # Ready now, as READY=1 says to systemd: the log says so too.
+        assert agent.wait_log(f"ready: 127.0.0.1:{agent.port}")
     finally:
         agent.stop()
     started = LiveAgent(tmp_path, "--source", str(source), "--cache", "none")
