@@ -543,6 +543,8 @@ class Agent:
 
     def _reload(self) -> None:
         """SIGHUP: fetch now, write the [hosts] files again, choose the upstreams again."""
+        # Logged: when nothing changed, nothing else would show the reload was taken.
+        log.info("reload requested (SIGHUP): fetching %s", self.plan.source)
         self._spawn(self.refresh(force=True, rewrite_files=True))
         if self.plan.rechoose_upstreams is not None:
             self._spawn(self.rechoose_upstreams())

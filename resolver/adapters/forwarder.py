@@ -109,6 +109,9 @@ class ForwarderCounters:
     tcp_retries: int = 0
     upstream_errors: int = 0
     servfail: int = 0
+    answered: int = 0
+    """Askers given an upstream's answer (a SERVFAIL of the agent's own is not one);
+    counted when delivered, so the count never goes back."""
     completed: int = 0
     """Answers whose CNAME chain ended at an owned name, completed from the view."""
     internal_errors: int = 0
@@ -262,6 +265,7 @@ class Forwarder:
                 self.counters.servfail += 1
                 reply = error_reply(question, wire.SERVFAIL, ra=True, options=options)
             else:
+                self.counters.answered += 1
                 reply = self._render(question, answer, answer.sections, udp=udp)
             try:
                 deliver(reply)

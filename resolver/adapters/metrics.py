@@ -206,9 +206,7 @@ class AgentCollector:
             by_rcode.add_metric([rcode_name(rcode)], total)
         yield by_rcode
         forwarder = agent.forwarder
-        forwarded = 0
-        if forwarder is not None:
-            forwarded = forwarder.counters.forwarded + forwarder.counters.coalesced
+        forwarded = forwarder.counters.answered if forwarder is not None else 0
         answers = CounterMetricFamily(
             f"{PREFIX}_answers",
             "Replies by where the answer came from: the view (owned), the answer cache "

@@ -196,11 +196,11 @@ def _fetched(view: _View, now: float) -> str:
 
 def _fetch_counts(view: _View) -> str:
     return (
-        f"{_shown(view.count('tagdns_source_fetches_total'))} fetches, "
-        f"{_shown(view.count('tagdns_source_not_modified_total'))} not modified, "
+        f"{_shown(view.count('tagdns_source_fetches_total'))} fetches "
+        f"({_shown(view.count('tagdns_source_not_modified_total'))} not modified, "
+        f"{_shown(view.count('tagdns_source_errors_total'))} failed); documents "
         f"{_shown(view.count('tagdns_reloads_total', result='accepted'))} accepted, "
-        f"{_shown(view.count('tagdns_reloads_total', result='rejected'))} rejected, "
-        f"{_shown(view.count('tagdns_source_errors_total'))} failed"
+        f"{_shown(view.count('tagdns_reloads_total', result='rejected'))} rejected"
     )
 
 

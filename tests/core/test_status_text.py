@@ -75,7 +75,8 @@ def test_render_serving_agent() -> None:
         "  data:       generated 2027-01-15 06:00:00 UTC, 2 h old",
         "  source:     s3://fleet-config/dns/mapping.json "
         "(data from cache /var/lib/tagdns/mapping.json)",
-        "  last fetch: 12 s ago; 40 fetches, 38 not modified, 3 accepted, 0 rejected, 1 failed",
+        "  last fetch: 12 s ago; 40 fetches (38 not modified, 1 failed); documents 3 accepted, "
+        "0 rejected",
         "  last load:  0.412 s; 2 of 3 accepted documents rebuilt only their changed names",
         "  last error: none",
         "  queries:    123 (UDP 120, TCP 3): owned 90, cached 10, forwarded 23",
