@@ -52,9 +52,11 @@ from resolver.core.preflight import (
     CheckResult,
     dnsmasq_verdict,
     fail,
+    is_systemd_resolved,
     listen_verdict,
     ok,
     resolved_dns_servers,
+    resolved_stub_listener_off,
     upstream_probe_verdict,
     upstream_verdicts,
 )
@@ -180,14 +182,17 @@ def _dnsmasq_problem(path: Path) -> str | None:
         return str(exc).removeprefix(f"{path}: ")
 
 
-def _check_address(endpoint: Endpoint, what: str, protocols: tuple[str, ...]) -> CheckResult:
+def check_address(endpoint: Endpoint, what: str, protocols: tuple[str, ...]) -> CheckResult:
     if endpoint.port == 0:
         return ok(f"{what} {endpoint}: any free port")
     errors = try_bind(endpoint)
     errors = {protocol: errors[protocol] for protocol in protocols}
     in_use = any(e is not None and e[0] == errno.EADDRINUSE for e in errors.values())
     holders = port_holders(endpoint, protocols=protocols) if in_use else []
-    return listen_verdict(endpoint, errors, holders, what=what)
+    stub_off = any(map(is_systemd_resolved, holders)) and resolved_stub_listener_off(
+        read_resolved_configs()
+    )
+    return listen_verdict(endpoint, errors, holders, what=what, resolved_stub_off=stub_off)
 
 
 def _check_upstreams(config: Config, listen: list[Endpoint]) -> list[CheckResult]:
@@ -233,14 +238,14 @@ def run_checks(args: argparse.Namespace) -> list[CheckResult]:
         report(result)
     listen = [parse_endpoint(text, what="[dns] listen") for text in config.dns.listen]
     for endpoint in listen:
-        report(_check_address(endpoint, "listen", ("udp", "tcp")))
+        report(check_address(endpoint, "listen", ("udp", "tcp")))
     for result in _check_upstreams(config, listen):
         report(result)
     metrics = metrics_endpoint(config)
     if metrics is None:
         report(ok("metrics: off (tagdns status needs them)"))
     else:
-        report(_check_address(metrics, "metrics", ("tcp",)))
+        report(check_address(metrics, "metrics", ("tcp",)))
     return results
 
 

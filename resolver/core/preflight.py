@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -176,8 +176,15 @@ def listen_verdict(
     holders: Sequence[Holder],
     *,
     what: str = "listen",
+    resolved_stub_off: bool = False,
 ) -> CheckResult:
-    """One line for one listen address, from the bind attempts (``udp``/``tcp`` -> errno, text)."""
+    """One line for one listen address, from the bind attempts (``udp``/``tcp`` -> errno, text).
+
+    ``resolved_stub_off``: resolved's configuration on disk turns its stub listener off
+    (``resolved_stub_listener_off``). A resolved holding the address then lets it go at
+    its next restart: the takeover is set up, and checked before that restart, while
+    the node can still resolve the names the other checks need (the S3 endpoint).
+    """
     failed = {proto: error for proto, error in bind_errors.items() if error is not None}
     if not failed:
         protocols = " and ".join(p.upper() for p in bind_errors)
@@ -188,6 +195,11 @@ def listen_verdict(
         if holders and all(is_tagdns_agent(h) for h in holders):
             return ok(f"{what} {endpoint}: held by the running tagdns agent (pid {holders[0].pid})")
         if any(is_systemd_resolved(h) for h in holders):
+            if resolved_stub_off:
+                return ok(
+                    f"{what} {endpoint}: held by systemd-resolved until it restarts: its "
+                    "configuration turns the stub listener off (DNSStubListener=no)"
+                )
             return fail(f"{what} {endpoint}: {protocols} port in use: {resolved_fix(endpoint)}")
         return fail(f"{what} {endpoint}: {protocols} port in use by {_describe_holders(holders)}")
     if errno.EACCES in codes or errno.EPERM in codes:
@@ -212,6 +224,36 @@ def resolved_dns_servers(texts: Sequence[str]) -> list[Endpoint]:
     interfaces (``%eth0``) are dropped; an unreadable entry is skipped.
     """
     servers: list[Endpoint] = []
+    for key, value in _resolve_settings(texts):
+        if key != "DNS":
+            continue
+        entries = value.split()
+        if not entries:
+            servers.clear()
+            continue
+        for entry in entries:
+            endpoint = _resolved_server(entry)
+            if endpoint is not None:
+                servers.append(endpoint)
+    return servers
+
+
+def resolved_stub_listener_off(texts: Sequence[str]) -> bool:
+    """Whether resolved.conf and its drop-ins, read in order, set ``DNSStubListener=no``.
+
+    The last assignment in a ``[Resolve]`` section wins, as systemd reads them; an
+    empty one resets it to the default (on). systemd takes the booleans' usual
+    spellings; ``udp`` and ``tcp`` keep half the stub, which still holds the port.
+    """
+    stub = "yes"
+    for key, value in _resolve_settings(texts):
+        if key == "DNSStubListener":
+            stub = value.lower() or "yes"
+    return stub in ("no", "false", "off", "0", "n", "f")
+
+
+def _resolve_settings(texts: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """Each ``key=value`` of a ``[Resolve]`` section, in the order read."""
     for text in texts:
         section = ""
         for raw_line in text.splitlines():
@@ -222,17 +264,8 @@ def resolved_dns_servers(texts: Sequence[str]) -> list[Endpoint]:
                 section = line[1:-1].strip()
                 continue
             key, sep, value = line.partition("=")
-            if not sep or section != "Resolve" or key.strip() != "DNS":
-                continue
-            entries = value.split()
-            if not entries:
-                servers.clear()
-                continue
-            for entry in entries:
-                endpoint = _resolved_server(entry)
-                if endpoint is not None:
-                    servers.append(endpoint)
-    return servers
+            if sep and section == "Resolve":
+                yield key.strip(), value.strip()
 
 
 def _resolved_server(entry: str) -> Endpoint | None:

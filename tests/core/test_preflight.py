@@ -21,6 +21,7 @@ from resolver.core.preflight import (
     parse_cmdline,
     parse_proc_net,
     resolved_dns_servers,
+    resolved_stub_listener_off,
     upstream_probe_verdict,
     upstream_verdicts,
 )
@@ -182,6 +183,57 @@ def test_listen_taken_by_systemd_resolved_names_the_fix() -> None:
     assert ROUTING_DROP_IN in line
     assert "Domains" not in line or "~internal" in line
     assert "\n" not in line
+
+
+def test_listen_held_by_resolved_set_to_let_it_go_is_ok_before_the_restart() -> None:
+    """The takeover is checked with its drop-in installed and resolved not yet
+    restarted: after that restart the node has no resolver until the agent runs, so
+    the check could not fetch the document then."""
+    result = listen_verdict(
+        STUB,
+        {"udp": IN_USE, "tcp": IN_USE},
+        [Holder(412, "systemd-resolve")],
+        resolved_stub_off=True,
+    )
+    assert result.line() == (
+        "ok: listen 127.0.0.53:53: held by systemd-resolved until it restarts: its "
+        "configuration turns the stub listener off (DNSStubListener=no)"
+    )
+    other = listen_verdict(
+        STUB, {"udp": IN_USE, "tcp": None}, [Holder(77, "dnsmasq")], resolved_stub_off=True
+    )
+    assert not other.ok  # only resolved lets the port go on its restart
+
+
+@pytest.mark.parametrize(
+    ("texts", "off"),
+    [
+        ([], False),
+        (["[Resolve]\nDNSStubListener=no\n"], True),
+        (["[Resolve]\nDNSStubListener = false\n"], True),
+        (["[Resolve]\nDNSStubListener=udp\n"], False),  # the UDP half still holds the port
+        (["[Resolve]\nDNSStubListener=no\n", "[Resolve]\nDNSStubListener=yes\n"], False),
+        (["[Resolve]\nDNSStubListener=yes\n", "[Resolve]\nDNSStubListener=no\n"], True),
+        (["[Resolve]\nDNSStubListener=no\nDNSStubListener=\n"], False),  # reset: default
+        (["[Other]\nDNSStubListener=no\n"], False),
+        (["#DNSStubListener=no\n[Resolve]\n;DNSStubListener=no\n"], False),
+    ],
+    ids=[
+        "default",
+        "no",
+        "false",
+        "udp",
+        "undone",
+        "later-wins",
+        "reset",
+        "other-section",
+        "comments",
+    ],
+)
+def test_resolved_stub_listener_setting_is_read_as_systemd_reads_it(
+    texts: list[str], off: bool
+) -> None:
+    assert resolved_stub_listener_off(texts) is off
 
 
 def test_listen_taken_by_another_process_names_it() -> None:

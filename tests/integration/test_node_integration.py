@@ -21,6 +21,8 @@ from dnslib import DNSRecord
 
 import resolver
 from devsupport.net import free_port
+from resolver.cli_node import check_address
+from resolver.core.endpoints import Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -257,6 +259,34 @@ def test_check_names_the_fix_when_systemd_resolved_holds_the_address() -> None:
     assert "conf/resolved/tagdns-internal.conf" in line
     for name in ("tagdns-takeover.conf", "tagdns-internal.conf"):
         assert (REPO / "conf" / "resolved" / name).is_file()
+
+
+def test_check_passes_a_resolved_that_lets_the_address_go_on_its_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Set-up A is checked with the takeover drop-in installed, before resolved restarts:
+    the node still resolves then, so the document check can fetch from S3."""
+    port = free_port()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PORT, str(port), "systemd-resolve"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    monkeypatch.setattr(
+        "resolver.cli_node.read_resolved_configs",
+        lambda: ["[Resolve]\nDNSStubListener=no\n"],  # the takeover drop-in, on disk
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "holding\n"
+        result = check_address(Endpoint("127.0.0.1", port), "listen", ("udp", "tcp"))
+    finally:
+        holder.kill()
+        holder.wait(5)
+    assert result.line() == (
+        f"ok: listen 127.0.0.1:{port}: held by systemd-resolved until it restarts: its "
+        "configuration turns the stub listener off (DNSStubListener=no)"
+    )
 
 
 def test_shipped_units_and_drop_ins_hold_what_the_docs_promise() -> None:
