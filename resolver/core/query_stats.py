@@ -42,7 +42,12 @@ class QueryStats:
         """Queries a bug of ours turned into SERVFAIL (the responder's error policy)."""
 
     def count(self, query: bytes, reply: object) -> None:
-        """Account for one query answered off the fast path (``reply`` may be a Question)."""
+        """Account for one query answered off the fast path (``reply`` may be a Question).
+
+        A message dropped unanswered (None: too short, or a response) is no query: the
+        server counts it as dropped."""
+        if reply is None:
+            return
         self.qtypes[query_type_slot(query)] += 1
         if reply.__class__ is bytes:
             self.count_reply(reply)
