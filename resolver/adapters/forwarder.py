@@ -5,7 +5,9 @@ getrandom() call per 256 queries) and a fresh connected UDP socket, so a random
 source port, and the kernel drops datagrams from any other address;
 a reply must also carry our ID and our question or it is ignored (and counted).
 TC=1 means asking the same upstream over TCP; a timeout or an upstream error
-means the next upstream; after a round with a timeout the upstreams are asked
+means the next upstream (an attempt that timed out still listens until the
+question ends: a slow upstream's late answer is taken); after a round with a
+timeout the upstreams are asked
 again (a lost datagram is not a failure) until ``total_timeout``, and then the
 client gets SERVFAIL, never NXDOMAIN (with an Extended DNS Error saying why:
 ``resolver.core.servfail_reason``). An upstream that timed out is asked after
@@ -36,6 +38,7 @@ from __future__ import annotations
 import _socket
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -47,7 +50,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from resolver.core import wire
 from resolver.core.cache import AnswerCache, render_answer
@@ -298,8 +301,11 @@ class Forwarder:
             return
         standing = self.ranking.timed_out(upstream, now)
         if standing is not None and standing.timeouts == 1:
+            others = len(self.ranking.upstreams) > 1
             log.warning(
-                "upstream %s did not answer in time: asked after the others for now", upstream
+                "upstream %s did not answer in time%s",
+                upstream,
+                ": asked after the others for now" if others else "",
             )
 
     def _answered(self, upstream: Endpoint) -> None:
@@ -342,6 +348,15 @@ class Forwarder:
         return None, False
 
 
+class _Late(NamedTuple):
+    """An attempt that timed out, kept listening (``_Resolution._linger``)."""
+
+    sock: _socket.socket
+    fd: int
+    qid: bytes
+    upstream: Endpoint
+
+
 class _Resolution:
     """One question on its way through the upstreams, shared by every client asking it.
 
@@ -361,6 +376,7 @@ class _Resolution:
         "index",
         "internal_error",
         "key",
+        "lingering",
         "loop",
         "message",
         "order",
@@ -410,6 +426,8 @@ class _Resolution:
         self.internal_error = False
         self.attempt_started = 0.0
         self.attempt_timeout = 0.0
+        self.lingering: list[_Late] = []
+        """Earlier attempts that timed out, still heard until the question ends."""
 
     @property
     def upstream(self) -> Endpoint:
@@ -529,10 +547,73 @@ class _Resolution:
         except Exception:
             self._failed()
 
+    def _linger(self) -> None:
+        """Keep the attempt that timed out listening until the question ends.
+
+        An upstream slower than an attempt (1.5 s) would otherwise never be heard:
+        each of its answers would reach a socket closed for the next attempt, and the
+        question end in SERVFAIL at its deadline (dnsmasq and unbound take a late
+        answer). The next attempt still goes out; the first good answer wins.
+        """
+        sock = self.sock
+        if sock is None:
+            return
+        late = _Late(sock, self.fd, self.qid, self.upstream)
+        self.watcher.rewatch(self.fd, functools.partial(self._late_readable, late))
+        self.lingering.append(late)
+        self.sock = None
+
+    def _late_readable(self, late: _Late) -> None:
+        """A reply to an attempt that timed out: a good answer ends the question."""
+        try:
+            while True:
+                try:
+                    data = late.sock.recv(_MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:  # ICMP and the like: that attempt is over for good
+                    self._close_late(late)
+                    return
+                answer = parse_reply(data, late.qid, self.question.key)
+                if answer is None:
+                    self.forwarder.counters.ignored_replies += 1
+                    continue
+                if answer.truncated or failed(answer):
+                    self._close_late(late)  # the attempt under way decides
+                    return
+                log.debug("upstream %s answered after its attempt timed out", late.upstream)
+                forwarder = self.forwarder
+                cache = forwarder.cache
+                arrived = cache.clock()
+                answer = cache.admit(forwarder.completed(answer, self.question.key))
+                self._finish(answer)
+                self._stop_udp()
+                if self.tcp_task is not None:
+                    self.tcp_task.cancel()
+                cache.put(self.key, answer, arrived)
+                return
+        except Exception:
+            self._failed()
+
+    def _close_late(self, late: _Late) -> None:
+        if late in self.lingering:
+            self.lingering.remove(late)
+            self.watcher.unwatch(late.fd)
+            late.sock.close()
+            self.watcher.restock(late.sock.family)
+
+    def _stop_lingering(self) -> None:
+        lingering, self.lingering = self.lingering, []
+        for late in lingering:
+            self.watcher.unwatch(late.fd)
+            late.sock.close()
+        if lingering:
+            self.watcher.restock(lingering[0].sock.family)
+
     def _expired(self) -> None:
         self.timer = None
         try:
-            self._stop_udp()
+            self._linger()
             self.forwarder._timed_out(
                 self.upstream, self.loop.time(), "timeout", waited=self.attempt_timeout
             )
@@ -646,10 +727,12 @@ class _Resolution:
             return
         self.done = True
         self.forwarder._finished(self, answer)
+        self._stop_lingering()  # after the replies went out
 
     def abandon(self) -> None:
         self.done = True
         self._stop_udp()
+        self._stop_lingering()
         if self.tcp_task is not None:
             self.tcp_task.cancel()
 
@@ -733,6 +816,13 @@ class _Watcher:
             sock.close()
             raise
         return sock
+
+    def rewatch(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` instead when ``fd``, already watched, is readable."""
+        if self._epoll is None:
+            self.loop.add_reader(fd, callback)
+        else:
+            self._callbacks[fd] = callback
 
     def restock(self, family: int) -> None:
         """Fill the stock for later ``open_socket`` calls.

@@ -838,6 +838,22 @@ def test_an_attempt_cut_short_by_the_deadline_does_not_demote_the_upstream(
             assert not served.forwarder.ranking.standings
 
 
+def test_an_answer_later_than_its_attempt_is_taken_within_the_deadline(
+    loop_thread: LoopThread,
+) -> None:
+    """An upstream slower than an attempt (here 0.4 s against 0.3 s) answered each
+    attempt only after its socket was closed for the next one: SERVFAIL at the
+    deadline, every time. The attempt that timed out now keeps listening."""
+    with HostileUpstream(mode=Mode.SLOW, delay=0.4) as slow:
+        slow.add("slow.example.test", "A", "192.0.2.57")
+        with serving(loop_thread, slow) as served:
+            reply = ask(served.port, "slow.example.test")
+            assert served.forwarder.counters.timeouts >= 1
+            assert served.forwarder.in_flight == 0
+    assert RCODE.get(reply.header.rcode) == "NOERROR"
+    assert addresses(reply) == {"192.0.2.57"}
+
+
 def test_a_silent_first_upstream_is_asked_after_the_others_for_a_while(
     loop_thread: LoopThread,
 ) -> None:
