@@ -553,6 +553,9 @@ class _TcpProtocol(asyncio.Protocol):
                 self.transport.close()  # after the replies queued, which it flushes
 
     def _send(self, reply: bytes) -> None:
+        if len(reply) > wire.MAX_MESSAGE:  # replies are bounded before: a bug, not the client
+            log.error("internal error: a %d-byte reply cannot be framed over TCP", len(reply))
+            return
         if self.transport is not None and not self.transport.is_closing():
             if self.server.log_queries:
                 log_reply(self.transport.get_extra_info("peername"), "tcp", reply)

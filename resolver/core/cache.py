@@ -177,7 +177,7 @@ class AnswerCache:
         reply = (
             query[:2] + head + query[wire.HEADER_LEN : qend] + entry.sections + entry.opts[variant]
         )
-        if limit is not None and len(reply) > limit:
+        if len(reply) > (wire.MAX_MESSAGE if limit is None else limit):
             return render_answer(
                 entry.answer,
                 entry.sections,
@@ -220,11 +220,13 @@ def render_answer(
     """A forwarded or cached answer as our reply to one client.
 
     ``variant`` is 0 without EDNS, 1 with EDNS, 2 with EDNS and DO; ``limit`` is
-    the client's UDP size, or None over TCP. AA is never set: it is not our data.
+    the client's UDP size, or None over TCP, where a message is at most 65,535 bytes
+    (an upstream's largest answer, with our OPT added, can be longer: TC then, as
+    over UDP). AA is never set: it is not our data.
     """
     opt = _opts(answer)[variant]
     reply = qid + _head(answer, client_flags, variant) + question + sections + opt
-    if limit is not None and len(reply) > limit:
+    if len(reply) > (wire.MAX_MESSAGE if limit is None else limit):
         # TC with no records: nothing of the answer, so nothing AD could vouch for.
         flags = wire.FLAG_QR | wire.FLAG_RA | wire.FLAG_TC | client_flags & _CLIENT_FLAGS
         return wire.header(qid, flags | answer.rcode, 1, 0, 0, variant > 0) + question + opt

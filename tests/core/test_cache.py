@@ -331,6 +331,25 @@ def test_larger_than_the_clients_limit_is_truncated(variant: int) -> None:
     assert len(cut) <= 512
 
 
+def test_over_tcp_a_reply_is_bounded_by_a_tcp_message() -> None:
+    """An upstream's answer of 65,535 bytes with our OPT added is longer than a TCP
+    message may be: framing it raised struct.error and lost the connection's other
+    answers. TC then, fresh and cached, as over UDP."""
+    answer = upstream_answer()
+    room = wire.MAX_MESSAGE - len(QID) - 10 - len(client_question())
+    answer = answer._replace(sections=answer.sections + b"\x00" * (room - len(answer.sections)))
+    assert len(render(answer)) == wire.MAX_MESSAGE  # no OPT: it fits, whole
+    cut = render(answer, variant=1)
+    assert len(cut) <= wire.MAX_MESSAGE
+    assert DNSRecord.parse(cut).header.tc == 1
+    cache = AnswerCache(limits=CacheLimits(max_bytes=1 << 20))
+    cache.put(b"k\x00", answer)
+    query, qend = client_query("www.example.test", wire.FLAG_RD)
+    replayed = cache.replay(b"k\x00", query, qend, 1, None)
+    assert replayed is not None and len(replayed) <= wire.MAX_MESSAGE
+    assert DNSRecord.parse(replayed).header.tc == 1
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=30),
