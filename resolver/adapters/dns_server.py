@@ -58,7 +58,9 @@ class CallbackForwarder(Protocol):
     TCP queries await ``forward``.
     """
 
-    def start(self, question: Question, udp: bool, deliver: Callable[[bytes], None]) -> None: ...
+    def start(self, question: Question, udp: bool, deliver: Callable[[bytes], None]) -> bool:
+        """False, and ``deliver`` never called, when the question has clients enough waiting."""
+        ...
 
     async def forward(self, question: Question, udp: bool) -> bytes: ...
 
@@ -250,7 +252,9 @@ class DnsServer:
             self.spawn(self._forward_udp_task(question, addr, send))
             return
         try:
-            forwarder.start(question, True, partial(self._udp_forwarded, addr, send))
+            if not forwarder.start(question, True, partial(self._udp_forwarded, addr, send)):
+                self.udp_pending -= 1  # the same question has clients enough waiting
+                self.counters.forward_overflow += 1
         except Exception:
             self.counters.internal_errors += 1
             log.exception("internal error forwarding a query")

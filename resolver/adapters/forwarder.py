@@ -100,6 +100,10 @@ class ForwarderLimits:
     total_timeout: float = 4.5
     """Seconds after which the client gets SERVFAIL whatever is left to try."""
     max_in_flight: int = 512
+    max_waiters: int = 256
+    """Clients one question in flight answers at most. Identical questions cost no
+    upstream work, but each waiting client holds a place among the server's pending
+    UDP forwards: one name asked in a tight loop must not take them all."""
 
 
 @dataclass
@@ -174,8 +178,10 @@ class Forwarder:
             watcher = self._watcher = _Watcher(loop)
         return watcher
 
-    def start(self, question: Question, udp: bool, deliver: Deliver) -> None:
-        """Answer a question not owned through ``deliver``, later or at once.
+    def start(self, question: Question, udp: bool, deliver: Deliver) -> bool:
+        """Answer a question not owned through ``deliver``, later or at once; False
+        (and ``deliver`` never called) when the same question already has
+        ``max_waiters`` clients waiting.
 
         The callback form of ``forward``, for the UDP server: no task per query.
         """
@@ -185,12 +191,14 @@ class Forwarder:
         if cached is not None:
             self.counters.cache_hits += 1
             deliver(self._render(question, *cached, udp=udp))
-            return
+            return True
         resolution = self._in_flight.get(key)
         if resolution is not None:
+            if len(resolution.waiters) >= self.limits.max_waiters:
+                return False
             self.counters.coalesced += 1
             resolution.waiters.append((question, udp, deliver))
-            return
+            return True
         loop = asyncio.get_running_loop()
         resolution = _Resolution(self, loop, question, key, loop.time() + self.limits.total_timeout)
         resolution.waiters.append((question, udp, deliver))
@@ -201,6 +209,7 @@ class Forwarder:
             resolution.next_attempt()
         else:
             self._waiting.append(resolution)
+        return True
 
     async def forward(self, question: Question, udp: bool) -> bytes:
         """Our reply to the client for a question not owned; SERVFAIL when all fail."""
@@ -210,7 +219,8 @@ class Forwarder:
             if not reply.done():  # done: the asker was cancelled meanwhile
                 reply.set_result(data)
 
-        self.start(question, udp, deliver)
+        if not self.start(question, udp, deliver):
+            return error_reply(question, wire.SERVFAIL, ra=True)
         return await reply
 
     @property

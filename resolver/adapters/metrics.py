@@ -293,7 +293,8 @@ class AgentCollector:
         )
         yield _counter(
             "forward_overflow",
-            "UDP questions dropped because too many forwards were pending "
+            "UDP questions dropped because too many forwards were pending, or too many "
+            "clients already waited for the same question "
             "(a TCP client is not read from until one is answered)",
             counters.forward_overflow,
         )

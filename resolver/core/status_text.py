@@ -212,9 +212,11 @@ def _upstream_lines(view: _View) -> list[str]:
     total = None if None in counts else sum(count or 0 for count in counts)
     detail = f" ({', '.join(f'{u} {_shown(n)}' for u, n in failing)})" if failing else ""
     timeouts = view.count("tagdns_upstream_timeouts_total")
+    overflow = view.count("tagdns_forward_overflow_total")
+    dropped = f", {_shown(overflow)} dropped (too many waiting)" if overflow != 0 else ""
     lines = [
         f"  upstream:   {_shown(total)} errors{detail}, {_shown(timeouts)} timeouts, "
-        f"{_shown(view.count('tagdns_forward_servfail_total'))} SERVFAIL to clients"
+        f"{_shown(view.count('tagdns_forward_servfail_total'))} SERVFAIL to clients{dropped}"
     ]
     silent = view.by_label("tagdns_upstream_timeouts_in_a_row", "upstream")
     if silent:

@@ -88,6 +88,16 @@ def test_render_serving_agent() -> None:
     assert serving(_samples())
 
 
+def test_render_questions_dropped_for_too_many_waiting() -> None:
+    """Queries dropped unanswered were nowhere in status: counted queries exceeded the
+    replies with no line saying where the rest went."""
+    samples = _samples(tagdns_forward_overflow_total=[({}, 7518.0)])
+    assert render_status(samples, "127.0.0.1:9153", NOW)[-1] == (
+        "  upstream:   2 errors (10.0.0.2:53 2), 1 timeouts, 0 SERVFAIL to clients, "
+        "7518 dropped (too many waiting)"
+    )
+
+
 def test_render_an_upstream_that_went_silent() -> None:
     samples = _samples(
         tagdns_upstream_timeouts_in_a_row=[

@@ -31,7 +31,7 @@ import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from devsupport.net import free_port
-from resolver.adapters.dns_server import DnsServer
+from resolver.adapters.dns_server import DnsServer, ServerLimits
 from resolver.adapters.forwarder import Forwarder, ForwarderLimits
 from resolver.agent import Agent, AgentPlan
 from resolver.core.cache import AnswerCache, CacheLimits
@@ -590,6 +590,7 @@ def serving(
     limits: ForwarderLimits = FAST,
     cache_limits: CacheLimits | None = None,
     udp_batching: bool = True,
+    server_limits: ServerLimits | None = None,
 ) -> Iterator[Served]:
     clock = FakeClock()
     cache = AnswerCache(cache_limits, clock=clock)
@@ -604,6 +605,7 @@ def serving(
             allow=[ipaddress.ip_network("127.0.0.0/8")],
             forwarder=forwarder,
             udp_batching=udp_batching,
+            limits=server_limits,
         )
         return server, forwarder, await server.listen(Endpoint("127.0.0.1", 0))
 
@@ -960,6 +962,33 @@ def test_identical_concurrent_questions_share_one_upstream_query(
         assert raw[:2] == struct.pack("!H", 1000 + index)  # each client's own ID
         assert raw[12 : 12 + len(queries[index]) - 12] == queries[index][12:]  # its own case
         assert addresses(DNSRecord.parse(raw)) == {"192.0.2.47"}
+
+
+def test_one_name_asked_in_a_loop_leaves_room_for_other_questions(
+    loop_thread: LoopThread,
+) -> None:
+    """Identical questions share one upstream query, but each waiting client held a
+    place among the server's pending UDP forwards: one silent name asked in a tight
+    loop took them all, and every other name not owned went unanswered."""
+    limits = ForwarderLimits(attempt_timeout=1.0, total_timeout=3.0, max_waiters=4)
+    with HostileUpstream() as upstream:
+        upstream.script("stuck.example.test", Mode.SILENT)
+        upstream.add("other.example.test", "A", "192.0.2.58")
+        with serving(
+            loop_thread,
+            upstream,
+            limits=limits,
+            server_limits=ServerLimits(udp_max_pending_forwards=8),
+        ) as served:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
+                for index in range(20):
+                    flood.sendto(
+                        make_query("stuck.example.test", qid=index), ("127.0.0.1", served.port)
+                    )
+                time.sleep(0.2)
+            reply = ask(served.port, "other.example.test")
+            assert len(upstream.queries("stuck.example.test")) == 1
+    assert addresses(reply) == {"192.0.2.58"}
 
 
 def test_upstream_queries_in_flight_are_bounded(loop_thread: LoopThread) -> None:
