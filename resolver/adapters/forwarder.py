@@ -681,6 +681,11 @@ class _Resolution:
 
     def _judge(self, answer: UpstreamAnswer) -> None:
         forwarder = self.forwarder
+        if answer.malformed:  # not passed on nor cached: the next upstream, at once
+            forwarder._upstream_error(self.upstream, "malformed reply")
+            self._note("sent a malformed reply", answered=True)
+            self._next_upstream()
+            return
         if failed(answer):
             if answer.rcode == wire.FORMERR and not answer.edns and self.plain != self.upstream:
                 # RFC 6891 section 7: a server without EDNS answers FORMERR without an

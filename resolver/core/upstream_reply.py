@@ -76,6 +76,67 @@ def read_name(message: bytes, position: int) -> bytes:
     return bytes(labels).lower()
 
 
+_TYPE_TXT = 16
+_TYPE_MX = 15
+_TYPE_SRV = 33
+_NAME_AT = {
+    wire.TYPE_NS: 0,
+    wire.TYPE_CNAME: 0,
+    wire.TYPE_PTR: 0,
+    wire.TYPE_DNAME: 0,
+    _TYPE_MX: 2,
+    _TYPE_SRV: 6,
+}
+"""Where the domain name in a record's RDATA starts, for the types that carry one
+(RFC 1035 3.3, RFC 2782, RFC 6672); the SOA's two are read on their own."""
+
+
+def _check_rdata_name(reply: bytes, position: int, end: int) -> int:
+    """Check the name at ``position`` lies whole within the RDATA ending at ``end``,
+    any pointer aiming back at a well-formed name; the offset just after it."""
+    while True:
+        if position >= end:
+            raise MalformedReply("name in RDATA runs past the record")
+        length = reply[position]
+        if length == 0:
+            return position + 1
+        if length & 0xC0 == 0xC0:
+            if position + 2 > end:
+                raise MalformedReply("pointer in RDATA runs past the record")
+            read_name(reply, position)  # follows the pointer: back, to labels, bounded
+            return position + 2
+        if length & 0xC0:
+            raise MalformedReply("unknown label type")
+        position += length + 1
+
+
+_FIXED_RDLENGTH = {wire.TYPE_A: 4, wire.TYPE_AAAA: 16}
+
+
+def _check_rdata(reply: bytes, rtype: int, start: int, end: int) -> None:
+    """The RDATA of the common types holds together (addresses of their length, names
+    well formed, character strings that fill it), so what we pass on and cache parses:
+    a client's parser gives up on the whole message at one bad record."""
+    length = _FIXED_RDLENGTH.get(rtype)
+    if length is not None:
+        if end - start != length:
+            raise MalformedReply("address of the wrong length")
+        return
+    at = _NAME_AT.get(rtype)
+    if at is not None:
+        _check_rdata_name(reply, start + at, end)
+    elif rtype == _TYPE_TXT:
+        position = start
+        while position < end:
+            position += reply[position] + 1
+        if position != end:
+            raise MalformedReply("TXT strings do not fill the record")
+    elif rtype == wire.TYPE_SOA:
+        position = _check_rdata_name(reply, start, end)
+        if end - _check_rdata_name(reply, position, end) != 20:
+            raise MalformedReply("SOA RDATA is not two names and five numbers")
+
+
 class UpstreamAnswer(NamedTuple):
     """An accepted upstream reply, reduced to what we replay to clients.
 
@@ -102,6 +163,9 @@ class UpstreamAnswer(NamedTuple):
     extended_error: tuple[int, str] | None = None
     """The Extended DNS Error in the upstream's OPT (RFC 8914), INFO-CODE and
     EXTRA-TEXT, if it sent one: passed on with the answer, or in our SERVFAIL."""
+    malformed: bool = False
+    """Our ID and question, then records that do not hold together: this upstream's
+    reply (it came on our connected socket), and it failed us."""
 
 
 UPSTREAM_ERRORS = frozenset((wire.FORMERR, wire.SERVFAIL, wire.NOTIMP, wire.REFUSED))
@@ -146,7 +210,7 @@ def parse_reply(reply: bytes, query_id: bytes, question_key: bytes) -> UpstreamA
             reply, flags, qend, an, ns, ar, question_key[-4] << 8 | question_key[-3]
         )
     except (MalformedReply, struct.error, IndexError):
-        return None
+        return MALFORMED
 
 
 def answer_from_sections(
@@ -166,11 +230,16 @@ def _header_only(flags: int) -> UpstreamAnswer:
     )
 
 
+MALFORMED = UpstreamAnswer(wire.SERVFAIL, False, 0, 0, 0, b"", (), (), None, False, malformed=True)
+"""What ``parse_reply`` gives for a reply to our query whose records do not hold
+together: never passed on nor cached; the next upstream is asked at once."""
+
+
 def failed(answer: UpstreamAnswer) -> bool:
     """Whether the reply is the upstream failing rather than an answer to pass on:
     an error RCODE, or any extended RCODE (BADVERS, BADCOOKIE: nothing a client of
-    ours asked about, and our OPT could not carry it)."""
-    return answer.rcode in UPSTREAM_ERRORS or answer.rcode > 0x000F
+    ours asked about, and our OPT could not carry it), or records that do not parse."""
+    return answer.rcode in UPSTREAM_ERRORS or answer.rcode > 0x000F or answer.malformed
 
 
 def _read_sections(  # noqa: PLR0915 - one pass over the records, on every miss's path
@@ -203,6 +272,11 @@ def _read_sections(  # noqa: PLR0915 - one pass over the records, on every miss'
                 if length == 0:
                     break
             elif length >= 0xC0:
+                # Aimed back, into the message: a pointer loop or a pointer forward
+                # makes a client's parser give up on the whole reply.
+                target = (length & 0x3F) << 8 | reply[position + 1]
+                if target != wire.HEADER_LEN:  # not the question's name, checked already
+                    read_name(reply, position)  # back, to labels, bounded
                 position += 2
                 break
             else:
@@ -211,13 +285,16 @@ def _read_sections(  # noqa: PLR0915 - one pass over the records, on every miss'
         end = position + 10 + rdlength
         if end > size:
             raise MalformedReply("record runs past the end")
-        if rtype == wire.TYPE_OPT and index >= authority_end:
+        if rtype == wire.TYPE_OPT:
+            if index < authority_end:  # RFC 6891 6.1.1: in the additional section only
+                raise MalformedReply("OPT record outside the additional section")
             # The upstream's OPT is hop-by-hop: clients get ours. Records after it
             # (additional data, optional) go too: cutting the OPT out from between
             # records would leave their compression pointers aimed at the wrong bytes.
             opt_ttl = ttl  # its top eight bits: the RCODE's upper bits (RFC 6891 6.1.3)
             extended_error = _extended_error(reply, position + 10, end) if rdlength else None
             break
+        _check_rdata(reply, rtype, position + 10, end)
         if ttl > _MAX_TTL:  # RFC 2181 section 8: a TTL with the top bit set means zero
             ttl = 0
             rewritten.append((position + 4 - qend, 0))

@@ -6,10 +6,11 @@ is checked by parsing it back with dnslib.
 
 from __future__ import annotations
 
+import re
 import struct
 
 import pytest
-from dnslib import CNAME, EDNS0, QTYPE, RCODE, RR, SOA, TXT, A, DNSHeader, DNSRecord
+from dnslib import CNAME, EDNS0, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSHeader, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,6 +146,51 @@ QEND = 12 + len(question_key())
 )
 def test_replies_that_are_not_ours_are_refused(reply: bytes, key: bytes) -> None:
     assert parse_reply(reply, QID, key) is None
+
+
+def _cname_reply(target_rdata: bytes, rtype: int = 5) -> bytes:
+    """Our question, then one record of ``rtype`` whose RDATA is ``target_rdata``."""
+    head = QID + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+    question = bytes(DNSRecord.question(NAME, "A").pack())[12:]
+    record = b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, 300, len(target_rdata))
+    return head + question + record + target_rdata
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        _cname_reply(b"\x03web\x80bad\x00"),  # a label type that does not exist
+        _cname_reply(b"\x03web\xc0\x7f"),  # a pointer aimed forward
+        _cname_reply(b"\x03web\x04int"),  # a name that runs past its record
+        _cname_reply(b"\xc0\x00\x01", rtype=15),  # MX: its name points into the header
+        _cname_reply(b"\xc0\x00\x02", rtype=1),  # an A record of three bytes
+        _cname_reply(b"\x05ab", rtype=16),  # TXT: a string longer than the record
+        _cname_reply(b"\x00" * 21, rtype=6),  # SOA: two names and six numbers' worth
+        _cname_reply(b"", rtype=41),  # an OPT in the answer section (RFC 6891 6.1.1)
+        GOOD[:QEND] + b"\xc0\x7f" + GOOD[QEND + 2 :],  # the owner a pointer forward
+    ],
+    ids=[
+        "bad-label-type",
+        "forward-pointer",
+        "name-past-record",
+        "mx-into-header",
+        "short-address",
+        "txt-overrun",
+        "soa-too-long",
+        "opt-in-answer",
+        "owner-forward",
+    ],
+)
+def test_our_reply_with_records_that_do_not_hold_together_is_the_upstream_failing(
+    reply: bytes,
+) -> None:
+    """Passed on, such a reply made a client's parser drop the whole message ("bad
+    label type"), and it was cached for its TTL; ignored instead, the attempt was
+    waited out. It is our ID and our question on our connected socket: the upstream
+    failed, and the next one is asked at once."""
+    answer = parse_reply(reply, QID, question_key())
+    assert answer is not None and answer.malformed and failed(answer)
+    assert answer.lifetime is None and not answer.sections
 
 
 @pytest.mark.parametrize(
@@ -397,6 +443,11 @@ def test_plain_query_for_an_upstream_without_edns_keeps_the_old_zero_bits(cd: bo
 # --- hostile bytes: None, never an exception --------------------------------------------------
 
 
+_CHECKED_TYPES = {"A", "AAAA", "NS", "CNAME", "SOA", "PTR", "MX", "TXT", "SRV", "DNAME", "RR"}
+"""The types whose RDATA ``parse_reply`` checks (``RR``: dnslib's name for an owner or
+the fixed fields, which every record has)."""
+
+
 def _mutations() -> st.SearchStrategy[bytes]:
     base = st.sampled_from([GOOD, packed(_rich_reply()), packed(reply_record(soa=(5, 5)))])
 
@@ -426,9 +477,26 @@ def _mutations() -> st.SearchStrategy[bytes]:
 @settings(max_examples=600, deadline=None)
 @given(_mutations())
 def test_mutated_replies_give_none_or_a_usable_answer(reply: bytes) -> None:
+    """Whatever is passed on parses: a client's parser drops the whole message at one
+    bad record, and a cached one would be replayed for its whole lifetime."""
     answer = parse_reply(reply, QID, question_key())
-    if answer is None:
+    if answer is None or answer.malformed:
         return
+    if answer.rcode == wire.NOERROR:
+        try:
+            as_message(answer, answer.sections)
+        except DNSError as exc:
+            # dnslib is stricter than DNS in two ways: it refuses octets a label may hold
+            # (RFC 2181 section 11: any octet) and empty RDATA (RFC 3597 allows it for
+            # types it does not know); dig and kdig take both. The RDATA of the common
+            # types is checked; a mutation may make any other type of a record.
+            text = str(exc)
+            other_type = re.match(r"Error unpacking (\w+)", text)
+            assert (
+                "Invalid label" in text
+                or "Empty RR" in text
+                or (other_type is not None and other_type.group(1) not in _CHECKED_TYPES)
+            ), exc
     assert len(answer.ttl_offsets) == len(answer.ttls) == answer.an + answer.ns + answer.ar
     assert all(offset + 4 <= len(answer.sections) for offset in answer.ttl_offsets)
     assert len(aged_sections(answer, 3)) == len(answer.sections)

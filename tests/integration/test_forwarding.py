@@ -674,19 +674,26 @@ def test_truncated_reply_is_asked_again_over_tcp_and_clients_can_use_tcp(
 def test_garbage_moves_on_to_the_next_upstream_and_alone_is_servfail(
     loop_thread: LoopThread,
 ) -> None:
+    """Junk that is not a reply to our query is ignored. A reply with our ID and our
+    question whose records do not hold together came from the upstream (our socket
+    is connected to it): it failed, so the next upstream is asked at once, where the
+    attempt used to be waited out, and the client never sees the broken records."""
     with HostileUpstream(mode=Mode.GARBAGE) as junk, HostileUpstream() as good:
         good.add("www.example.test", "A", "192.0.2.44")
         with serving(loop_thread, junk, good) as served:
             started = time.monotonic()
             reply = ask(served.port, "www.example.test")
             assert addresses(reply) == {"192.0.2.44"}
-            assert time.monotonic() - started >= FAST.attempt_timeout * 0.9
-            assert served.forwarder.counters.ignored_replies >= 3
+            assert time.monotonic() - started < FAST.attempt_timeout
+            assert served.forwarder.counters.ignored_replies >= 2
+            assert served.forwarder.counters.timeouts == 0
         with serving(loop_thread, junk) as served:
             started = time.monotonic()
-            reply = ask(served.port, "www.example.test")
-            assert RCODE.get(reply.header.rcode) == "SERVFAIL" and not reply.rr
-            assert time.monotonic() - started < FAST.total_timeout + 1.0
+            raw = exchange(served.port, make_query("www.example.test", edns=1232))
+            assert time.monotonic() - started < FAST.attempt_timeout
+    reply = DNSRecord.parse(raw)
+    assert RCODE.get(reply.header.rcode) == "SERVFAIL" and not reply.rr
+    assert b"sent a malformed reply" in raw
 
 
 def test_an_unreachable_upstream_moves_on_at_once(
