@@ -22,6 +22,9 @@ from resolver.core.endpoints import Endpoint
 
 FIRST_PENALTY = 5.0
 MAX_PENALTY = 60.0
+DOWN_AFTER = 2
+"""Timeouts in a row after which an upstream counts as down (``all_down``): one lost
+datagram is not an upstream gone."""
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,12 @@ class UpstreamRanking:
     def answered(self, upstream: Endpoint) -> bool:
         """Record an answer from ``upstream``; whether it had been timing out."""
         return self.standings.pop(upstream, None) is not None
+
+    def all_down(self) -> bool:
+        """Whether every upstream timed out ``DOWN_AFTER`` times in a row, with no
+        answer from any since: then the forwarder stops making clients wait for it."""
+        standings = self.standings
+        return len(standings) >= len(self.upstreams) and all(
+            (standing := standings.get(upstream)) is not None and standing.timeouts >= DOWN_AFTER
+            for upstream in self.upstreams
+        )

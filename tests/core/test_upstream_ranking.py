@@ -62,3 +62,19 @@ def test_an_upstream_no_longer_configured_is_not_recorded() -> None:
     ranking = UpstreamRanking([A])
     assert ranking.timed_out(B, 0.0) is None
     assert ranking.order(0.0) == (A,) and not ranking.standings
+
+
+def test_all_down_once_every_upstream_timed_out_twice_in_a_row_until_one_answers() -> None:
+    first, second = Endpoint("10.0.0.2", 53), Endpoint("10.0.0.3", 53)
+    ranking = UpstreamRanking([first, second])
+    assert not ranking.all_down()
+    ranking.timed_out(first, 0.0)
+    ranking.timed_out(second, 0.0)
+    assert not ranking.all_down()  # one lost datagram each is not an upstream gone
+    ranking.timed_out(first, 1.0)
+    assert not ranking.all_down()
+    ranking.timed_out(second, 1.0)
+    assert ranking.all_down()
+    assert ranking.all_down()  # however long: only an answer ends it
+    ranking.answered(second)
+    assert not ranking.all_down()

@@ -863,6 +863,38 @@ def test_an_answer_later_than_its_attempt_is_taken_within_the_deadline(
     assert addresses(reply) == {"192.0.2.57"}
 
 
+def test_while_every_upstream_is_down_clients_are_not_kept_waiting(
+    loop_thread: LoopThread,
+) -> None:
+    """glibc tries each search domain in turn and keeps going after SERVFAIL, so with
+    the VPC resolver gone a fleet's own bare name waited out the full forwarding
+    deadline for every expansion (web2.ec2.internal, ...): 9 to 34 s. Once every
+    upstream has timed out twice in a row, a new question is still asked, but its
+    client gets SERVFAIL after down_wait; the first answer ends the outage."""
+    limits = ForwarderLimits(attempt_timeout=0.3, total_timeout=0.9, down_wait=0.05)
+    with HostileUpstream(mode=Mode.SILENT) as upstream:
+        for index in range(4):
+            upstream.add(f"n{index}.example.test", "A", "192.0.2.59")
+        with serving(loop_thread, upstream, limits=limits) as served:
+            started = time.monotonic()
+            first = ask(served.port, "n0.example.test")
+            assert time.monotonic() - started >= 0.8  # the whole deadline: not known down yet
+            assert served.forwarder.ranking.all_down()
+            started = time.monotonic()
+            raw = exchange(served.port, make_query("n1.example.test", edns=1232))
+            assert time.monotonic() - started < 0.5
+            assert b"every upstream timed out lately" in raw
+            upstream.mode = Mode.ANSWER  # back
+            # Asked in the background meanwhile: the answer is cached, and ends the outage.
+            ask(served.port, "n2.example.test")
+            time.sleep(0.2)
+            assert not served.forwarder.ranking.all_down()
+            assert addresses(ask(served.port, "n2.example.test")) == {"192.0.2.59"}
+            assert addresses(ask(served.port, "n3.example.test")) == {"192.0.2.59"}
+    assert RCODE.get(first.header.rcode) == "SERVFAIL"
+    assert RCODE.get(DNSRecord.parse(raw).header.rcode) == "SERVFAIL"
+
+
 def test_a_silent_first_upstream_is_asked_after_the_others_for_a_while(
     loop_thread: LoopThread,
 ) -> None:

@@ -418,3 +418,53 @@ def test_an_unknown_name_fails_fast(netns: Namespace, database: str, key: str) -
     assert found.code == 2, found.output  # getent: "key not found"
     assert not found.lines, found.output
     assert found.seconds < FAIL_FAST, f"took {found.seconds:.1f} s\n{found.output}"
+
+
+# --- the upstream gone -------------------------------------------------------------------
+
+_SILENT_UPSTREAM = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 53))
+print("listening", flush=True)
+while True:
+    sock.recv(4096)  # and never a reply: a VPC resolver that went away without a word
+"""
+
+
+def test_fleet_names_stay_quick_for_glibc_while_the_upstream_is_silent(
+    tmp_path: Path,
+) -> None:
+    """EC2's resolv.conf has `search ec2.internal`, and glibc asks web2.ec2.internal
+    (forwarded) before web2 (owned), going on after SERVFAIL. With the upstream silent
+    each expansion waited out the forwarding deadline: 18 s for `getent hosts web2`,
+    every time. Only the first lookup to find every upstream down waits now."""
+    namespace = Namespace(f"tagdns-down-{os.getpid()}", tmp_path)
+    _create_namespace(namespace.name)
+    try:
+        assert namespace.run("ip", "link", "set", "lo", "up").returncode == 0
+        namespace.etc.mkdir(parents=True, exist_ok=True)
+        # glibc's defaults (timeout 5 s, 2 attempts), as an EC2 AMI ships them.
+        (namespace.etc / "resolv.conf").write_text("nameserver 127.0.0.53\nsearch ec2.internal\n")
+        (namespace.etc / "nsswitch.conf").write_text(NSSWITCH_CONF)
+        (namespace.etc / "hosts").write_text(HOSTS)
+        silent, silent_log = namespace.start("silent", sys.executable, "-c", _SILENT_UPSTREAM)
+        _wait_for_line(silent, silent_log, "listening", "the silent upstream")
+        agent, agent_log = namespace.start(
+            "agent", str(TAGDNS), "serve", "--source", str(EXAMPLE_MAPPING),
+            "--view", "us-east-1", "--listen", "127.0.0.53:53", "--upstream", "127.0.0.1",
+            "--cache", "none", "--metrics", "none",
+        )  # fmt: skip
+        _wait_for_line(agent, agent_log, "ready:", "tagdns serve")
+        first = getent(namespace, "hosts", "web2")
+        later = [getent(namespace, "hosts", name) for name in ("web2", "api", "db")]
+    finally:
+        for _, process, _ in reversed(namespace.processes):
+            _stop(process)
+        subprocess.run([IP, "netns", "del", namespace.name], capture_output=True, check=False)
+        shutil.rmtree(namespace.etc, ignore_errors=True)
+    assert first.lines == [[WEB2_V4, "web2"]], first.output
+    assert first.seconds < 12, first.output  # finds the upstream down: one deadline
+    for lookup in later:
+        assert lookup.code == 0, lookup.output
+        assert lookup.seconds < 2, f"took {lookup.seconds:.1f} s\n{lookup.output}"
