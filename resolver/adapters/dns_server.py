@@ -3,9 +3,10 @@
 This is the thin shell of hypercorn's split: bytes in, ``Responder.respond``,
 bytes out. It owns only transport concerns: the client allow-list, RFC 7766 TCP
 framing with several queries per connection, an idle timeout, and a connection
-cap that evicts the least recently active connection so idle or slow clients
-cannot lock new ones out. UDP is read in batches where the platform allows
-(``udp_batch``), through asyncio's datagram transport elsewhere.
+cap that evicts the least recently active connection (one waiting on a forward
+last) so idle or slow clients cannot lock new ones out. UDP is read in batches
+where the platform allows (``udp_batch``), through asyncio's datagram transport
+elsewhere.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class CallbackForwarder(Protocol):
 
 
 _ALLOW_CACHE_MAX = 4096
+_MIN_BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ class DnsServer:
             udp = await self._bind_udp(loop, endpoint)
             try:
                 tcp = listening_socket(Endpoint(endpoint.host, udp.port), socket.SOCK_STREAM)
-                server = await loop.create_server(lambda: _TcpProtocol(self), sock=tcp)
+                server = await loop.create_server(
+                    lambda: _TcpProtocol(self), sock=tcp, backlog=self._tcp_backlog()
+                )
             except OSError:
                 udp.close()
                 if attempt + 1 == attempts:
@@ -293,11 +297,23 @@ class DnsServer:
 
     def tcp_opened(self, protocol: _TcpProtocol) -> None:
         while len(self._tcp) >= self.limits.tcp_max_connections:
-            oldest = next(iter(self._tcp))
+            # The least recently active connection that waits on nothing of ours: one
+            # whose question is being forwarded is not idle, and its client would get
+            # nothing for a question already asked. All waiting: the oldest goes.
+            connections = self._tcp
+            victim = next((c for c in connections if not c.pending), None)
+            if victim is None:
+                victim = next(iter(connections))
             self.counters.tcp_evictions += 1
-            oldest.close()
-            self._tcp.pop(oldest, None)
+            victim.close()
+            connections.pop(victim, None)
         self._tcp[protocol] = None
+
+    def _tcp_backlog(self) -> int:
+        """Connections the kernel queues before we accept them: asyncio's default of
+        100 lost SYNs to a burst of glibc's TCP retries (TC answers), which then
+        waited out a retransmit (1 s and more) though the cap had room."""
+        return max(self.limits.tcp_max_connections, _MIN_BACKLOG)
 
     def tcp_active(self, protocol: _TcpProtocol) -> None:
         if protocol in self._tcp:

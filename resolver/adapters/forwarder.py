@@ -636,6 +636,13 @@ class _Resolution:
                     self.forwarder.counters.ignored_replies += 1
                     continue
                 if answer.truncated or failed(answer):
+                    if failed(answer):  # what it said, not "timed out", goes in our SERVFAIL
+                        self._note(
+                            _failure_phrase(answer),
+                            answered=True,
+                            extended_error=answer.extended_error,
+                            upstream=late.upstream,
+                        )
                     self._close_late(late)  # the attempt under way decides
                     return
                 log.debug("upstream %s answered after its attempt timed out", late.upstream)
@@ -731,7 +738,7 @@ class _Resolution:
         forwarder = self.forwarder
         if answer.malformed:  # not passed on nor cached: the next upstream, at once
             forwarder._upstream_error(self.upstream, "malformed reply")
-            self._note("sent a malformed reply", answered=True)
+            self._note(_failure_phrase(answer), answered=True)
             self._next_upstream()
             return
         if failed(answer):
@@ -744,11 +751,7 @@ class _Resolution:
                 self.next_attempt()
                 return
             forwarder._upstream_error(self.upstream, f"rcode {answer.rcode}")
-            self._note(
-                f"answered {rcode_name(answer.rcode)}",
-                answered=True,
-                extended_error=answer.extended_error,
-            )
+            self._note(_failure_phrase(answer), answered=True, extended_error=answer.extended_error)
             self._next_upstream()
             return
         answer = forwarder.cache.admit(forwarder.completed(answer, self.question.key))
@@ -775,10 +778,16 @@ class _Resolution:
         *,
         answered: bool = False,
         extended_error: tuple[int, str] | None = None,
+        upstream: Endpoint | None = None,
     ) -> None:
-        """Remember what the upstream being asked did (``what``, a phrase) when it
-        failed; ``answered``: it replied, with an error (and ``extended_error``)."""
-        upstream = self.upstream
+        """Remember what an upstream (default: the one being asked) did when it failed
+        (``what``, a phrase); ``answered``: it replied, with an error (and
+        ``extended_error``)."""
+        if upstream is None:
+            upstream = self.upstream
+        earlier = self.failures.get(upstream)
+        if not answered and earlier is not None and earlier.answered:
+            return  # what it answered, even late, says more than a later timeout
         self.failures[upstream] = UpstreamFailure(str(upstream), what, answered, extended_error)
 
     def servfail_option(self) -> bytes:
@@ -823,6 +832,13 @@ class _Resolution:
         self._stop_lingering()
         if self.tcp_task is not None:
             self.tcp_task.cancel()
+
+
+def _failure_phrase(answer: UpstreamAnswer) -> str:
+    """What an upstream's failed reply did, as our SERVFAIL's Extended DNS Error says."""
+    if answer.malformed:
+        return "sent a malformed reply"
+    return f"answered {rcode_name(answer.rcode)}"
 
 
 def _reason(exc: OSError) -> str:

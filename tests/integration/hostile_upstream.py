@@ -58,6 +58,8 @@ class Mode(enum.Enum):
     GARBAGE = "garbage"
     """Junk datagrams: short, and with our ID but unparsable sections; never a real answer."""
     REFUSED = "refused"
+    SLOW_REFUSED = "slow-refused"
+    """REFUSED after ``delay``."""
     SERVFAIL = "servfail"
     TRUNCATE = "truncate"
     """TC=1 and no records over UDP; the whole answer over TCP."""
@@ -329,6 +331,8 @@ class HostileUpstream:
             return []
         if mode is Mode.REFUSED:
             return [(0, self._error(query, RCODE.REFUSED), False)]
+        if mode is Mode.SLOW_REFUSED:
+            return [(self.delay, self._error(query, RCODE.REFUSED), False)]
         if mode is Mode.SERVFAIL:
             return [(0, self._error(query, RCODE.SERVFAIL), False)]
         if mode is Mode.GARBAGE:

@@ -523,6 +523,23 @@ def test_connection_cap_evicts_the_oldest(loop_factory: LoopFactory, udp_batchin
                 assert recv_frame(newest)[:2] == b"\x40\x02"
 
 
+def test_the_tcp_listen_queue_holds_a_burst_the_cap_admits(
+    loop_factory: LoopFactory, udp_batching: bool
+) -> None:
+    """asyncio's default backlog of 100 dropped SYNs of a burst of glibc's TCP retries,
+    each then waiting out a retransmit (1 s and more) though the cap had room."""
+    with ThreadedServer(
+        example_responder(), allow=LOOPBACK, loop_factory=loop_factory, udp_batching=udp_batching
+    ) as server:
+        listing = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{server.port}"],
+            capture_output=True, text=True, check=True, timeout=10,
+        )  # fmt: skip
+    (line,) = listing.stdout.splitlines()
+    backlog = int(line.split()[2])  # Send-Q of a listening socket: its backlog
+    assert backlog >= min(1024, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 

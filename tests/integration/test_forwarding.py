@@ -863,6 +863,20 @@ def test_an_answer_later_than_its_attempt_is_taken_within_the_deadline(
     assert addresses(reply) == {"192.0.2.57"}
 
 
+def test_a_late_refusal_is_what_the_servfail_says_not_a_timeout(
+    loop_thread: LoopThread,
+) -> None:
+    """An upstream slower than an attempt that answers REFUSED was reported as "timed
+    out": an operator reading the SERVFAIL's reason would look for packet loss."""
+    with (
+        HostileUpstream(mode=Mode.SLOW_REFUSED, delay=0.4) as refusing,
+        serving(loop_thread, refusing) as served,
+    ):
+        raw = exchange(served.port, make_query("late.example.test", edns=1232))
+    assert RCODE.get(DNSRecord.parse(raw).header.rcode) == "SERVFAIL"
+    assert b"answered REFUSED" in raw
+
+
 def test_while_every_upstream_is_down_clients_are_not_kept_waiting(
     loop_thread: LoopThread,
 ) -> None:
@@ -1028,6 +1042,35 @@ def test_one_name_asked_in_a_loop_leaves_room_for_other_questions(
             reply = ask(served.port, "other.example.test")
             assert len(upstream.queries("stuck.example.test")) == 1
     assert addresses(reply) == {"192.0.2.58"}
+
+
+def test_the_tcp_cap_evicts_a_connection_waiting_on_a_forward_last(
+    loop_thread: LoopThread,
+) -> None:
+    """A connection whose question is being forwarded is not idle: evicted first (as
+    the oldest), its client got nothing for a question already asked (glibc: EAI_AGAIN
+    under a burst of TCP lookups with a slow upstream). An idle one goes instead."""
+    with HostileUpstream(mode=Mode.SLOW, delay=0.4) as slow:
+        slow.add("slow.example.test", "A", "192.0.2.60")
+        with serving(
+            loop_thread, slow, server_limits=ServerLimits(tcp_max_connections=2)
+        ) as served:
+            waiting = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+            query = make_query("slow.example.test", qid=0x5150)
+            waiting.sendall(struct.pack("!H", len(query)) + query)
+            time.sleep(0.1)  # asked upstream: the oldest connection, with a forward pending
+            idle = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+            time.sleep(0.1)
+            newest = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+            try:
+                length = struct.unpack("!H", _recv_exactly(waiting, 2))[0]
+                reply = DNSRecord.parse(_recv_exactly(waiting, length))
+                assert idle.recv(1) == b""  # the idle one was let go
+            finally:
+                for sock in (waiting, idle, newest):
+                    sock.close()
+    assert reply.header.id == 0x5150
+    assert addresses(reply) == {"192.0.2.60"}
 
 
 def test_upstream_queries_in_flight_are_bounded(loop_thread: LoopThread) -> None:
