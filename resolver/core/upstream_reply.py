@@ -65,10 +65,14 @@ def read_name(message: bytes, position: int) -> bytes:
             target = (length & 0x3F) << 8 | message[position + 1]
             if target >= position:
                 raise MalformedReply("compression pointer does not point back")
+            if target < wire.HEADER_LEN:
+                raise MalformedReply("compression pointer into the header")
             position = target
             continue
         if length & 0xC0:
             raise MalformedReply("unknown label type")
+        if position + length + 1 > len(message):
+            raise MalformedReply("label runs past the end")
         labels += message[position : position + length + 1]
         if len(labels) >= wire.MAX_NAME:
             raise MalformedReply("name longer than 255 octets")

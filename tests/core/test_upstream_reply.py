@@ -168,6 +168,7 @@ def _cname_reply(target_rdata: bytes, rtype: int = 5) -> bytes:
         _cname_reply(b"\x00" * 21, rtype=6),  # SOA: two names and six numbers' worth
         _cname_reply(b"", rtype=41),  # an OPT in the answer section (RFC 6891 6.1.1)
         GOOD[:QEND] + b"\xc0\x7f" + GOOD[QEND + 2 :],  # the owner a pointer forward
+        GOOD[:QEND] + b"\xc0\x01" + GOOD[QEND + 2 :],  # the owner a pointer into the header
     ],
     ids=[
         "bad-label-type",
@@ -179,6 +180,7 @@ def _cname_reply(target_rdata: bytes, rtype: int = 5) -> bytes:
         "soa-too-long",
         "opt-in-answer",
         "owner-forward",
+        "owner-into-header",
     ],
 )
 def test_our_reply_with_records_that_do_not_hold_together_is_the_upstream_failing(
