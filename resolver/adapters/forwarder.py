@@ -162,6 +162,9 @@ class Forwarder:
         """When each upstream's last "did not answer in time" was logged."""
         self._warning_open: set[Endpoint] = set()
         """Upstreams warned about and not heard from since."""
+        self._last_answer = -math.inf
+        """Loop time of the last answer from any upstream, late ones included (of the
+        first question until one comes): down means quiet for a whole deadline."""
         self.cache = cache
         self.zone = zone
         """The zone being served, to complete a CNAME chain that ends at an owned
@@ -230,7 +233,10 @@ class Forwarder:
         resolution = _Resolution(self, loop, question, key, loop.time() + self.limits.total_timeout)
         resolution.waiters.append((question, udp, deliver))
         self._in_flight[key] = resolution
-        if self.ranking.all_down():
+        now = loop.time()
+        if self._last_answer == -math.inf:  # the first question: count quiet time from it
+            self._last_answer = now
+        if self.ranking.all_down() and now - self._last_answer > self.limits.total_timeout:
             resolution.release_after(self.limits.down_wait)
         if self._running < self.limits.max_in_flight:
             self._running += 1
@@ -339,10 +345,11 @@ class Forwarder:
         if waited < self.limits.attempt_timeout - _TIMER_SLACK:
             return
         standing = self.ranking.timed_out(upstream, now)
-        if standing is None or standing.timeouts != 1:
+        if standing is None or upstream in self._warning_open:
             return
         # Once a minute at most: an upstream that always answers a little late (taken,
-        # see _linger) would otherwise log this and "answers again" every question.
+        # see _linger) would otherwise log this and "answers again" every question. A
+        # timeout in that minute leaves the warning to a later one in the same run.
         if now - self._warned.get(upstream, -math.inf) < _WARN_EVERY:
             return
         self._warned[upstream] = now
@@ -355,7 +362,12 @@ class Forwarder:
         )
 
     def _answered(self, upstream: Endpoint) -> None:
-        """``upstream`` answered: it takes its place again if it had been timing out."""
+        """``upstream`` answered: it takes its place again if it had been timing out.
+
+        Also the time of the last answer: an upstream that answers every question
+        late (after an attempt timed out, before the next) times out in a row while
+        answering, and is not down (``down_wait``) while answers keep coming."""
+        self._last_answer = asyncio.get_running_loop().time()
         # Said once after each warning.
         if (
             self.ranking.standings
@@ -672,8 +684,8 @@ class _Resolution:
         for late in lingering:
             self.watcher.unwatch(late.fd)
             late.sock.close()
-        if lingering:
-            self.watcher.restock(lingering[0].sock.family)
+        for family in {late.sock.family for late in lingering}:
+            self.watcher.restock(family)
 
     def _expired(self) -> None:
         self.timer = None
@@ -885,6 +897,8 @@ class _Watcher:
         self._sweep_at = math.inf
         self._stock: dict[int, list[_socket.socket]] = {}
         """Unused sockets by family, made ahead of need and already in the epoll set."""
+        self._stocked: set[int] = set()
+        """Their descriptors."""
         self._closed = False
         self._epoll: select.epoll | None = None
         if hasattr(select, "epoll"):
@@ -908,6 +922,7 @@ class _Watcher:
         stock = self._stock.get(family)
         if stock:
             sock = stock.pop()
+            self._stocked.discard(sock.fileno())
             if self._epoll is None:
                 self.loop.add_reader(sock.fileno(), callback)
             else:
@@ -952,6 +967,7 @@ class _Watcher:
                     sock.close()
                     return
             stock.append(sock)
+            self._stocked.add(sock.fileno())
 
     def unwatch(self, fd: int) -> None:
         """Stop watching ``fd``; the caller closes it next, which also leaves the epoll set."""
@@ -968,7 +984,9 @@ class _Watcher:
             callback = callbacks.get(fd)
             if callback is not None:
                 callback()
-            else:  # unwatched but not closed (yet): it must not keep the loop spinning
+            elif fd not in self._stocked:  # unwatched but not closed (yet): it must not
+                # keep the loop spinning. A stale event of this batch may name the number
+                # of a socket just closed and reused by the stock, which must stay in.
                 with contextlib.suppress(OSError):
                     epoll.unregister(fd)
 
@@ -1037,3 +1055,4 @@ class _Watcher:
             for sock in stock:
                 sock.close()
         self._stock.clear()
+        self._stocked.clear()

@@ -863,6 +863,31 @@ def test_an_answer_later_than_its_attempt_is_taken_within_the_deadline(
     assert addresses(reply) == {"192.0.2.57"}
 
 
+def test_an_upstream_answering_every_question_late_is_not_down(
+    loop_thread: LoopThread,
+) -> None:
+    """Each question's first attempt times out before the late answer comes, so two
+    questions under way made every upstream look down and new clients got SERVFAIL,
+    for as long as the slow upstream kept answering. Answers heard keep it up."""
+    limits = ForwarderLimits(attempt_timeout=0.3, total_timeout=0.9, down_wait=0.05)
+    names = [f"s{index}.example.test" for index in range(24)]
+    with HostileUpstream(mode=Mode.SLOW, delay=0.4) as slow:
+        for name in names:
+            slow.add(name, "A", "192.0.2.61")
+        with serving(loop_thread, slow, limits=limits) as served:
+            replies: list[DNSRecord] = []
+            threads = []
+            for name in names:
+                thread = threading.Thread(target=lambda n=name: replies.append(ask(served.port, n)))
+                thread.start()
+                threads.append(thread)
+                time.sleep(0.05)
+            for thread in threads:
+                thread.join(10)
+    assert len(replies) == len(names)
+    assert all(addresses(reply) == {"192.0.2.61"} for reply in replies)
+
+
 def test_a_late_refusal_is_what_the_servfail_says_not_a_timeout(
     loop_thread: LoopThread,
 ) -> None:
@@ -894,6 +919,7 @@ def test_while_every_upstream_is_down_clients_are_not_kept_waiting(
             first = ask(served.port, "n0.example.test")
             assert time.monotonic() - started >= 0.8  # the whole deadline: not known down yet
             assert served.forwarder.ranking.all_down()
+            time.sleep(0.2)  # quiet for more than a whole deadline since the first question
             started = time.monotonic()
             raw = exchange(served.port, make_query("n1.example.test", edns=1232))
             assert time.monotonic() - started < 0.5
