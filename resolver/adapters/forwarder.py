@@ -13,9 +13,9 @@ client gets SERVFAIL, never NXDOMAIN (with an Extended DNS Error saying why:
 ``resolver.core.servfail_reason``). An upstream that timed out is asked after
 the others for a while (``resolver.core.upstream_ranking``), and one that answers
 FORMERR without an OPT is asked again without EDNS (RFC 6891 section 7).
-While every upstream is down (each timed out twice in a row, none answered since),
-clients are not kept waiting: a new question is still asked, but its clients get
-SERVFAIL after ``down_wait``. Identical questions in flight share one upstream
+While every upstream is down (each timed out twice in a row, none heard for a
+deadline), clients are not kept waiting: a new question is still asked, but its
+clients get SERVFAIL after ``down_wait``. Identical questions in flight share one upstream
 query, and at most
 ``max_in_flight`` upstream queries are outstanding at once (the rest wait their
 turn, their deadline running).
