@@ -14,10 +14,10 @@ SIGINT_EXIT = 130
 
 
 def main() -> int:
-    from resolver.adapters.held_signals import hold  # noqa: PLC0415 - as early as it can be
-
-    hold()
     try:
+        from resolver.adapters.held_signals import hold  # noqa: PLC0415 - as early as can be
+
+        hold()
         from resolver.cli import main as run  # noqa: PLC0415 - the point of this module
 
         return run()
