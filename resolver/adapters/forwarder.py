@@ -602,19 +602,24 @@ class _Resolution:
                     self._stop_udp()
                     self._answered_over_udp(answer)
                     return
-                # The common case, in the order the client waits for: reply first,
-                # then close the socket and cache the answer (as of its arrival).
-                forwarder = self.forwarder
-                cache = forwarder.cache
-                arrived = cache.clock()
-                answer = cache.admit(forwarder.completed(answer, self.question.key))
-                self._finish(answer)
-                self._stop_udp()
-                cache.put(self.key, answer, arrived)
-                forwarder._answered(self.upstream)
+                self._take(answer, self.upstream)  # the common case
                 return
         except Exception:
             self._failed()
+
+    def _take(self, answer: UpstreamAnswer, upstream: Endpoint) -> None:
+        """A good answer over UDP, on time or late, in the order the client waits
+        for: reply first, then close the sockets and cache it (as of its arrival)."""
+        forwarder = self.forwarder
+        cache = forwarder.cache
+        arrived = cache.clock()
+        answer = cache.admit(forwarder.completed(answer, self.question.key))
+        self._finish(answer)
+        self._stop_udp()
+        if self.tcp_task is not None:
+            self.tcp_task.cancel()
+        cache.put(self.key, answer, arrived)
+        forwarder._answered(upstream)  # a late one too: slow, not gone, so not down
 
     def _linger(self) -> None:
         """Keep the attempt that timed out listening until the question ends.
@@ -658,16 +663,7 @@ class _Resolution:
                     self._close_late(late)  # the attempt under way decides
                     return
                 log.debug("upstream %s answered after its attempt timed out", late.upstream)
-                forwarder = self.forwarder
-                forwarder._answered(late.upstream)  # slow, not gone: not down
-                cache = forwarder.cache
-                arrived = cache.clock()
-                answer = cache.admit(forwarder.completed(answer, self.question.key))
-                self._finish(answer)
-                self._stop_udp()
-                if self.tcp_task is not None:
-                    self.tcp_task.cancel()
-                cache.put(self.key, answer, arrived)
+                self._take(answer, late.upstream)
                 return
         except Exception:
             self._failed()

@@ -98,20 +98,11 @@ _NAME_AT = {
 def _check_rdata_name(reply: bytes, position: int, end: int) -> int:
     """Check the name at ``position`` lies whole within the RDATA ending at ``end``,
     any pointer aiming back at a well-formed name; the offset just after it."""
-    while True:
-        if position >= end:
-            raise MalformedReply("name in RDATA runs past the record")
-        length = reply[position]
-        if length == 0:
-            return position + 1
-        if length & 0xC0 == 0xC0:
-            if position + 2 > end:
-                raise MalformedReply("pointer in RDATA runs past the record")
-            read_name(reply, position)  # follows the pointer: back, to labels, bounded
-            return position + 2
-        if length & 0xC0:
-            raise MalformedReply("unknown label type")
-        position += length + 1
+    after = skip_name(reply, position)
+    if after > end:
+        raise MalformedReply("name in RDATA runs past the record")
+    read_name(reply, position)  # its labels, and where its pointers lead: back, bounded
+    return after
 
 
 _FIXED_RDLENGTH = {wire.TYPE_A: 4, wire.TYPE_AAAA: 16}
